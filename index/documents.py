@@ -1,0 +1,101 @@
+"""Page item → Whoosh documents. Plain dicts in, plain dicts out (no Whoosh import), so
+the crawl process can build documents and the writer process only has to add them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["IMAGE_FIELDS", "PAGE_FIELDS", "index_date", "page_documents"]
+
+# Page fields every image hit carries (the search output's `page_url` is the page's url).
+PAGE_FIELDS = ("title", "author", "date", "page_tags", "format")
+IMAGE_FIELDS = (
+    "position",
+    "image_url",
+    "link_url",
+    "alt",
+    "caption_raw",
+    "caption",
+    "headline",
+    "site",
+    "board",
+    "tags",
+    "image_host",
+    "domain",
+    "duplicate_of",
+)
+# Page-level state kept for refresh (validators, file facts) besides the contract fields.
+STATE_FIELDS = ("content_hash", "etag", "last_modified", "size", "mtime", "last_seen", "start")
+
+
+def index_date(value: str | None) -> dt.datetime | None:
+    """ISO string → naive datetime for Whoosh's DATETIME field (aware values in UTC)."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def page_documents(item: Mapping[str, Any], state: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The page document followed by one document per image, in page order."""
+    url = item["url"]
+    page_tags = list(item.get("tags") or [])
+    date = index_date(item.get("date"))
+    images = item.get("images") or []
+    page_record = {
+        "url": url,
+        "title": item.get("title"),
+        "author": item.get("author"),
+        "date": item.get("date"),
+        "tags": page_tags,
+        "format": item.get("format"),
+        "front_matter": item.get("front_matter") or {},
+        "content_hash": item.get("content_hash"),
+        "image_count": len(images),
+    }
+    if state:
+        page_record.update({k: state[k] for k in STATE_FIELDS if k in state})
+    docs: list[dict[str, Any]] = [{"id": url, "kind": "page", "page_url": url, "record": _dumps(page_record)}]
+    common: dict[str, Any] = {"kind": "image", "page_url": url}
+    if item.get("title"):
+        common["title"] = item["title"]
+    if item.get("author"):
+        common["author"] = item["author"]
+    if date is not None:
+        common["date"] = date
+    shared = {
+        "page_url": url,
+        "title": item.get("title"),
+        "author": item.get("author"),
+        "date": item.get("date"),
+        "page_tags": page_tags,
+    }
+    for image in images:
+        record = {k: image.get(k) for k in IMAGE_FIELDS}
+        image_tags = list(image.get("tags") or [])
+        record["image_tags"] = image_tags
+        record.update(shared)
+        all_tags = image_tags + [t for t in page_tags if t not in image_tags]
+        doc = dict(common)
+        doc["id"] = f"{url}#{image['position']}"
+        doc["record"] = _dumps(record)
+        for name in ("image_url", "headline", "caption", "alt", "domain", "site", "image_host", "board"):
+            value = image.get(name)
+            if value:
+                doc[name] = value
+        if all_tags:
+            doc["tags"] = ",".join(t.replace(",", " ") for t in all_tags)
+        docs.append(doc)
+    return docs

@@ -1,0 +1,323 @@
+"""Batched index writing, optionally in a process of its own.
+
+Whoosh is pure Python and the slowest stage of a crawl, so the crawl hands finished
+documents to :class:`WriterProcess` through a bounded queue: parsing/normalizing in the
+crawl process overlaps indexing in the writer process, and the queue bound keeps memory
+flat when the writer falls behind. :class:`PageWriter` is the same logic in-process.
+
+One writer per index at a time: a session lock (``.writer.lock``, an ``flock`` held for
+the whole session, released by the kernel when the process dies, so a killed crawl never
+leaves a stale lock) plus Whoosh's own lock around each writer. Commits are batched by
+document count and by time; a crash loses at most the uncommitted batch, never the
+index (Whoosh switches to a new table of contents only once a commit is complete).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from whoosh import index as whoosh_index
+from whoosh.index import LockError
+from whoosh.writing import IndexWriter as WhooshWriter
+
+from index.schema import make_schema
+
+__all__ = ["IndexLocked", "PageWriter", "WriterError", "WriterProcess", "open_or_create"]
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".writer.lock"
+
+
+class IndexLocked(RuntimeError):
+    """Another process is writing this index."""
+
+
+class WriterError(RuntimeError):
+    """The writer process failed; the message says why."""
+
+
+def open_or_create(index_dir: str | os.PathLike[str]) -> whoosh_index.Index:
+    path = Path(index_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    if whoosh_index.exists_in(str(path)):
+        return whoosh_index.open_dir(str(path))
+    return whoosh_index.create_in(str(path), make_schema())
+
+
+class SessionLock:
+    """An exclusive flock on ``<index>/.writer.lock`` holding the owner's pid."""
+
+    def __init__(self, index_dir: str | os.PathLike[str], wait: bool = False) -> None:
+        self.path = Path(index_dir) / LOCK_NAME
+        self.wait = wait
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise IndexLocked(
+                f"index {self.path.parent} is being written by another process (pid {owner}); "
+                "wait for it to finish or set INDEX_LOCK_WAIT=True"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class PageWriter:
+    """Adds pages (a page document + its image documents) with batched commits."""
+
+    def __init__(
+        self,
+        index_dir: str | os.PathLike[str],
+        *,
+        commit_docs: int = 50_000,
+        commit_seconds: float = 60.0,
+        limitmb: int = 256,
+        procs: int = 1,
+        multisegment: bool = False,
+        lock_wait: bool = False,
+    ) -> None:
+        self.index_dir = str(index_dir)
+        self.commit_docs = commit_docs
+        self.commit_seconds = commit_seconds
+        self.writer_args: dict[str, Any] = {"limitmb": limitmb}
+        if procs > 1:
+            self.writer_args.update(procs=procs, multisegment=multisegment)
+        self.lock = SessionLock(index_dir, wait=lock_wait)
+        self.stats = {"pages": 0, "documents": 0, "commits": 0, "deleted_pages": 0, "deleted_documents": 0}
+        self._ix: whoosh_index.Index | None = None
+        self._writer: WhooshWriter | None = None
+        self._fresh = False
+        self._seen: set[str] = set()
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def open(self) -> None:
+        self.lock.acquire()
+        try:
+            self._ix = open_or_create(self.index_dir)
+            # A fresh index has nothing to replace: skip the per-page delete lookups.
+            self._fresh = self._ix.doc_count_all() == 0
+            self._writer = self._new_writer()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _new_writer(self) -> WhooshWriter:
+        assert self._ix is not None
+        try:
+            return self._ix.writer(**self.writer_args)
+        except LockError:
+            raise IndexLocked(f"index {self.index_dir} is locked by another writer") from None
+
+    def commit(self, reopen: bool = True) -> None:
+        assert self._writer is not None
+        self._writer.commit()
+        self.stats["commits"] += 1
+        self._pending = 0
+        self._fresh = False
+        self._last_commit = time.monotonic()
+        self._writer = self._new_writer() if reopen else None
+
+    def close(self) -> dict[str, int]:
+        """Commit what is pending and release the index."""
+        try:
+            if self._writer is not None:
+                self.commit(reopen=False)
+        finally:
+            self.lock.release()
+        return dict(self.stats)
+
+    def cancel(self) -> None:
+        """Drop the uncommitted batch (the index keeps its last committed state)."""
+        try:
+            if self._writer is not None:
+                self._writer.cancel()
+                self._writer = None
+        finally:
+            self.lock.release()
+
+    # -- writing ---------------------------------------------------------------------
+    def add_page(self, docs: list[dict[str, Any]]) -> int:
+        """Replace a page's documents; ``docs[0]`` is the page document."""
+        assert self._writer is not None
+        url = docs[0]["page_url"]
+        if url in self._seen:
+            # Uncommitted documents cannot be deleted; a page reached twice in one
+            # session (overlapping starts) is the same page: keep the first.
+            return 0
+        self._seen.add(url)
+        if not self._fresh:
+            self._writer.delete_by_term("page_url", url)
+        add = self._writer.add_document
+        for doc in docs:
+            add(**doc)
+        self.stats["pages"] += 1
+        self.stats["documents"] += len(docs) - 1
+        self._pending += len(docs)
+        self._maybe_commit()
+        return len(docs) - 1
+
+    def delete_pages(self, urls: Iterable[str]) -> int:
+        assert self._writer is not None
+        deleted = 0
+        for url in urls:
+            n = self._writer.delete_by_term("page_url", url)
+            deleted += n
+            self.stats["deleted_pages"] += 1
+            self.stats["deleted_documents"] += max(n - 1, 0)
+        self._pending += deleted
+        return deleted
+
+    def _maybe_commit(self) -> None:
+        if self._pending >= self.commit_docs or (
+            self._pending and time.monotonic() - self._last_commit >= self.commit_seconds
+        ):
+            self.commit()
+
+    def tick(self) -> None:
+        """Commit on time even when no page arrives (a slow HTTP crawl)."""
+        if self._writer is not None:
+            self._maybe_commit()
+
+
+# -- the writer process ----------------------------------------------------------------
+
+_STOP = "close"
+
+
+def _serve(index_dir: str, options: dict[str, Any], inbox: Any, outbox: Any) -> None:
+    """Child process main loop: messages in, one final stats message out."""
+    writer = PageWriter(index_dir, **options)
+    try:
+        writer.open()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
+        outbox.put(("error", f"{exc}"))
+        return
+    outbox.put(("ready", os.getpid()))
+    try:
+        while True:
+            try:
+                msg = inbox.get(timeout=1.0)
+            except queue.Empty:
+                writer.tick()
+                continue
+            kind = msg[0]
+            if kind == "page":
+                writer.add_page(msg[1])
+            elif kind == "delete":
+                writer.delete_pages(msg[1])
+            elif kind == "commit":
+                writer.commit()
+            elif kind == "abort":
+                writer.cancel()
+                outbox.put(("done", writer.stats))
+                return
+            elif kind == _STOP:
+                outbox.put(("done", writer.close()))
+                return
+    except Exception as exc:
+        logger.exception("index writer failed")
+        writer.cancel()
+        outbox.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class WriterProcess:
+    """:class:`PageWriter` in a child process, fed through a bounded queue."""
+
+    def __init__(self, index_dir: str | os.PathLike[str], *, queue_pages: int = 64, **options: Any) -> None:
+        self.index_dir = str(index_dir)
+        self.options = options
+        self.queue_pages = queue_pages
+        # spawn, not fork: the crawl process runs threads (Twisted's pool) that a fork
+        # would copy mid-flight.
+        self._ctx = mp.get_context("spawn")
+        self._proc: Any = None
+        self._inbox: Any = None
+        self._outbox: Any = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        self._inbox = self._ctx.Queue(maxsize=self.queue_pages)
+        self._outbox = self._ctx.Queue()
+        self._proc = self._ctx.Process(
+            target=_serve,
+            args=(self.index_dir, self.options, self._inbox, self._outbox),
+            name="index-writer",
+        )
+        self._proc.start()
+        kind, value = self._receive(timeout)
+        if kind == "error":
+            self._proc.join(5)
+            if "another process" in value or "locked" in value:
+                raise IndexLocked(value)
+            raise WriterError(value)
+
+    def _receive(self, timeout: float) -> tuple[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._outbox.get(timeout=0.5)
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    # It may have put its last words just before exiting.
+                    try:
+                        return self._outbox.get(timeout=0.5)
+                    except queue.Empty:
+                        raise WriterError(f"index writer exited with code {self._proc.exitcode}") from None
+                if time.monotonic() > deadline:
+                    raise WriterError("index writer did not answer") from None
+
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        while True:
+            try:
+                self._inbox.put(msg, timeout=1.0)
+                return
+            except queue.Full:
+                if not self._proc.is_alive():
+                    raise WriterError(f"index writer exited with code {self._proc.exitcode}") from None
+
+    def add_page(self, docs: list[dict[str, Any]]) -> None:
+        self._send(("page", docs))
+
+    def delete_pages(self, urls: list[str]) -> None:
+        self._send(("delete", urls))
+
+    def commit(self) -> None:
+        self._send(("commit",))
+
+    def _finish(self, msg: str) -> dict[str, int]:
+        self._send((msg,))
+        kind, value = self._receive(timeout=24 * 3600)
+        self._proc.join(30)
+        if kind == "error":
+            raise WriterError(value)
+        return value
+
+    def close(self) -> dict[str, int]:
+        return self._finish(_STOP)
+
+    def cancel(self) -> dict[str, int]:
+        return self._finish("abort")

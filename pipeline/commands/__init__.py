@@ -1,0 +1,2 @@
+"""Project commands (``COMMANDS_MODULE``): ``search`` and a ``crawl`` that accepts
+repeated ``-a start=...``."""

@@ -1,0 +1,42 @@
+"""The item contract (DESIGN.md): one PageItem per page, images as a list of records.
+
+Pipelines read and write items only through itemadapter's ItemAdapter, so a dict with
+the same keys works everywhere a PageItem does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["IMAGE_RECORD_FIELDS", "PageItem"]
+
+# Image record keys, in contract order; the normalizer pipelines fill the later ones.
+IMAGE_RECORD_FIELDS = (
+    "position",
+    "image_url",
+    "link_url",
+    "alt",
+    "caption_raw",
+    "caption",
+    "headline",
+    "site",
+    "board",
+    "tags",
+    "image_host",
+    "domain",
+    "duplicate_of",
+)
+
+
+@dataclass
+class PageItem:
+    url: str
+    title: str | None = None
+    author: str | None = None
+    date: str | None = None
+    tags: list[str] = field(default_factory=list)
+    front_matter: dict[str, Any] = field(default_factory=dict)
+    format: str = "none"
+    body_text: str = ""
+    content_hash: str = ""
+    images: list[dict[str, Any]] = field(default_factory=list)

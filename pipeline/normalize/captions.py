@@ -1,0 +1,225 @@
+"""Caption repair and structure (headline, site, board, tags). Pure functions.
+
+``repair`` fixes the text and removes nothing; ``normalize_caption`` then splits off a
+publisher suffix (only with evidence), a Pinterest board prefix, hashtags and Pinterest
+tag trails.
+
+>>> repair("Chair therabandâ„¢ Upper  Back &amp; Arms")
+'Chair theraband™ Upper Back & Arms'
+>>> c = normalize_caption("Chair yoga for the neck -  YouTube", image_domain="youtube.com")
+>>> c.headline, c.site
+('Chair yoga for the neck', 'YouTube')
+>>> normalize_caption("Pin on Fitness", image_domain="pinterest.com").board
+'Fitness'
+>>> normalize_caption("The Best Upper Back Stretch - Thoracic Stretch").site is None
+True
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import ftfy
+
+from pipeline.normalize.domains import PLATFORMS
+
+__all__ = ["CaptionInfo", "normalize_caption", "repair"]
+
+_FTFY = ftfy.TextFixerConfig(
+    unescape_html=False,  # done exactly once, before ftfy
+    uncurl_quotes=False,  # curly quotes are the author's
+    fix_latin_ligatures=False,
+    fix_character_width=False,  # full-width text is correct text
+    normalization="NFC",
+    explain=False,
+)
+
+
+# Mojibake ftfy leaves behind: UTF-8 bytes shown as Windows-1252/Latin-1 characters,
+# e.g. `â„¢` for `™`. A lead character (bytes C2–F4) followed by the right number of
+# continuation characters (bytes 80–BF) is re-encoded and decoded as UTF-8.
+def _cp1252_char(b: int) -> str:
+    try:
+        return bytes([b]).decode("cp1252")
+    except UnicodeDecodeError:
+        return bytes([b]).decode("latin-1")
+
+
+_CHAR_TO_BYTE = {_cp1252_char(b): b for b in range(0x80, 0x100)}
+_CONT = "".join(re.escape(_cp1252_char(b)) for b in range(0x80, 0xC0))
+_LEAD2 = "".join(re.escape(_cp1252_char(b)) for b in range(0xC2, 0xE0))
+_LEAD3 = "".join(re.escape(_cp1252_char(b)) for b in range(0xE0, 0xF0))
+_LEAD4 = "".join(re.escape(_cp1252_char(b)) for b in range(0xF0, 0xF5))
+_MOJIBAKE = re.compile(f"[{_LEAD2}][{_CONT}]|[{_LEAD3}][{_CONT}]{{2}}|[{_LEAD4}][{_CONT}]{{3}}")
+# `â€` + the byte 9D (undefined in cp1252, so usually lost) was a closing double quote.
+_LOST_RDQUO = re.compile("â€(?=\\s|$)")
+
+# Zero-width characters that carry no meaning in a caption. ZWJ/ZWNJ are kept: emoji
+# sequences and several scripts (Persian, Indic) need them.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u200e\u200f\u00ad\u180e"), None)
+
+
+def _redecode(match: re.Match[str]) -> str:
+    s = match.group(0)
+    try:
+        return bytes(_CHAR_TO_BYTE[c] for c in s).decode("utf-8")
+    except (KeyError, UnicodeDecodeError):
+        return s
+
+
+@lru_cache(maxsize=8192)
+def repair(text: str) -> str:
+    """Repair a caption: entities decoded once, mojibake fixed, NFC, invisible and
+    control characters removed, whitespace collapsed. Nothing else is removed."""
+    if not text:
+        return ""
+    s = html.unescape(text)
+    if not s.isascii():
+        # Before ftfy, which would read `â€ ` as the bytes of a dagger.
+        s = _LOST_RDQUO.sub("\u201d", s)
+        s = ftfy.fix_text(s, _FTFY)
+        s = _MOJIBAKE.sub(_redecode, s)
+        s = s.translate(_INVISIBLE)
+        s = unicodedata.normalize("NFC", s)
+    # Control characters become spaces so that words they separated stay apart.
+    s = "".join(" " if unicodedata.category(c) == "Cc" else c for c in s) if not s.isprintable() else s
+    return " ".join(s.split())
+
+
+def _load(name: str) -> dict[str, str]:
+    text = resources.files("pipeline.normalize.data").joinpath(name).read_text("utf-8")
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
+def _key(s: str) -> str:
+    """Letters and digits only, case-folded and without accents: `ELDERGYM®` → `eldergym`."""
+    folded = unicodedata.normalize("NFKD", s.casefold())
+    return "".join(c for c in folded if c.isalnum())
+
+
+_KNOWN_SITES: frozenset[str] = frozenset(
+    {_key(name) for name in _load("publishers.json")} | {_key(v["name"]) for v in PLATFORMS.values()}
+)
+# Labels too generic to be evidence of a publisher on their own.
+_GENERIC_LABELS = frozenset(
+    {"com", "org", "net", "gov", "edu", "www", "cdn", "img", "image", "images", "static", "assets", "blog"}
+    | {"post", "media", "files", "news"}
+)
+
+_SEPARATORS = re.compile(r" (?:\||-|–|—|·|::) ")
+_BOARD = re.compile(
+    r"^(?:pin (?:on|auf|en|di|op|em|su|på|na|no|från)|[eé]pingl[eé] (?:sur|dans)) (?P<board>.+)$",
+    re.IGNORECASE,
+)
+_HASHTAG = re.compile(r"(?<![\w&/#])#(\w[\w-]*(?:…|\.\.\.)?)")
+_TRAILING_HASHTAGS = re.compile(r"(?:\s*#\w[\w-]*(?:…|\.\.\.)?)+\s*$")
+_TRUNCATED = ("…", "...")
+
+
+@dataclass(frozen=True, slots=True)
+class CaptionInfo:
+    caption: str
+    headline: str
+    site: str | None
+    board: str | None
+    tags: list[str] = field(default_factory=list)
+
+
+@lru_cache(maxsize=16384)
+def _domain_evidence(domain: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(keys a site must equal, labels a site may end with) for a registrable domain."""
+    labels = [label for label in domain.split(".") if label]
+    equal = {_key(domain), *(_key(label) for label in labels if len(label) >= 3 and label not in _GENERIC_LABELS)}
+    ending = frozenset(_key(label) for label in labels if len(label) >= 6 and label not in _GENERIC_LABELS)
+    return frozenset(k for k in equal if k), ending
+
+
+def _is_site(segment: str, domains: tuple[str | None, ...]) -> bool:
+    key = _key(segment)
+    if len(key) < 2:
+        return False
+    if key in _KNOWN_SITES or (key.startswith("the") and key[3:] in _KNOWN_SITES):
+        return True
+    for domain in domains:
+        if not domain:
+            continue
+        equal, ending = _domain_evidence(domain)
+        if key in equal or any(key.endswith(label) for label in ending):
+            return True
+    return False
+
+
+def _dedup(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        folded = item.casefold()
+        if item and folded not in seen:
+            seen.add(folded)
+            out.append(item)
+    return out
+
+
+def _split_site(caption: str, domains: tuple[str | None, ...]) -> tuple[str, str | None]:
+    """Find the publisher: the right-most separator-delimited segment with evidence."""
+    seps = list(_SEPARATORS.finditer(caption))
+    for i in range(len(seps) - 1, -1, -1):
+        end = seps[i + 1].start() if i + 1 < len(seps) else len(caption)
+        segment = caption[seps[i].end() : end].strip()
+        if _is_site(segment, domains):
+            headline = caption[: seps[i].start()].strip()
+            if headline:
+                return headline, segment
+    return caption, None
+
+
+def _tag_trail(headline: str) -> tuple[str, list[str]]:
+    """Pinterest's `Title | tag one, tag two, tag thr…` trail."""
+    before, sep, trail = headline.rpartition(" | ")
+    if not sep or "," not in trail or not before.strip():
+        return headline, []
+    tags = [t.strip() for t in trail.split(",")]
+    if tags and tags[-1].endswith(_TRUNCATED):
+        tags.pop()
+    return before.strip(), [t for t in tags if t]
+
+
+def normalize_caption(
+    raw: str,
+    *,
+    image_domain: str | None = None,
+    page_domain: str | None = None,
+    site_hint: str | None = None,
+) -> CaptionInfo:
+    """Repair a caption and split it into headline, site, board and tags.
+
+    ``site_hint`` is the platform name the domain step derived from the image host
+    (`Pinterest`, `YouTube`); it becomes ``site`` when the caption names no publisher."""
+    caption = repair(raw)
+    pinterest = image_domain == "pinterest.com"
+    headline, site = _split_site(caption, (image_domain, page_domain))
+    board = None
+    m = _BOARD.match(headline)
+    if m and (pinterest or headline == caption):
+        board = m.group("board").strip()
+        headline, site = board, site or "Pinterest"
+    tags: list[str] = []
+    if pinterest and board is None:
+        headline, tags = _tag_trail(headline)
+    hashtags = [t for t in _HASHTAG.findall(headline) if not t.endswith(_TRUNCATED)]
+    if hashtags:
+        stripped = _TRAILING_HASHTAGS.sub("", headline).strip()
+        headline = stripped or headline
+    return CaptionInfo(
+        caption=caption,
+        headline=headline,
+        site=site or site_hint,
+        board=board,
+        tags=_dedup(hashtags + tags),
+    )

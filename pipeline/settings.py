@@ -1,0 +1,71 @@
+"""Scrapy settings for the pages crawler. Every tunable of this project is here, with
+its default and why; override any of them with ``-s NAME=VALUE``."""
+
+import os
+
+BOT_NAME = "pages"
+SPIDER_MODULES = ["pipeline.spiders"]
+NEWSPIDER_MODULE = "pipeline.spiders"
+COMMANDS_MODULE = "pipeline.commands"
+
+ITEM_PIPELINES = {
+    "pipeline.pipelines.ValidatePage": 100,
+    "pipeline.pipelines.NormalizeDomains": 200,
+    "pipeline.pipelines.NormalizeCaptions": 300,
+    "pipeline.pipelines.DeduplicateImages": 400,
+    "pipeline.pipelines.IndexWriter": 900,
+}
+
+# --- index ------------------------------------------------------------------------
+# Where the Whoosh index lives. Precedence: -s INDEX_DIR=... > $PAGES_INDEX > data/index.
+INDEX_DIR = os.environ.get("PAGES_INDEX", "data/index")
+# Set False to crawl without touching the index (e.g. only `-O items.jsonl`).
+INDEX_ENABLED = True
+# Commit after this many documents, or this many seconds, whichever comes first: a crash
+# loses at most one batch, a search sees progress during long crawls.
+INDEX_COMMIT_DOCS = 50_000
+INDEX_COMMIT_SECONDS = 60.0
+# Whoosh writer memory per pool before it spills sorted runs to disk.
+INDEX_WRITER_LIMITMB = 256
+# Whoosh's multiprocess writer (procs > 1); multisegment skips the final merge.
+INDEX_WRITER_PROCS = 1
+INDEX_WRITER_MULTISEGMENT = False
+# Write in a separate process (overlaps with crawling: Whoosh is pure Python and holds
+# the GIL). False writes in the crawl process, which is simpler to debug.
+INDEX_WRITER_PROCESS = True
+# Pages in flight between crawl and writer; bounds memory when the writer falls behind.
+INDEX_QUEUE_PAGES = 64
+# A second crawl on a locked index: fail at once (False) or wait for the lock (True).
+INDEX_LOCK_WAIT = False
+
+# --- pages spider --------------------------------------------------------------------
+# File extensions picked up when a start is a folder (case-insensitive).
+PAGES_EXTENSIONS = [".md", ".markdown", ".mdown", ".mkd", ".mdx", ".txt"]
+# Hosts besides the sitemap's own whose pages a sitemap may list.
+PAGES_ALLOWED_HOSTS: list[str] = []
+
+# --- politeness and limits -----------------------------------------------------------
+ROBOTSTXT_OBEY = True
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.5
+AUTOTHROTTLE_TARGET_CONCURRENCY = 4.0
+CONCURRENT_REQUESTS = 32
+CONCURRENT_REQUESTS_PER_DOMAIN = 8
+DOWNLOAD_TIMEOUT = 30
+# Pages are text; anything bigger than this is not a page (logged and counted).
+DOWNLOAD_MAXSIZE = 16 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 4 * 1024 * 1024
+# Local files: no politeness delay, and AutoThrottle leaves this slot alone.
+DOWNLOAD_SLOTS = {"local-files": {"concurrency": 64, "delay": 0}}
+USER_AGENT = "pages-crawler/0.1 (+https://example.invalid/pages-crawler)"
+# Images are recorded, never fetched; media pipelines stay off.
+MEDIA_ALLOW_REDIRECTS = False
+
+# --- operations ----------------------------------------------------------------------
+LOG_LEVEL = "INFO"
+LOGSTATS_INTERVAL = 30.0
+TELNETCONSOLE_ENABLED = False
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+FEED_EXPORT_ENCODING = "utf-8"
+# No listening sockets: a crawl contacts only the sources it was given.
+REMOTE_CONTROL_ENABLED = False
