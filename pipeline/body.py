@@ -38,7 +38,7 @@ class ImageRef:
 
 # Hugo: {{< figure src="a.jpg" caption="x" >}} and {{% figure ... %}}; the escaped form
 # used to *show* a shortcode ({{</* figure */>}}) deliberately does not match.
-_HUGO = re.compile(r"\{\{([<%])\s*(figure|img|image)\b(?P<args>.*?)\s*\1\}\}", re.S)
+_HUGO = re.compile(r"\{\{(?:<|(%))\s*(?:figure|img|image)\b(?P<args>.*?)\s*(?(1)%|>)\}\}", re.S)
 # Zola: {{ figure(src="a.jpg", caption="x") }} and the common image/resize_image variants.
 _ZOLA = re.compile(r"\{\{\s*(figure|image|img|resize_image)\s*\((?P<args>.*?)\)\s*\}\}", re.S)
 _ARG = re.compile(r"""(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([^\s,"']+))""", re.S)
@@ -80,6 +80,11 @@ def _make_parser() -> MarkdownIt:
     # Entities stay as written: the caption normalizer decodes them exactly once, and
     # decoding here too would turn `&amp;amp;` into `&` instead of `&amp;`.
     md.disable("entity")
+    # We record URLs, we never render them: keep them as written (no percent-encoding,
+    # no punycode; the domain normalizer decides) and keep `data:`/`javascript:` images
+    # so they are counted as bad URLs instead of vanishing.
+    md.normalizeLink = lambda url: url  # type: ignore[method-assign]
+    md.validateLink = lambda url: True  # type: ignore[method-assign]
     md.inline.ruler.before("text", "shortcode_image", _shortcode_rule)
     return md
 

@@ -193,11 +193,12 @@ def _iso_date(value: Any) -> str | None:
         return None
     s = value.strip()
     try:
-        return dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s).isoformat()
+        # A date stays a date: datetime.fromisoformat would invent a midnight.
+        return dt.date.fromisoformat(s).isoformat()
     except ValueError:
         pass
     try:
-        return dt.date.fromisoformat(s).isoformat()
+        return dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s).isoformat()
     except ValueError:
         pass
     try:

@@ -56,9 +56,15 @@ _CONT = "".join(re.escape(_cp1252_char(b)) for b in range(0x80, 0xC0))
 _LEAD2 = "".join(re.escape(_cp1252_char(b)) for b in range(0xC2, 0xE0))
 _LEAD3 = "".join(re.escape(_cp1252_char(b)) for b in range(0xE0, 0xF0))
 _LEAD4 = "".join(re.escape(_cp1252_char(b)) for b in range(0xF0, 0xF5))
-_MOJIBAKE = re.compile(f"[{_LEAD2}][{_CONT}]|[{_LEAD3}][{_CONT}]{{2}}|[{_LEAD4}][{_CONT}]{{3}}")
+_SEQ = f"[{_LEAD2}][{_CONT}]|[{_LEAD3}][{_CONT}]{{2}}|[{_LEAD4}][{_CONT}]{{3}}"
+_MOJIBAKE = re.compile(f"(?:{_SEQ})+")
+# A lone two-character sequence is only trusted with the leads of Latin-1 mojibake
+# (`Ã©`, `Â°`); `CAFÉ™` or `Ä”` are correct text that merely looks like a sequence.
+_TRUSTED_LEADS = "ÂÃ"
 # `â€` + the byte 9D (undefined in cp1252, so usually lost) was a closing double quote.
 _LOST_RDQUO = re.compile("â€(?=\\s|$)")
+# `Â` + NBSP whose NBSP became a plain space; a standalone `Â` after a non-letter.
+_LOST_NBSP = re.compile(r"(?<![^\W\d_])Â(?= )")
 
 # Zero-width characters that carry no meaning in a caption. ZWJ/ZWNJ are kept: emoji
 # sequences and several scripts (Persian, Indic) need them.
@@ -67,10 +73,22 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u200e\u200f\u00ad\u180e"
 
 def _redecode(match: re.Match[str]) -> str:
     s = match.group(0)
+    if len(s) == 2 and s[0] not in _TRUSTED_LEADS:
+        return s
     try:
         return bytes(_CHAR_TO_BYTE[c] for c in s).decode("utf-8")
     except (KeyError, UnicodeDecodeError):
         return s
+
+
+def _fix_mojibake(s: str) -> str:
+    # Before ftfy, which would read `â€ ` as the bytes of a dagger.
+    s = _LOST_RDQUO.sub("\u201d", s)
+    s = ftfy.fix_text(s, _FTFY)
+    s = _MOJIBAKE.sub(_redecode, s)
+    s = _LOST_NBSP.sub(" ", s)
+    s = s.translate(_INVISIBLE)
+    return unicodedata.normalize("NFC", s)
 
 
 @lru_cache(maxsize=8192)
@@ -80,13 +98,14 @@ def repair(text: str) -> str:
     if not text:
         return ""
     s = html.unescape(text)
-    if not s.isascii():
-        # Before ftfy, which would read `â€ ` as the bytes of a dagger.
-        s = _LOST_RDQUO.sub("\u201d", s)
-        s = ftfy.fix_text(s, _FTFY)
-        s = _MOJIBAKE.sub(_redecode, s)
-        s = s.translate(_INVISIBLE)
-        s = unicodedata.normalize("NFC", s)
+    # Text encoded twice needs two rounds; the bound keeps pathological input cheap.
+    for _ in range(4):
+        if s.isascii():
+            break
+        before = s
+        s = _fix_mojibake(s)
+        if s == before:
+            break
     # Control characters become spaces so that words they separated stay apart.
     s = "".join(" " if unicodedata.category(c) == "Cc" else c for c in s) if not s.isprintable() else s
     return " ".join(s.split())

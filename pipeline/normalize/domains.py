@@ -92,6 +92,8 @@ def clean_url(raw: str, base: str | None = None) -> tuple[str, str | None]:
     url = raw.strip().strip("<>").strip()
     if not url:
         return raw, None
+    if url[:6].lower().startswith(("http:", "https:")) and not url.split(":", 1)[1].lstrip("/"):
+        return url, None  # a scheme with nothing after it: urljoin would return the base
     if base:
         try:
             url = urljoin(base, url)
@@ -211,4 +213,4 @@ def normalize_image_url(raw: str, base: str | None = None) -> DomainInfo:
             break
         current, origin_host = origin_url, unwrapped
     domain, site_hint = _host_facts(origin_host)
-    return DomainInfo(url, host, domain, site_hint, False)
+    return DomainInfo(url, host.strip("[]"), domain, site_hint, False)

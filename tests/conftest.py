@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "examples" / "pages" / "chair-exercises-upper-back.md"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def run_scrapy(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The real `scrapy` command in a subprocess, as a user runs it."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PAGES_INDEX"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def crawl(index: Path, *starts: str, settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    args = ["crawl", "pages", "-s", f"INDEX_DIR={index}", "-s", "LOG_LEVEL=INFO"]
+    for name, value in (settings or {}).items():
+        args += ["-s", f"{name}={value}"]
+    for start in starts:
+        args += ["-a", f"start={start}"]
+    result = run_scrapy(*args)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result
+
+
+def crawl_stats(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stderr[result.stderr.find("Dumping Scrapy stats") :]
+
+
+def image_documents(index: Path) -> list[dict]:
+    from whoosh import index as whoosh_index
+
+    ix = whoosh_index.open_dir(str(index))
+    with ix.searcher() as s:
+        return (
+            [
+                {**json.loads(fields["record"]), "id": fields["id"]}
+                for _, fields in ((d, s.stored_fields(d)) for d in s.document_numbers(kind="image"))
+            ]
+            if s.doc_count()
+            else []
+        )
+
+
+def page_documents(index: Path) -> list[dict]:
+    from whoosh import index as whoosh_index
+
+    ix = whoosh_index.open_dir(str(index))
+    with ix.searcher() as s:
+        return [json.loads(s.stored_fields(d)["record"]) for d in s.document_numbers(kind="page")]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on 127.0.0.1 (free port) for the test's duration."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
