@@ -81,34 +81,34 @@ def _redecode(match: re.Match[str]) -> str:
         return s
 
 
-def _fix_mojibake(s: str) -> str:
-    # Before ftfy, which would read `â€ ` as the bytes of a dagger.
-    s = _LOST_RDQUO.sub("\u201d", s)
-    s = ftfy.fix_text(s, _FTFY)
-    s = _MOJIBAKE.sub(_redecode, s)
-    s = _LOST_NBSP.sub(" ", s)
-    s = s.translate(_INVISIBLE)
-    return unicodedata.normalize("NFC", s)
+def _repair_once(s: str) -> str:
+    if not s.isascii():
+        # Before ftfy, which would read `â€ ` as the bytes of a dagger.
+        s = _LOST_RDQUO.sub("\u201d", s)
+        s = ftfy.fix_text(s, _FTFY)
+        s = _MOJIBAKE.sub(_redecode, s)
+        s = _LOST_NBSP.sub(" ", s)
+        s = s.translate(_INVISIBLE)
+        s = unicodedata.normalize("NFC", s)
+    if not s.isprintable():
+        # Control characters become spaces so that words they separated stay apart.
+        s = "".join(" " if unicodedata.category(c) == "Cc" else c for c in s)
+    return " ".join(s.split())
 
 
 @lru_cache(maxsize=8192)
 def repair(text: str) -> str:
     """Repair a caption: entities decoded once, mojibake fixed, NFC, invisible and
     control characters removed, whitespace collapsed. Nothing else is removed."""
-    if not text:
-        return ""
-    s = html.unescape(text)
-    # Text encoded twice needs two rounds; the bound keeps pathological input cheap.
-    for _ in range(4):
-        if s.isascii():
+    s = html.unescape(text) if "&" in text else text
+    # Text encoded twice needs two rounds (and one fix can expose another); repeat to a
+    # fixed point so that repair(repair(x)) == repair(x). The bound keeps junk cheap.
+    for _ in range(6):
+        fixed = _repair_once(s)
+        if fixed == s:
             break
-        before = s
-        s = _fix_mojibake(s)
-        if s == before:
-            break
-    # Control characters become spaces so that words they separated stay apart.
-    s = "".join(" " if unicodedata.category(c) == "Cc" else c for c in s) if not s.isprintable() else s
-    return " ".join(s.split())
+        s = fixed
+    return s
 
 
 def _load(name: str) -> dict[str, str]:
