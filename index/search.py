@@ -21,7 +21,7 @@ from whoosh.qparser import (
     FuzzyTermPlugin,
     GtLtPlugin,
     MultifieldParser,
-    PlusMinusPlugin,
+    OperatorsPlugin,
 )
 from whoosh.qparser.dateparse import DateParserPlugin
 
@@ -102,7 +102,9 @@ def make_parser(schema: Any) -> tuple[MultifieldParser, list[str]]:
     errors: list[str] = []
     parser = MultifieldParser(list(DEFAULT_FIELDS), schema, fieldboosts=FIELD_BOOSTS)
     parser.add_plugin(FieldAliasPlugin({"tags": ["tag"], "page_url": ["url"]}))
-    parser.add_plugin(PlusMinusPlugin())
+    # `-word` as a second spelling of `NOT word`, only at the start of a term, so that
+    # `tag:page-tag` stays one term. (Whoosh's PlusMinusPlugin would turn AND into OR.)
+    parser.replace_plugin(OperatorsPlugin(Not=r"(^|(?<=(\s|[()])))(NOT(?=\s)|-(?=[^\s-]))"))
     parser.add_plugin(FuzzyTermPlugin())
     parser.add_plugin(GtLtPlugin())
     parser.add_plugin(DateParserPlugin(callback=errors.append, free=False))

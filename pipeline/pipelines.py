@@ -10,6 +10,8 @@ from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.statscollectors import StatsCollector
+from scrapy.utils.defer import deferred_from_coro
+from twisted.internet import reactor
 
 from index.documents import page_documents
 from index.writer import IndexLocked, PageWriter, WriterError, WriterProcess
@@ -176,13 +178,17 @@ class IndexWriter(_StatsPipeline):
         except (IndexLocked, WriterError, OSError) as exc:
             logger.error("cannot write the index: %s", exc)
             self.inc("index/errors")
-            if self.crawler is not None and self.crawler.engine is not None:
-                self.crawler.engine.close_spider_async(reason="index_locked") if hasattr(
-                    self.crawler.engine, "close_spider_async"
-                ) else self.crawler.engine.close_spider(self.crawler.spider, "index_locked")
+            self._close_crawl("index_locked" if isinstance(exc, IndexLocked) else "index_error")
             return
         self.writer = writer
         logger.info("writing index %s", self.index_dir)
+
+    def _close_crawl(self, reason: str) -> None:
+        # Nothing this crawl finds could be stored: stop it rather than parse in vain.
+        engine = self.crawler.engine if self.crawler is not None else None
+        if engine is None:
+            return
+        reactor.callLater(0, lambda: deferred_from_coro(engine.close_spider_async(reason=reason)))
 
     def process_item(self, item: Any) -> Any:
         if self.writer is None:

@@ -6,10 +6,10 @@ import html
 import json
 
 import pytest
-from conftest import FIXTURES
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from conftest import FIXTURES
 from pipeline.normalize.captions import normalize_caption, repair
 
 SEED_ROWS = json.loads((FIXTURES / "seed_captions.json").read_text("utf-8"))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SEED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import SEED
 from pipeline.normalize.domains import PLATFORMS, normalize_image_url, platform_for
 from pipeline.parsing import parse_page
 

@@ -6,10 +6,10 @@ import codecs
 import json
 
 import pytest
-from conftest import SEED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import SEED
 from pipeline.parsing import PageError, parse_page
 
 PAREN_URLS = [

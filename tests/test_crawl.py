@@ -1,0 +1,209 @@
+"""End to end: the real `scrapy crawl` and `scrapy search` commands in subprocesses."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SEED, crawl, crawl_stats, image_documents, page_documents, run_scrapy
+
+EXAMPLES = ROOT / "examples" / "pages"
+
+
+def comparable(docs: list[dict]) -> list[tuple]:
+    """Documents without what depends on where the page was read from."""
+    out = []
+    for d in docs:
+        name = d["page_url"].rsplit("/", 1)[-1]
+        keep = {k: v for k, v in d.items() if k not in ("page_url", "id", "image_url", "link_url")}
+        image = d["image_url"].rsplit("/", 1)[-1]
+        out.append((name, d["position"], image, json.dumps(keep, sort_keys=True)))
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def seed_index(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("seed")
+    shutil.copy(SEED, folder / SEED.name)
+    index = folder / "index"
+    result = crawl(index, str(folder))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return index
+
+
+def test_seed_crawl_gives_88_documents_and_recrawl_keeps_88(seed_index):
+    docs = image_documents(seed_index)
+    assert len(docs) == 88
+    assert sorted(d["position"] for d in docs) == list(range(88))
+    first = next(d for d in docs if d["position"] == 0)
+    assert first["title"] == "Chair Exercises For Upper Back"
+    assert first["author"] == "Our Writers"
+    assert first["date"] == "2020-11-09T06:14:50.636078"
+    folder = seed_index.parent
+    result = crawl(seed_index, str(folder))
+    assert result.returncode == 0
+    assert len(image_documents(seed_index)) == 88
+    assert len(page_documents(seed_index)) == 1
+
+
+def test_search_json_lines_have_contract_fields(seed_index):
+    result = run_scrapy("search", "--json", "--limit", "100", 'title:"upper back"', "-s", f"INDEX_DIR={seed_index}")
+    assert result.returncode == 0, result.stderr
+    hits = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(hits) == 88
+    expected = {
+        "position",
+        "image_url",
+        "link_url",
+        "alt",
+        "caption_raw",
+        "caption",
+        "headline",
+        "site",
+        "board",
+        "tags",
+        "image_host",
+        "domain",
+        "duplicate_of",
+        "title",
+        "author",
+        "date",
+        "page_url",
+        "score",
+    }
+    assert all(expected <= set(hit) for hit in hits)
+    assert result.stderr == ""
+
+
+def test_search_exit_codes_and_messages(seed_index, tmp_path):
+    ok = run_scrapy("search", "chair yoga", "-s", f"INDEX_DIR={seed_index}")
+    assert ok.returncode == 0 and "results in" in ok.stdout
+    none = run_scrapy("search", "xyzzyplugh", "-s", f"INDEX_DIR={seed_index}")
+    assert none.returncode == 1
+    bad = run_scrapy("search", "title:(", "-s", f"INDEX_DIR={seed_index}")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "index", "search", "--index", str(tmp_path / "none"), "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert "scrapy crawl pages -a start=" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_python_m_index_search_matches_scrapy_search(seed_index):
+    a = run_scrapy("search", "--json", "theraband", "-s", f"INDEX_DIR={seed_index}")
+    b = subprocess.run(
+        [sys.executable, "-m", "index", "search", "--json", "--index", str(seed_index), "theraband"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout
+    assert "theraband™" in json.loads(b.stdout.splitlines()[0])["caption"]
+
+
+def test_good_and_broken_pages(tmp_path):
+    folder = tmp_path / "pages"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(SEED, folder / "seed.md")
+    (folder / "sub" / "good.md").write_text("---\ntitle: Good\n---\n![](https://x.test/a.jpg) fine\n")
+    (folder / "unclosed.md").write_text('+++\ntitle = "x"\n![](https://x.test/b.jpg) lost\n')
+    (folder / "bad-yaml.md").write_text("---\ntitle: [oops\n---\nbody\n")
+    (folder / "bad-json.md").write_text('{"title": "x",\n\n![](a.jpg)\n')
+    (folder / "binary.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00")
+    (folder / "dir.md").mkdir()  # a folder with a page-like name is not a page
+    (folder / "notes.rst").write_text("ignored: not a page extension")
+    index = tmp_path / "index"
+    result = crawl(index, str(folder))
+    assert result.returncode == 0
+    docs = image_documents(index)
+    assert len(docs) == 89
+    assert {d["title"] for d in docs} == {"Chair Exercises For Upper Back", "Good"}
+    stats = crawl_stats(result)
+    for reason in ("unclosed_front_matter", "invalid_yaml", "invalid_json", "binary"):
+        assert f"'pages/invalid/{reason}': 1" in stats
+    assert "'pages/invalid': 4" in stats
+    for name in ("unclosed.md", "bad-yaml.md", "bad-json.md", "binary.md"):
+        assert f"skipped file://{folder / name}:" in result.stderr
+
+
+def test_removed_images_disappear_on_recrawl(tmp_path):
+    page = tmp_path / "p" / "page.md"
+    page.parent.mkdir()
+    page.write_text("![](https://x.test/1.jpg) one\n![](https://x.test/2.jpg) two\n![](https://x.test/3.jpg) three\n")
+    index = tmp_path / "index"
+    crawl(index, str(page))
+    assert len(image_documents(index)) == 3
+    page.write_text("![](https://x.test/1.jpg) one, edited\n")
+    crawl(index, str(page))
+    docs = image_documents(index)
+    assert [(d["position"], d["caption"]) for d in docs] == [(0, "one, edited")]
+
+
+def test_several_starts(tmp_path):
+    index = tmp_path / "index"
+    result = crawl(index, str(EXAMPLES / "desk-stretches.md"), str(EXAMPLES / "notes-without-front-matter.md"))
+    assert result.returncode == 0
+    assert {d["page_url"].rsplit("/", 1)[-1] for d in image_documents(index)} == {
+        "desk-stretches.md",
+        "notes-without-front-matter.md",
+    }
+
+
+def _sitemap(urls: list[str]) -> str:
+    entries = "".join(f"<url><loc>{u}</loc></url>" for u in urls)
+    return f'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>'
+
+
+def test_http_page_and_sitemaps_give_the_folder_documents(tmp_path, http_root):
+    www, base = http_root
+    for page in EXAMPLES.iterdir():
+        shutil.copy(page, www / page.name)
+    names = sorted(p.name for p in EXAMPLES.iterdir())
+    (www / "sitemap.xml").write_text(_sitemap([f"{base}/{n}" for n in names[:2]]))
+    (www / "more.xml.gz").write_bytes(gzip.compress(_sitemap([f"{base}/{n}" for n in names[2:]]).encode()))
+    (www / "sitemap_index.xml").write_text(
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<sitemap><loc>{base}/sitemap.xml</loc></sitemap><sitemap><loc>{base}/more.xml.gz</loc></sitemap>"
+        f"<sitemap><loc>{base}/sitemap_index.xml</loc></sitemap>"  # a loop: followed once
+        f"<sitemap><loc>file:///etc/passwd</loc></sitemap>"  # never read local files for a remote site
+        "</sitemapindex>"
+    )
+    folder_index = tmp_path / "folder-index"
+    crawl(folder_index, str(EXAMPLES))
+    expected = comparable(image_documents(folder_index))
+    assert len(expected) > 88
+
+    sitemap_index = tmp_path / "sitemap-index"
+    result = crawl(sitemap_index, f"{base}/sitemap_index.xml")
+    assert result.returncode == 0
+    assert comparable(image_documents(sitemap_index)) == expected
+    assert "'pages/refused/scheme': 1" in crawl_stats(result)
+
+    page_index = tmp_path / "page-index"
+    crawl(page_index, f"{base}/{SEED.name}")
+    assert len(image_documents(page_index)) == 88
+    assert {d["page_url"] for d in image_documents(page_index)} == {f"{base}/{SEED.name}"}
+
+
+def test_second_crawl_on_a_locked_index_exits_at_once(tmp_path):
+    from index.writer import SessionLock
+
+    index = tmp_path / "index"
+    lock = SessionLock(index)
+    lock.acquire()
+    try:
+        result = run_scrapy("crawl", "pages", "-a", f"start={EXAMPLES}", "-s", f"INDEX_DIR={index}")
+    finally:
+        lock.release()
+    assert result.returncode == 75
+    assert "being written by another process" in result.stderr

@@ -1,0 +1,171 @@
+"""Index writer and search library, without Scrapy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import image_documents, page_documents
+from index.documents import page_documents as build_documents
+from index.search import IndexMissing, QueryError, search
+from index.writer import IndexLocked, PageWriter, SessionLock, WriterProcess
+
+
+def item(url: str, captions: list[str], title: str = "T", **extra) -> dict:
+    return {
+        "url": url,
+        "title": title,
+        "author": extra.get("author", "Ann"),
+        "date": extra.get("date", "2020-11-09T06:14:50"),
+        "tags": extra.get("tags", ["page-tag"]),
+        "format": "yaml",
+        "front_matter": {},
+        "content_hash": "0" * 64,
+        "images": [
+            {
+                "position": i,
+                "image_url": f"https://img.example.com/{url.rsplit('/', 1)[-1]}-{i}.jpg",
+                "link_url": None,
+                "alt": "",
+                "caption_raw": c,
+                "caption": c,
+                "headline": c,
+                "site": "Example",
+                "board": None,
+                "tags": ["ImageTag"],
+                "image_host": "img.example.com",
+                "domain": "example.com",
+                "duplicate_of": None,
+            }
+            for i, c in enumerate(captions)
+        ],
+    }
+
+
+def write(index: Path, *items: dict, **options) -> dict:
+    writer = PageWriter(index, **options)
+    writer.open()
+    for it in items:
+        writer.add_page(build_documents(it))
+    return writer.close()
+
+
+def test_documents_carry_page_fields_and_tag_union():
+    docs = build_documents(item("file:///a.md", ["Chair yoga"]))
+    assert [d["kind"] for d in docs] == ["page", "image"]
+    assert docs[1]["id"] == "file:///a.md#0"
+    assert docs[1]["tags"] == "ImageTag,page-tag"
+    assert docs[1]["title"] == "T" and docs[1]["author"] == "Ann"
+
+
+def test_rewriting_a_page_replaces_its_documents(tmp_path):
+    index = tmp_path / "ix"
+    write(index, item("file:///a.md", ["one", "two", "three"]), item("file:///b.md", ["bee"]))
+    assert len(image_documents(index)) == 4
+    write(index, item("file:///a.md", ["only one now"]))
+    docs = image_documents(index)
+    assert sorted(d["id"] for d in docs) == ["file:///a.md#0", "file:///b.md#0"]
+    assert {d["caption"] for d in docs} == {"only one now", "bee"}
+    assert len(page_documents(index)) == 2
+
+
+def test_commits_are_batched(tmp_path):
+    index = tmp_path / "ix"
+    pages = [item(f"file:///p{i}.md", ["x"] * 10) for i in range(20)]
+    stats = write(index, *pages, commit_docs=50)
+    assert stats["documents"] == 200
+    # 220 documents (pages + images) in batches of >= 50: a handful of commits, not 20.
+    assert 2 <= stats["commits"] <= 5
+    assert len(image_documents(index)) == 200
+
+
+def test_same_page_twice_in_one_session_is_written_once(tmp_path):
+    index = tmp_path / "ix"
+    write(index, item("file:///a.md", ["x", "y"]), item("file:///a.md", ["x", "y"]))
+    assert len(image_documents(index)) == 2
+
+
+def test_second_writer_is_refused_and_killed_owner_releases(tmp_path):
+    index = tmp_path / "ix"
+    first = PageWriter(index)
+    first.open()
+    with pytest.raises(IndexLocked, match="another process"):
+        PageWriter(index).open()
+    first.cancel()
+    lock = SessionLock(index)
+    lock.acquire()  # free again
+    lock.release()
+
+
+def test_cancel_keeps_last_committed_state(tmp_path):
+    index = tmp_path / "ix"
+    write(index, item("file:///a.md", ["kept"]))
+    writer = PageWriter(index)
+    writer.open()
+    writer.add_page(build_documents(item("file:///b.md", ["lost"])))
+    writer.cancel()
+    assert [d["caption"] for d in image_documents(index)] == ["kept"]
+
+
+def test_writer_process_end_to_end(tmp_path):
+    index = tmp_path / "ix"
+    proc = WriterProcess(index, queue_pages=2)
+    proc.start()
+    for i in range(10):
+        proc.add_page(build_documents(item(f"file:///p{i}.md", ["a", "b"])))
+    stats = proc.close()
+    assert stats["pages"] == 10 and stats["documents"] == 20
+    assert len(image_documents(index)) == 20
+
+
+def test_writer_process_reports_lock(tmp_path):
+    index = tmp_path / "ix"
+    lock = SessionLock(index)
+    lock.acquire()
+    try:
+        with pytest.raises(IndexLocked):
+            WriterProcess(index).start()
+    finally:
+        lock.release()
+
+
+# -- search ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory) -> Path:
+    index = tmp_path_factory.mktemp("search") / "ix"
+    write(
+        index,
+        item("file:///a.md", ["Upper back stretch", "Chair yoga for seniors"], title="Chair exercises"),
+        item("file:///b.md", ["Épinglé sur bureau"], title="Office", author="Bob", date="2019-05-01"),
+    )
+    return index
+
+
+def test_search_finds_stemmed_and_accent_folded_words(small_index):
+    assert [h["caption"] for h in search(small_index, "stretches").hits] == ["Upper back stretch"]
+    assert [h["caption"] for h in search(small_index, "epingle").hits] == ["Épinglé sur bureau"]
+
+
+def test_search_fields_and_filters(small_index):
+    assert {h["page_url"] for h in search(small_index, 'title:"chair exercises"').hits} == {"file:///a.md"}
+    assert [h["caption"] for h in search(small_index, "author:bob").hits] == ["Épinglé sur bureau"]
+    assert len(search(small_index, "tag:imagetag").hits) == 3
+    assert len(search(small_index, "tag:page-tag").hits) == 3
+    assert [h["caption"] for h in search(small_index, "date:2019").hits] == ["Épinglé sur bureau"]
+
+
+def test_search_hit_has_contract_fields(small_index):
+    hit = search(small_index, "yoga").hits[0]
+    for key in ("position", "image_url", "caption", "headline", "site", "domain", "title", "page_url", "score"):
+        assert key in hit
+
+
+def test_search_errors(tmp_path, small_index):
+    with pytest.raises(IndexMissing, match="no index"):
+        search(tmp_path / "nothing", "x")
+    for bad in ("title:(", "date:[x to", '"unclosed', "title:"):
+        with pytest.raises(QueryError):
+            search(small_index, bad)
