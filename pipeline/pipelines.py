@@ -11,7 +11,6 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import deferred_from_coro
-from twisted.internet import reactor
 
 from index.documents import page_documents
 from index.writer import IndexLocked, PageWriter, WriterError, WriterProcess
@@ -188,6 +187,10 @@ class IndexWriter(_StatsPipeline):
         engine = self.crawler.engine if self.crawler is not None else None
         if engine is None:
             return
+        # Imported here: importing the reactor at module level would install Twisted's
+        # default reactor before Scrapy installs the one its settings name.
+        from twisted.internet import reactor
+
         reactor.callLater(0, lambda: deferred_from_coro(engine.close_spider_async(reason=reason)))
 
     def process_item(self, item: Any) -> Any:
