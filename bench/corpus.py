@@ -82,7 +82,7 @@ def generate(out: Path, pages: int, seed: int = 1234) -> list[Path]:
     for n in range(pages):
         folder = out / f"part-{n // 500:04d}"
         folder.mkdir(parents=True, exist_ok=True)
-        fmt, text = make_page(rng, n, lines, hosts)
+        _fmt, text = make_page(rng, n, lines, hosts)
         path = folder / f"page-{n:06d}.md"
         path.write_text(text, "utf-8")
         written.append(path)

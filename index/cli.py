@@ -1,5 +1,6 @@
 """``python -m index search ...``: argument parsing and output formatting only; the work
-is :func:`index.search.search`. ``pipeline.commands.search`` reuses both halves."""
+is :func:`index.search.search`. ``pipeline.commands.search`` reuses both halves, so
+``scrapy search`` and ``python -m index search`` behave identically."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import os
 import sys
 from typing import TextIO
 
-from index.search import Results, SearchError, search
+from index.search import FACETS, SORTS, Results, SearchError, search
 
 __all__ = ["add_search_arguments", "default_index_dir", "main", "run_search"]
 
 EXIT_HITS, EXIT_NONE, EXIT_ERROR = 0, 1, 2
+BOLD, RESET = "\x1b[1m", "\x1b[0m"
+FILTERS = ("domain", "site", "author", "board")
 
 
 def default_index_dir() -> str:
@@ -21,27 +24,40 @@ def default_index_dir() -> str:
 
 
 def add_search_arguments(parser: argparse.ArgumentParser, with_index: bool = True) -> None:
-    parser.add_argument("query", nargs="+", help="query words (Whoosh query language)")
+    parser.add_argument("query", nargs="+", help="query words (Whoosh query language, see README)")
     parser.add_argument("--limit", type=int, default=10, metavar="N", help="hits per page (default 10)")
     parser.add_argument("--page", type=int, default=1, metavar="N", help="result page (default 1)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per hit (JSON Lines)")
-    parser.add_argument(
-        "--sort", default="relevance", choices=["relevance", "date", "-date", "domain"], help="hit order"
-    )
-    parser.add_argument("--facet", default="", metavar="F[,F]", help="counts per domain, site, board, author")
-    for name in ("domain", "site", "author", "board"):
+    parser.add_argument("--json", action="store_true", help="JSON Lines: one object per hit, facets last")
+    parser.add_argument("--sort", default="relevance", choices=list(SORTS), help="hit order (default relevance)")
+    parser.add_argument("--facet", default="", metavar="F[,F]", help=f"counts per value of: {', '.join(FACETS)}")
+    for name in FILTERS:
         parser.add_argument(f"--{name}", default=None, metavar=name.upper(), help=f"only hits with this {name}")
+    parser.add_argument("--since", default=None, metavar="DATE", help="only pages dated on/after DATE (2020-01-31)")
+    parser.add_argument("--until", default=None, metavar="DATE", help="only pages dated on/before DATE")
+    parser.add_argument(
+        "--collapse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one hit per distinct image URL (default on)",
+    )
     if with_index:
         parser.add_argument(
             "--index", default=None, metavar="DIR", help="index directory (default: $PAGES_INDEX or data/index)"
         )
 
 
+def _color(out: TextIO) -> bool:
+    # https://no-color.org: any non-empty NO_COLOR turns colour off.
+    return not os.environ.get("NO_COLOR") and hasattr(out, "isatty") and out.isatty()
+
+
 def _print_human(results: Results, out: TextIO) -> None:
-    first = (results.page - 1) * 0
-    for n, hit in enumerate(results.hits, start=1 + first):
+    first = (results.page - 1) * results.limit + 1
+    for n, hit in enumerate(results.hits, start=first):
+        headline = hit.get("headline_marked") or hit.get("headline") or hit.get("caption") or "(no caption)"
+        uses = f"  (on {hit['uses']} pages)" if hit.get("uses", 0) > 1 else ""
+        out.write(f"{n:>3}. {headline}{uses}\n")
         where = " · ".join(x for x in (hit.get("site"), hit.get("domain")) if x)
-        out.write(f"{n:>3}. {hit.get('headline') or hit.get('caption') or '(no caption)'}\n")
         if where:
             out.write(f"     {where}\n")
         out.write(f"     {hit.get('image_url')}\n")
@@ -49,21 +65,26 @@ def _print_human(results: Results, out: TextIO) -> None:
     for name, counts in results.facets.items():
         out.write(f"{name}:\n")
         for value, count in counts.items():
-            out.write(f"  {count:>6}  {value}\n")
-    out.write(f"{results.total} results in {results.elapsed_ms:.0f} ms\n")
+            out.write(f"  {count:>7}  {value}\n")
+    if not results.hits and results.suggestion:
+        out.write(f"Did you mean: {results.suggestion}?\n")
+    about = "" if results.total_exact else "about "
+    out.write(f"{about}{results.total} results in {results.elapsed_ms:.0f} ms\n")
 
 
 def _print_json(results: Results, out: TextIO) -> None:
     for hit in results.hits:
         out.write(json.dumps(hit, ensure_ascii=False, sort_keys=True) + "\n")
     if results.facets:
-        out.write(json.dumps({"facets": results.facets, "total": results.total}, ensure_ascii=False) + "\n")
+        summary = {"facets": results.facets, "total": results.total, "total_exact": results.total_exact}
+        out.write(json.dumps(summary, ensure_ascii=False) + "\n")
 
 
 def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run a search from parsed options; returns the exit code (0 hits, 1 none, 2 error)."""
-    filters = {name: getattr(opts, name) for name in ("domain", "site", "author", "board") if getattr(opts, name, None)}
+    filters = {name: getattr(opts, name) for name in FILTERS if getattr(opts, name, None)}
     facets = tuple(f.strip() for f in (opts.facet or "").split(",") if f.strip())
+    marks = (BOLD, RESET) if not opts.json and _color(out) else None
     try:
         results = search(
             index_dir,
@@ -73,12 +94,18 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO = sys.stdou
             sort=opts.sort,
             facets=facets,
             filters=filters,
+            since=opts.since,
+            until=opts.until,
+            collapse=opts.collapse,
+            marks=marks,
         )
     except SearchError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""
         err.write(f"error: {exc}{hint}\n")
         return EXIT_ERROR
     (_print_json if opts.json else _print_human)(results, out)
+    if opts.json and not results.hits and results.suggestion:
+        err.write(f"no results; did you mean: {results.suggestion}?\n")
     return EXIT_HITS if results.hits else EXIT_NONE
 
 

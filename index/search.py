@@ -6,16 +6,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from whoosh import highlight, sorting
 from whoosh import index as whoosh_index
 from whoosh import query as Q
-from whoosh import sorting
 from whoosh.qparser import (
     FieldAliasPlugin,
     FuzzyTermPlugin,
@@ -24,6 +26,7 @@ from whoosh.qparser import (
     OperatorsPlugin,
 )
 from whoosh.qparser.dateparse import DateParserPlugin
+from whoosh.searching import Searcher
 
 from index.schema import EXACT_FIELDS
 
@@ -35,6 +38,8 @@ FIELD_BOOSTS = {"headline": 3.0, "title": 2.0, "caption": 1.0, "alt": 0.8, "tags
 FACETS = ("domain", "site", "board", "author", "image_host")
 SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "domain": ("domain", False)}
 
+# Above this estimated number of matches, the total is reported as "about N".
+EXACT_COUNT_LIMIT = 20_000
 CRAWL_HINT = "scrapy crawl pages -a start=PATH_OR_URL"
 
 
@@ -62,8 +67,10 @@ class Results:
     elapsed_ms: float
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
     page: int = 1
+    limit: int = 10
     parsed: str = ""
     suggestion: str | None = None
+    total_exact: bool = True
 
 
 def _open(index_dir: str | Path) -> whoosh_index.Index:
@@ -74,12 +81,39 @@ def _open(index_dir: str | Path) -> whoosh_index.Index:
             hint=f"create it with: {CRAWL_HINT} -s INDEX_DIR={path}",
         )
     try:
-        ix = whoosh_index.open_dir(str(path))
+        return whoosh_index.open_dir(str(path))
     except Exception as exc:  # noqa: BLE001 - any open failure is one message
         raise IndexMissing(f"cannot open index at {path}: {exc}") from None
-    if ix.is_empty():
-        raise IndexMissing(f"index at {path} is empty", hint=f"fill it with: {CRAWL_HINT} -s INDEX_DIR={path}")
-    return ix
+
+
+# One searcher per index, refreshed (not reopened) when a writer has committed since:
+# a long-lived caller (the web page, the benchmarks) pays the open cost once, and every
+# search still sees the last committed state. Readers never wait for the writer.
+_SEARCHERS: dict[str, Searcher] = {}
+
+
+def _searcher(index_dir: str | Path) -> Searcher:
+    key = os.path.abspath(index_dir)
+    searcher = _SEARCHERS.get(key)
+    if searcher is not None:
+        try:
+            fresh = searcher.refresh()
+        except Exception:  # noqa: BLE001 - the index moved or vanished: open again
+            fresh = None
+        if fresh is not None and Path(key).is_dir():
+            _SEARCHERS[key] = fresh
+            searcher = fresh
+        else:
+            _SEARCHERS.pop(key, None)
+            searcher = None
+    if searcher is None:
+        searcher = _open(index_dir).searcher()
+        _SEARCHERS[key] = searcher
+    if searcher.doc_count() == 0:
+        raise IndexMissing(
+            f"index at {index_dir} is empty", hint=f"fill it with: {CRAWL_HINT} -s INDEX_DIR={index_dir}"
+        )
+    return searcher
 
 
 _UNBALANCED = (("(", ")"), ("[", "]"))
@@ -111,7 +145,11 @@ def make_parser(schema: Any) -> tuple[MultifieldParser, list[str]]:
     return parser, errors
 
 
+_STRAY_OPERATOR = re.compile(r"(?<!\S)[-+](?!\S)")
+
+
 def parse_query(schema: Any, text: str) -> Q.Query:
+    text = _STRAY_OPERATOR.sub(" ", text)
     if not text.strip():
         raise QueryError("empty query")
     _check_syntax(text)
@@ -124,10 +162,37 @@ def parse_query(schema: Any, text: str) -> Q.Query:
     return q
 
 
-def _hit(hit: Any) -> dict[str, Any]:
-    record = json.loads(hit["record"])
-    record["score"] = round(float(hit.score or 0.0), 4)
-    return record
+class _Marks(highlight.Formatter):
+    """Wraps matched terms in the caller's marks (ANSI bold, <mark>, ...)."""
+
+    def __init__(self, start: str, end: str) -> None:
+        self.start, self.end = start, end
+
+    def format_token(self, text: str, token: Any, replace: bool = False) -> str:
+        return f"{self.start}{highlight.get_text(text, token, replace)}{self.end}"
+
+
+def _without(kwargs: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in names}
+
+
+def _uses(searcher: Searcher, image_url: str | None) -> int:
+    """How many image documents (page occurrences) show this image URL."""
+    if not image_url:
+        return 0
+    return sum(1 for _ in Q.Term("image_url", image_url).docs(searcher))
+
+
+def _parse_day(value: str | None, name: str, end: bool = False) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        day = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(f"--{name} wants a date like 2020-01-31, not {value!r}") from None
+    if end and len(value) <= 10:
+        day += dt.timedelta(days=1, microseconds=-1)
+    return day
 
 
 def search(
@@ -139,8 +204,17 @@ def search(
     sort: str = "relevance",
     facets: tuple[str, ...] | list[str] = (),
     filters: dict[str, str] | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    collapse: bool = True,
+    marks: tuple[str, str] | None = None,
 ) -> Results:
-    """Run ``query`` against the image documents of the index at ``index_dir``."""
+    """Run ``query`` against the image documents of the index at ``index_dir``.
+
+    ``filters`` are exact-field filters (domain, site, author, board, image_host);
+    ``since``/``until`` bound the page date (inclusive days); ``collapse`` keeps one hit
+    per image URL (each hit's ``uses`` says on how many pages it appears); ``marks``
+    adds ``headline_marked`` with matched terms wrapped in the two strings."""
     if limit < 1:
         raise QueryError("--limit must be at least 1")
     if page < 1:
@@ -151,27 +225,61 @@ def search(
     if unknown:
         raise QueryError(f"unknown facet {unknown[0]!r}; use any of {', '.join(FACETS)}")
     start = time.perf_counter()
-    ix = _open(index_dir)
-    q = parse_query(ix.schema, query)
+    searcher = _searcher(index_dir)
+    q = parse_query(searcher.schema, query)
     restrict: list[Q.Query] = [Q.Term("kind", "image")]
     for name, value in (filters or {}).items():
         if name in EXACT_FIELDS and value:
             restrict.append(Q.Term(name, value.lower()))
-    filter_q = Q.And(restrict) if len(restrict) > 1 else restrict[0]
-    kwargs: dict[str, Any] = {}
+    low, high = _parse_day(since, "since"), _parse_day(until, "until", end=True)
+    if low or high:
+        restrict.append(Q.DateRange("date", low, high))
+    kwargs: dict[str, Any] = {"filter": Q.And(restrict) if len(restrict) > 1 else restrict[0]}
     sort_spec = SORTS[sort]
     if sort_spec:
         kwargs["sortedby"] = sorting.FieldFacet(sort_spec[0], reverse=sort_spec[1])
     if facets:
         kwargs["groupedby"] = {name: sorting.FieldFacet(name, maptype=sorting.Count) for name in facets}
-    with ix.searcher() as searcher:
-        results = searcher.search_page(q, page, pagelen=limit, filter=filter_q, **kwargs)
-        hits = [_hit(h) for h in results]
-        facet_counts = {}
-        for name in facets:
-            groups = results.results.groups(name)
-            facet_counts[name] = dict(sorted(groups.items(), key=lambda kv: (-kv[1], str(kv[0]))))
-        total = len(results)
+    if collapse:
+        kwargs.update(collapse=sorting.FieldFacet("image_url"), collapse_limit=1)
+    # search() + slicing, not search_page(): Whoosh 2.7 cannot count a collapsed top-N
+    # search (CollapseCollector.all_ids calls a method TopCollector lacks).
+    window = page * limit
+    inner = searcher.search(q, limit=window, **kwargs)
+    if marks:
+        inner.formatter = _Marks(*marks)
+        inner.fragmenter = highlight.WholeFragmenter()
+    hits = []
+    for hit in inner[(page - 1) * limit : window]:
+        record = json.loads(hit["record"])
+        record["score"] = round(float(hit.score or 0.0), 4)
+        record["uses"] = _uses(searcher, record.get("image_url"))
+        if marks:
+            text = record.get("headline") or ""
+            record["headline_marked"] = hit.highlights("headline", text=text, minscore=0) or text
+        hits.append(record)
+    # Exact when every match fit in the window or the estimate is small enough to count
+    # (an unscored pass); otherwise Whoosh's estimate: counting a common word exactly walks
+    # every match, which is what makes search slow at scale.
+    collected = inner.scored_length()
+    total, total_exact = collected, collected < window
+    if not total_exact:
+        estimate = q.estimate_size(searcher.reader())
+        if estimate <= EXACT_COUNT_LIMIT:
+            total = len(searcher.search(q, limit=None, scored=False, **_without(kwargs, "sortedby", "groupedby")))
+            total_exact = True
+        else:
+            total = max(estimate, collected)
+    facet_counts = {}
+    for name in facets:
+        groups = inner.groups(name)
+        ordered = sorted(((k, v) for k, v in groups.items() if k), key=lambda kv: (-kv[1], str(kv[0])))
+        facet_counts[name] = dict(ordered)
+    suggestion = None
+    if not hits:
+        corrected = searcher.correct_query(q, query)
+        if corrected.query != q:
+            suggestion = corrected.string
     return Results(
         query=query,
         total=total,
@@ -179,5 +287,8 @@ def search(
         elapsed_ms=(time.perf_counter() - start) * 1000,
         facets=facet_counts,
         page=page,
+        limit=limit,
         parsed=str(q),
+        suggestion=suggestion,
+        total_exact=total_exact,
     )

@@ -19,6 +19,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import resource
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +29,7 @@ from whoosh import index as whoosh_index
 from whoosh.index import LockError
 from whoosh.writing import IndexWriter as WhooshWriter
 
+from index import _whoosh_fixes  # noqa: F401 - applies a Whoosh fix on import
 from index.schema import make_schema
 
 __all__ = ["IndexLocked", "PageWriter", "WriterError", "WriterProcess", "open_or_create"]
@@ -237,7 +239,10 @@ def _serve(index_dir: str, options: dict[str, Any], inbox: Any, outbox: Any) -> 
                 outbox.put(("done", writer.stats))
                 return
             elif kind == _STOP:
-                outbox.put(("done", writer.close()))
+                stats = writer.close()
+                # Peak memory of this process, for the crawl stats (KiB on Linux).
+                stats["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                outbox.put(("done", stats))
                 return
     except Exception as exc:
         logger.exception("index writer failed")

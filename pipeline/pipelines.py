@@ -214,6 +214,8 @@ class IndexWriter(_StatsPipeline):
             self.inc("index/errors")
             return
         self.inc("index/commits", result.get("commits", 0))
+        if self.stats is not None and "max_rss_kb" in result:
+            self.stats.set_value("index/writer_max_rss", result["max_rss_kb"] * 1024)
         logger.info(
             "index %s: %d pages, %d image documents written in %d commits",
             self.index_dir,

@@ -1,0 +1,378 @@
+"""Benchmarks: everything measured in one run, side by side, written to bench/RESULTS.md.
+
+    python -m bench.run --preset small     # make bench        (≈100k image documents, ≤ 5 min)
+    python -m bench.run --preset large     # make bench-large  (≈1M image documents, ≤ 40 min)
+
+Ratios, not absolute numbers, are the point: these machines are noisy, so every comparison
+(ours vs a baseline) comes from the same run on the same corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import WORDS, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / "work"
+PRESETS = {
+    # pages × ~80 images: small ≈ 100k documents, large ≈ 1M documents.
+    "small": {"pages": 1250, "naive_docs": 400, "queries": 500},
+    "large": {"pages": 12500, "naive_docs": 400, "queries": 500},
+    "tiny": {"pages": 60, "naive_docs": 100, "queries": 50},  # smoke test of the bench itself
+}
+
+
+def machine() -> dict[str, str]:
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})",
+        "ram": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def corpus(pages: int) -> Path:
+    out = WORK / f"corpus-{pages}"
+    done = out / ".complete"
+    if not done.exists():
+        shutil.rmtree(out, ignore_errors=True)
+        generate(out, pages)
+        done.touch()
+    return out
+
+
+def _page_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.md"))
+
+
+# -- 7. per-stage throughput, and the precomputed documents for baselines 2 and 3 ----------
+
+
+def stages_and_documents(folder: Path, jsonl: Path) -> dict[str, float]:
+    """Run the pure stages in this process (one core), timing each, and write the final
+    documents as JSON Lines (the baselines' input)."""
+    from index.documents import page_documents
+    from pipeline.normalize import captions, domains
+    from pipeline.parsing import parse_page
+
+    files = _page_files(folder)
+    bodies = [(f.resolve().as_uri(), f.read_bytes()) for f in files]
+    t0 = time.perf_counter()
+    pages = [parse_page(url, body) for url, body in bodies]
+    t_parse = time.perf_counter() - t0
+    images = sum(len(p.images) for p in pages)
+
+    domains._idna_host.cache_clear()
+    domains.registrable_domain.cache_clear()
+    domains.platform_for.cache_clear()
+    domains._host_facts.cache_clear()
+    t0 = time.perf_counter()
+    for page in pages:
+        for image in page.images:
+            info = domains.normalize_image_url(image["image_url"], page.url)
+            image["image_url"], image["image_host"], image["domain"] = info.image_url, info.image_host, info.domain
+            image["site_hint"] = info.site_hint
+    t_domain = time.perf_counter() - t0
+
+    captions.repair.cache_clear()
+    t0 = time.perf_counter()
+    for page in pages:
+        for image in page.images:
+            c = captions.normalize_caption(
+                image["caption_raw"], image_domain=image["domain"], site_hint=image.pop("site_hint")
+            )
+            image.update(caption=c.caption, headline=c.headline, site=c.site, board=c.board, tags=list(c.tags))
+    t_caption = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    with jsonl.open("w", encoding="utf-8") as out:
+        for page in pages:
+            first: dict[str, int] = {}
+            for image in page.images:
+                pos = first.setdefault(image["image_url"], image["position"])
+                image["duplicate_of"] = pos if pos != image["position"] else None
+            for doc in page_documents(asdict(page)):
+                if "date" in doc:
+                    doc["date"] = doc["date"].isoformat()
+                out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    t_docs = time.perf_counter() - t0
+    return {
+        "pages": len(pages),
+        "images": images,
+        "parse_images_per_s": images / t_parse,
+        "parse_pages_per_s": len(pages) / t_parse,
+        "domain_urls_per_s": images / t_domain,
+        "caption_per_s": images / t_caption,
+        "documents_per_s": images / t_docs,
+    }
+
+
+# -- 1. end-to-end crawl ----------------------------------------------------------------------
+
+_STAT = re.compile(r"'([\w/]+)': ([\d.]+)")
+
+
+def crawl(folder: Path, index: Path, settings: dict[str, str] | None = None) -> dict[str, float]:
+    shutil.rmtree(index, ignore_errors=True)
+    args = [sys.executable, "-m", "scrapy", "crawl", "pages", "-a", f"start={folder}", "-s", f"INDEX_DIR={index}"]
+    for name, value in (settings or {}).items():
+        args += ["-s", f"{name}={value}"]
+    t0 = time.perf_counter()
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if result.returncode != 0:
+        raise SystemExit(f"crawl failed:\n{result.stderr[-3000:]}")
+    stats_text = result.stderr[result.stderr.find("Dumping Scrapy stats") :]
+    stats = {k: float(v) for k, v in _STAT.findall(stats_text)}
+    return {
+        "seconds": seconds,
+        "pages": stats.get("pages/indexed", 0),
+        "documents": stats.get("images/indexed", 0),
+        "crawl_rss_mb": stats.get("memusage/max", 0) / 2**20,
+        "writer_rss_mb": stats.get("index/writer_max_rss", 0) / 2**20,
+    }
+
+
+# -- 2. and 3. baselines (separate processes: clean RSS, no shared caches) -------------------
+
+
+BASELINE = r"""
+import datetime as dt, json, resource, sys, time
+from whoosh import index as wi
+from index.schema import make_schema
+jsonl, path, mode, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ix = wi.create_in(path, make_schema())
+def docs():
+    with open(jsonl, encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            if limit and n >= limit:
+                return
+            d = json.loads(line)
+            if "date" in d:
+                d["date"] = dt.datetime.fromisoformat(d["date"])
+            yield d
+t0 = time.perf_counter()
+count = 0
+if mode == "plain":
+    w = ix.writer(limitmb=256)
+    for d in docs():
+        w.add_document(**d)
+        count += d["kind"] == "image"
+    w.commit()
+else:  # naive: what a pipeline that commits every item does
+    for d in docs():
+        w = ix.writer()
+        w.update_document(**d)
+        w.commit()
+        count += d["kind"] == "image"
+secs = time.perf_counter() - t0
+print(json.dumps({"seconds": secs, "documents": count,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def baseline(jsonl: Path, index: Path, mode: str, limit: int = 0) -> dict[str, float]:
+    shutil.rmtree(index, ignore_errors=True)
+    index.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-c", BASELINE, str(jsonl), str(index), mode, str(limit)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"baseline failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout)
+
+
+# -- 5. search latency ------------------------------------------------------------------------
+
+
+def queries(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.sample(WORDS, rng.choice([1, 1, 2, 2, 2, 3]))) for _ in range(n)]
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    p50 = statistics.median(samples)
+    p99 = samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
+    return p50, p99
+
+
+def search_latency(index: Path, qs: list[str]) -> dict[str, float]:
+    from whoosh import index as wi
+    from whoosh.qparser import QueryParser
+
+    from index.search import search
+
+    out: dict[str, float] = {}
+    for label, facets in (("plain", ()), ("facet", ("domain",))):
+        search(index, qs[0], facets=facets)  # warm
+        times = []
+        for q in qs:
+            t0 = time.perf_counter()
+            search(index, q, limit=10, facets=facets)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[f"ours_{label}_p50"], out[f"ours_{label}_p99"] = _percentiles(times)
+    ix = wi.open_dir(str(index))
+    with ix.searcher() as s:
+        parser = QueryParser("caption", ix.schema)
+        s.search(parser.parse(qs[0]), limit=10)
+        times = []
+        for q in qs:
+            t0 = time.perf_counter()
+            s.search(parser.parse(q), limit=10)
+            times.append((time.perf_counter() - t0) * 1000)
+    out["baseline_p50"], out["baseline_p99"] = _percentiles(times)
+    return out
+
+
+def cold_start(index: Path) -> float:
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "index", "search", "--index", str(index), "chair yoga"],
+            cwd=ROOT,
+            capture_output=True,
+        )
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def run(preset: str) -> dict[str, Any]:
+    cfg = PRESETS[preset]
+    WORK.mkdir(parents=True, exist_ok=True)
+    print(f"[bench] corpus: {cfg['pages']} pages", flush=True)
+    folder = corpus(cfg["pages"])
+    jsonl = WORK / f"documents-{cfg['pages']}.jsonl"
+    print("[bench] stages (parse, domain, caption) and precomputed documents", flush=True)
+    stages = stages_and_documents(folder, jsonl)
+    print(f"[bench]   {stages}", flush=True)
+
+    print("[bench] 1. end-to-end crawl (writer process, defaults)", flush=True)
+    e2e = crawl(folder, WORK / "index-e2e")
+    print(f"[bench]   {e2e}", flush=True)
+    print("[bench] 1b. end-to-end crawl, writer in the crawl process", flush=True)
+    inproc = crawl(folder, WORK / "index-inproc", {"INDEX_WRITER_PROCESS": "False"})
+    print(f"[bench]   {inproc}", flush=True)
+    print("[bench] 1c. end-to-end crawl, Whoosh multiprocess writer (procs=2, multisegment)", flush=True)
+    mp = crawl(folder, WORK / "index-mp", {"INDEX_WRITER_PROCS": "2", "INDEX_WRITER_MULTISEGMENT": "True"})
+    print(f"[bench]   {mp}", flush=True)
+    print("[bench] 2. baseline: plain Whoosh writer, one commit", flush=True)
+    plain = baseline(jsonl, WORK / "index-plain", "plain")
+    print(f"[bench]   {plain}", flush=True)
+    print(f"[bench] 3. naive baseline: update_document + commit per item ({cfg['naive_docs']} docs)", flush=True)
+    naive = baseline(jsonl, WORK / "index-naive", "naive", cfg["naive_docs"])
+    print(f"[bench]   {naive}", flush=True)
+    print("[bench] 5. search latency", flush=True)
+    latency = search_latency(WORK / "index-e2e", queries(cfg["queries"]))
+    latency["cold_start_ms"] = cold_start(WORK / "index-e2e")
+    print(f"[bench]   {latency}", flush=True)
+    return {
+        "preset": preset,
+        "machine": machine(),
+        "stages": stages,
+        "e2e": e2e,
+        "inproc": inproc,
+        "mp": mp,
+        "plain": plain,
+        "naive": naive,
+        "latency": latency,
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    m, s, e, i, p, n, lat = (r[k] for k in ("machine", "stages", "e2e", "inproc", "plain", "naive", "latency"))
+    e_rate = e["documents"] / e["seconds"]
+    p_rate = p["documents"] / p["seconds"]
+    n_rate = n["documents"] / n["seconds"]
+    lines = [
+        f"## `{r['preset']}` preset — {int(s['pages']):,} pages, {int(s['images']):,} image documents",
+        "",
+        f"Machine: {m['cpu']}, {m['ram']} RAM, Python {m['python']}, {m['os']}; run {m['date']}.",
+        f"Command: `python -m bench.run --preset {r['preset']}`",
+        "",
+        "| # | measurement | result |",
+        "|---|---|---|",
+        f"| 1 | end-to-end `scrapy crawl pages` (writer process) | {e['seconds']:.1f} s, "
+        f"{e['pages'] / e['seconds']:.0f} pages/s, {e_rate:,.0f} docs/s |",
+        f"| 1b | end-to-end, writer inside the crawl process | {i['seconds']:.1f} s, "
+        f"{i['documents'] / i['seconds']:,.0f} docs/s |",
+        f"| 1c | end-to-end, Whoosh `procs=2, multisegment=True` writer | {r['mp']['seconds']:.1f} s, "
+        f"{r['mp']['documents'] / r['mp']['seconds']:,.0f} docs/s |",
+        f"| 2 | baseline: plain Whoosh writer, same documents, one commit | {p['seconds']:.1f} s, {p_rate:,.0f} docs/s |",
+        f"| 3 | naive baseline: `update_document` + `commit` per item ({n['documents']} docs) | {n_rate:,.0f} docs/s |",
+        "| 4 | refresh (unchanged / 1% changed) | not measured: refresh is issue #7, not built yet |",
+        f"| 5 | search p50 / p99, limit 10 ({len(queries(PRESETS[r['preset']]['queries']))} queries) | "
+        f"ours {lat['ours_plain_p50']:.1f} / {lat['ours_plain_p99']:.1f} ms; "
+        f"with `--facet domain` {lat['ours_facet_p50']:.1f} / {lat['ours_facet_p99']:.1f} ms; "
+        f"plain `QueryParser` baseline {lat['baseline_p50']:.1f} / {lat['baseline_p99']:.1f} ms |",
+        f"| 5b | `python -m index search` cold start to first result | {lat['cold_start_ms']:.0f} ms |",
+        f"| 6 | peak RSS: crawl process / writer process / plain baseline | {e['crawl_rss_mb']:.0f} / "
+        f"{e['writer_rss_mb']:.0f} / {p['rss_mb']:.0f} MB |",
+        f"| 7 | per stage, one core: parse / domain / caption / documents | {s['parse_images_per_s']:,.0f} / "
+        f"{s['domain_urls_per_s']:,.0f} / {s['caption_per_s']:,.0f} / {s['documents_per_s']:,.0f} images/s |",
+        "",
+        "Ratios (same run):",
+        "",
+        f"- end-to-end time / plain-writer baseline time: **{e['seconds'] / p['seconds']:.2f}** (target ≤ 1.15)",
+        f"- end-to-end docs/s / naive baseline docs/s: **{e_rate / n_rate:.0f}×** (target ≥ 15×)",
+        f"- writer process vs writer in the crawl process: **{i['seconds'] / e['seconds']:.2f}×** faster",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="pages-crawler benchmarks")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    opts = parser.parse_args()
+    t0 = time.perf_counter()
+    result = run(opts.preset)
+    section = report(result)
+    print(section)
+    (WORK / f"result-{opts.preset}.json").write_text(json.dumps(result, indent=2))
+    update_results(opts.results, opts.preset, section)
+    print(f"[bench] done in {time.perf_counter() - t0:.0f} s; wrote {opts.results}")
+
+
+def update_results(path: Path, preset: str, section: str) -> None:
+    """Replace this preset's section of RESULTS.md, keep the others."""
+    header = "# Benchmark results\n\nWritten by `make bench` / `make bench-large` (`bench/run.py`).\n\n"
+    text = path.read_text("utf-8") if path.exists() else header
+    sections = re.split(r"(?m)^(?=## `)", text)
+    kept = [sec for sec in sections[1:] if not sec.startswith(f"## `{preset}`")]
+    path.write_text(sections[0] + "".join(sorted([*kept, section + "\n"])), "utf-8")
+
+
+if __name__ == "__main__":
+    main()
