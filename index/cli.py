@@ -109,11 +109,56 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO = sys.stdou
     return EXIT_HITS if results.hits else EXIT_NONE
 
 
+def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    # Imported here so that `search` keeps its fast start.
+    from index import admin
+    from index.writer import IndexLocked
+
+    index_dir = opts.index or default_index_dir()
+    try:
+        if opts.command == "stats":
+            info = admin.stats(index_dir)
+            if opts.json:
+                out.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
+            else:
+                for key, value in info.items():
+                    if key != "last_crawl":
+                        out.write(f"{key:>12}: {value}\n")
+                last = info["last_crawl"] or {}
+                if last:
+                    counts = ", ".join(f"{k} {v}" for k, v in last.get("counts", {}).items())
+                    out.write(f"  last crawl: {last.get('finished_at')} ({last.get('reason')}): {counts}\n")
+            return 0
+        if opts.command == "check":
+            problems = admin.check(index_dir)
+            for problem in problems:
+                out.write(f"{problem}\n")
+            out.write(f"{len(problems)} problems\n")
+            return 1 if problems else 0
+        if opts.command == "optimize":
+            result = admin.optimize(index_dir, wait=opts.wait)
+            out.write(f"segments: {result['segments_before']} -> {result['segments_after']}\n")
+            return 0
+    except (SearchError, IndexLocked) as exc:
+        hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
+        err.write(f"error: {exc}{hint}\n")
+        return EXIT_ERROR
+    return EXIT_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m index", description="Search the pages index.")
+    parser = argparse.ArgumentParser(prog="python -m index", description="Search and operate the pages index.")
     sub = parser.add_subparsers(dest="command", required=True)
     add_search_arguments(sub.add_parser("search", help="search image captions, titles and tags"))
+    index_help = "index directory (default: $PAGES_INDEX or data/index)"
+    stats = sub.add_parser("stats", help="documents, pages, domains, sites, size, last crawl")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    check = sub.add_parser("check", help="consistency of page and image documents (exit 1 on a problem)")
+    optimize = sub.add_parser("optimize", help="merge all segments into one (takes the writer lock)")
+    optimize.add_argument("--wait", action="store_true", help="wait for a running crawl instead of failing")
+    for p in (stats, check, optimize):
+        p.add_argument("--index", default=None, metavar="DIR", help=index_help)
     opts = parser.parse_args(argv)
     if opts.command == "search":
         return run_search(opts, opts.index or default_index_dir())
-    return EXIT_ERROR
+    return _admin(opts, sys.stdout, sys.stderr)

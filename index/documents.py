@@ -28,7 +28,7 @@ IMAGE_FIELDS = (
     "duplicate_of",
 )
 # Page-level state kept for refresh (validators, file facts) besides the contract fields.
-STATE_FIELDS = ("content_hash", "etag", "last_modified", "size", "mtime", "last_seen", "start")
+STATE_FIELDS = ("etag", "last_modified", "lastmod", "size", "mtime", "last_seen", "start")
 
 
 def index_date(value: str | None) -> dt.datetime | None:
@@ -48,8 +48,11 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-def page_documents(item: Mapping[str, Any], state: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The page document followed by one document per image, in page order."""
+def page_documents(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The page document followed by one document per image, in page order.
+
+    The page document also keeps the item's ``fetch`` facts (validators, file size and
+    mtime, start) so that a refresh can tell unchanged pages without reading them."""
     url = item["url"]
     page_tags = list(item.get("tags") or [])
     date = index_date(item.get("date"))
@@ -65,8 +68,8 @@ def page_documents(item: Mapping[str, Any], state: Mapping[str, Any] | None = No
         "content_hash": item.get("content_hash"),
         "image_count": len(images),
     }
-    if state:
-        page_record.update({k: state[k] for k in STATE_FIELDS if k in state})
+    fetch = item.get("fetch") or {}
+    page_record.update({k: fetch[k] for k in STATE_FIELDS if fetch.get(k) is not None})
     docs: list[dict[str, Any]] = [{"id": url, "kind": "page", "page_url": url, "record": _dumps(page_record)}]
     common: dict[str, Any] = {"kind": "image", "page_url": url}
     if item.get("title"):

@@ -20,6 +20,8 @@ import multiprocessing as mp
 import os
 import queue
 import resource
+import signal
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -100,6 +102,7 @@ class PageWriter:
         procs: int = 1,
         multisegment: bool = False,
         lock_wait: bool = False,
+        lock: bool = True,
     ) -> None:
         self.index_dir = str(index_dir)
         self.commit_docs = commit_docs
@@ -107,7 +110,8 @@ class PageWriter:
         self.writer_args: dict[str, Any] = {"limitmb": limitmb}
         if procs > 1:
             self.writer_args.update(procs=procs, multisegment=multisegment)
-        self.lock = SessionLock(index_dir, wait=lock_wait)
+        # The caller may hold the session lock itself (the crawl does, for its whole run).
+        self.lock: SessionLock | None = SessionLock(index_dir, wait=lock_wait) if lock else None
         self.stats = {"pages": 0, "documents": 0, "commits": 0, "deleted_pages": 0, "deleted_documents": 0}
         self._ix: whoosh_index.Index | None = None
         self._writer: WhooshWriter | None = None
@@ -118,20 +122,27 @@ class PageWriter:
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
-        self.lock.acquire()
+        if self.lock is not None:
+            self.lock.acquire()
         try:
             self._ix = open_or_create(self.index_dir)
             # A fresh index has nothing to replace: skip the per-page delete lookups.
             self._fresh = self._ix.doc_count_all() == 0
             self._writer = self._new_writer()
         except BaseException:
-            self.lock.release()
+            self._release()
             raise
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     def _new_writer(self) -> WhooshWriter:
         assert self._ix is not None
         try:
-            return self._ix.writer(**self.writer_args)
+            # A writer process of a crawl that was just killed may still be cancelling
+            # (it notices its parent is gone within a second): wait briefly for its lock.
+            return self._ix.writer(timeout=10.0, delay=0.25, **self.writer_args)
         except LockError:
             raise IndexLocked(f"index {self.index_dir} is locked by another writer") from None
 
@@ -150,7 +161,7 @@ class PageWriter:
             if self._writer is not None:
                 self.commit(reopen=False)
         finally:
-            self.lock.release()
+            self._release()
         return dict(self.stats)
 
     def cancel(self) -> None:
@@ -160,7 +171,7 @@ class PageWriter:
                 self._writer.cancel()
                 self._writer = None
         finally:
-            self.lock.release()
+            self._release()
 
     # -- writing ---------------------------------------------------------------------
     def add_page(self, docs: list[dict[str, Any]]) -> int:
@@ -211,8 +222,34 @@ class PageWriter:
 _STOP = "close"
 
 
-def _serve(index_dir: str, options: dict[str, Any], inbox: Any, outbox: Any) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Exit at once when the crawl process dies (kill -9): no orphan keeps the index
+    locked. Exiting mid-batch is safe: it is what a kill of the writer itself does, and
+    the index keeps its last commit. (Cancelling politely is not possible: a parent
+    killed mid-message leaves this process blocked reading the rest of it.)"""
+    try:  # Linux: the kernel does it.
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:  # elsewhere, and as a backstop: poll.
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # died before we got here
+        os._exit(3)
+
+
+def _serve(index_dir: str, options: dict[str, Any], inbox: Any, outbox: Any, parent: int) -> None:
     """Child process main loop: messages in, one final stats message out."""
+    # Ctrl-C reaches the whole process group; the crawl decides how to stop, not us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
     writer = PageWriter(index_dir, **options)
     try:
         writer.open()
@@ -269,7 +306,7 @@ class WriterProcess:
         self._outbox = self._ctx.Queue()
         self._proc = self._ctx.Process(
             target=_serve,
-            args=(self.index_dir, self.options, self._inbox, self._outbox),
+            args=(self.index_dir, self.options, self._inbox, self._outbox, os.getpid()),
             name="index-writer",
         )
         self._proc.start()

@@ -40,3 +40,6 @@ class PageItem:
     body_text: str = ""
     content_hash: str = ""
     images: list[dict[str, Any]] = field(default_factory=list)
+    # Not part of the page's content: how it was fetched (start, ETag, Last-Modified,
+    # sitemap lastmod, file size/mtime). Stored in the page document for refreshes.
+    fetch: dict[str, Any] = field(default_factory=dict)

@@ -3,19 +3,25 @@ and ``index``. Each one reads and writes the item through ItemAdapter."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any, Self
 
 from itemadapter import ItemAdapter
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import deferred_from_coro
 
+from index.admin import record_crawl
 from index.documents import page_documents
-from index.writer import IndexLocked, PageWriter, WriterError, WriterProcess
+from index.state import load_page_states
+from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess
 from pipeline.normalize.captions import normalize_caption
 from pipeline.normalize.domains import host_of, normalize_image_url, registrable_domain
+from pipeline.refresh import RefreshState
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +127,14 @@ class DeduplicateImages(_StatsPipeline):
 
 
 class IndexWriter(_StatsPipeline):
-    """Hands each page's documents to the index writer (batched, off the hot path).
+    """Hands each page's documents to the index writer (batched, off the hot path) and
+    runs the refresh rules.
 
-    Opens the writer when the spider opens (failing fast when another crawl holds the
-    index), commits in batches while crawling and once more when the spider closes."""
+    Opening the spider takes the index's session lock (failing fast when another crawl
+    holds it) and reads the page states a refresh needs. The writer process starts at the
+    first write, so a refresh that finds nothing changed writes nothing. When the spider
+    closes, a crawl that *finished* deletes the pages its completed starts no longer
+    reach; any other ending deletes nothing."""
 
     def __init__(
         self,
@@ -133,6 +143,7 @@ class IndexWriter(_StatsPipeline):
         stats: StatsCollector | None = None,
         in_process: bool = False,
         queue_pages: int = 64,
+        lock_wait: bool = False,
         **writer_options: Any,
     ) -> None:
         super().__init__(stats)
@@ -140,8 +151,12 @@ class IndexWriter(_StatsPipeline):
         self.in_process = in_process
         self.queue_pages = queue_pages
         self.writer_options = writer_options
+        self.lock = SessionLock(index_dir, wait=lock_wait)
+        self.locked = False
         self.writer: PageWriter | WriterProcess | None = None
+        self.refresh = RefreshState()
         self.crawler: Crawler | None = None
+        self.counts = {"new": 0, "changed": 0, "images": 0}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -155,32 +170,47 @@ class IndexWriter(_StatsPipeline):
             stats=crawler.stats,
             in_process=not s.getbool("INDEX_WRITER_PROCESS", True),
             queue_pages=s.getint("INDEX_QUEUE_PAGES", 64),
+            lock_wait=s.getbool("INDEX_LOCK_WAIT", False),
             commit_docs=s.getint("INDEX_COMMIT_DOCS", 50_000),
             commit_seconds=s.getfloat("INDEX_COMMIT_SECONDS", 60.0),
             limitmb=s.getint("INDEX_WRITER_LIMITMB", 256),
             procs=s.getint("INDEX_WRITER_PROCS", 1),
             multisegment=s.getbool("INDEX_WRITER_MULTISEGMENT", False),
-            lock_wait=s.getbool("INDEX_LOCK_WAIT", False),
         )
         pipeline.crawler = crawler
+        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
         return pipeline
 
     def open_spider(self) -> None:
-        if self.in_process:
-            writer: PageWriter | WriterProcess = PageWriter(self.index_dir, **self.writer_options)
-            opener = writer.open
-        else:
-            writer = WriterProcess(self.index_dir, queue_pages=self.queue_pages, **self.writer_options)
-            opener = writer.start
         try:
-            opener()
-        except (IndexLocked, WriterError, OSError) as exc:
+            self.lock.acquire()
+            self.locked = True
+            self.refresh.states = load_page_states(self.index_dir)
+        except (IndexLocked, OSError) as exc:
             logger.error("cannot write the index: %s", exc)
             self.inc("index/errors")
             self._close_crawl("index_locked" if isinstance(exc, IndexLocked) else "index_error")
             return
-        self.writer = writer
-        logger.info("writing index %s", self.index_dir)
+        spider = self.crawler.spider if self.crawler is not None else None
+        if spider is not None and hasattr(spider, "starts"):
+            self.refresh.starts = list(spider.starts)
+            spider.refresh = self.refresh
+        jobdir = self.crawler.settings.get("JOBDIR") if self.crawler is not None else None
+        if jobdir:
+            self.refresh.resume(Path(jobdir) / "pages-seen.txt")
+        logger.info("index %s: %d pages known", self.index_dir, len(self.refresh.states))
+
+    def _writer(self) -> PageWriter | WriterProcess:
+        if self.writer is None:
+            options = dict(self.writer_options, lock=False)  # we hold the session lock
+            if self.in_process:
+                writer: PageWriter | WriterProcess = PageWriter(self.index_dir, **options)
+                writer.open()
+            else:
+                writer = WriterProcess(self.index_dir, queue_pages=self.queue_pages, **options)
+                writer.start()
+            self.writer = writer
+        return self.writer
 
     def _close_crawl(self, reason: str) -> None:
         # Nothing this crawl finds could be stored: stop it rather than parse in vain.
@@ -194,32 +224,92 @@ class IndexWriter(_StatsPipeline):
         reactor.callLater(0, lambda: deferred_from_coro(engine.close_spider_async(reason=reason)))
 
     def process_item(self, item: Any) -> Any:
-        if self.writer is None:
-            raise DropItem("index writer is not open")
+        if not self.locked:
+            raise DropItem("the index is not open for writing")
         adapter = ItemAdapter(item)
-        docs = page_documents(adapter.asdict())
-        self.writer.add_page(docs)
+        page = adapter.asdict()
+        page.setdefault("fetch", {})["last_seen"] = _now()
+        docs = page_documents(page)
+        try:
+            self._writer().add_page(docs)
+        except (IndexLocked, WriterError) as exc:
+            logger.error("cannot write the index: %s", exc)
+            self.inc("index/errors")
+            self.locked = False
+            self._close_crawl("index_error")
+            raise DropItem(f"not indexed: {exc}") from None
+        kind = "changed" if page["url"] in self.refresh.states else "new"
+        self.counts[kind] += 1
+        self.counts["images"] += len(docs) - 1
+        self.inc(f"pages/{kind}")
         self.inc("images/indexed", len(docs) - 1)
-        self.inc("pages/indexed")
         return item
 
-    def close_spider(self) -> None:
-        if self.writer is None:
+    def spider_closed(self, reason: str) -> None:
+        if not self.locked:
             return
-        writer, self.writer = self.writer, None
         try:
-            result = writer.close()
-        except WriterError as exc:
-            logger.error("index writer failed; the index keeps its last commit: %s", exc)
-            self.inc("index/errors")
-            return
+            self._finish(reason)
+        finally:
+            self.refresh.close()
+            self.lock.release()
+            self.locked = False
+
+    def _finish(self, reason: str) -> None:
+        finished = reason == "finished"
+        vanished = self.refresh.vanished(finished)
+        images_deleted = sum(int(self.refresh.states[url].get("image_count") or 0) for url in vanished)
+        if vanished:
+            self._writer().delete_pages(vanished)
+            for url in vanished:
+                logger.info("vanished, deleted from the index: %s", url)
+        result: dict[str, int] = {}
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            try:
+                result = writer.close()
+            except WriterError as exc:
+                logger.error("index writer failed; the index keeps its last commit: %s", exc)
+                self.inc("index/errors")
+                return
+        self.inc("pages/deleted", len(vanished))
+        self.inc("images/deleted", images_deleted)
         self.inc("index/commits", result.get("commits", 0))
         if self.stats is not None and "max_rss_kb" in result:
             self.stats.set_value("index/writer_max_rss", result["max_rss_kb"] * 1024)
-        logger.info(
-            "index %s: %d pages, %d image documents written in %d commits",
-            self.index_dir,
-            result.get("pages", 0),
-            result.get("documents", 0),
-            result.get("commits", 0),
+        if finished and self.refresh.seen_log is not None:
+            self.refresh.seen_log.unlink(missing_ok=True)  # the job is complete
+        get = self.stats.get_value if self.stats is not None else (lambda key, default=0: default)
+        counts = {
+            "seen": get("pages/seen", 0),
+            "new": self.counts["new"],
+            "changed": self.counts["changed"],
+            "unchanged": get("pages/unchanged", 0),
+            "deleted": len(vanished),
+            "invalid": get("pages/invalid", 0),
+            "images_indexed": self.counts["images"],
+            "images_deleted": images_deleted,
+        }
+        record_crawl(
+            self.index_dir, {"finished_at": _now(), "reason": reason, "starts": self.refresh.starts, "counts": counts}
         )
+        logger.info(
+            "crawl %s: pages seen %d, new %d, changed %d, unchanged %d, deleted %d, invalid %d; "
+            "images indexed %d, deleted %d; index %s (%d commits)%s",
+            reason,
+            get("pages/seen", 0),
+            self.counts["new"],
+            self.counts["changed"],
+            get("pages/unchanged", 0),
+            len(vanished),
+            get("pages/invalid", 0),
+            self.counts["images"],
+            images_deleted,
+            self.index_dir,
+            result.get("commits", 0),
+            "" if finished else "; nothing deleted: the crawl did not finish",
+        )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

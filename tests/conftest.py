@@ -72,8 +72,17 @@ def page_documents(index: Path) -> list[dict]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files, plus `failing` paths that answer 500 (a set on the server)."""
+
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def send_head(self):  # type: ignore[no-untyped-def]
+        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+        if self.path in self.server.failing:  # type: ignore[attr-defined]
+            self.send_error(500, "test failure")
+            return None
+        return super().send_head()
 
 
 @pytest.fixture
@@ -83,10 +92,12 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root.mkdir()
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.failing = set()  # type: ignore[attr-defined]
+    server.requests = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+        yield root, f"http://127.0.0.1:{server.server_address[1]}", server
     finally:
         server.shutdown()
         server.server_close()

@@ -165,7 +165,7 @@ def _sitemap(urls: list[str]) -> str:
 
 
 def test_http_page_and_sitemaps_give_the_folder_documents(tmp_path, http_root):
-    www, base = http_root
+    www, base, _ = http_root
     for page in EXAMPLES.iterdir():
         shutil.copy(page, www / page.name)
     names = sorted(p.name for p in EXAMPLES.iterdir())

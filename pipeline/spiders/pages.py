@@ -21,10 +21,13 @@ from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
 from pipeline.items import PageItem
 from pipeline.parsing import PageError, parse_page
+from pipeline.refresh import RefreshState
 
 logger = logging.getLogger(__name__)
 
 LOCAL_META = {"download_slot": "local-files", "autothrottle_dont_adjust_delay": True}
+# 304 is "unchanged" and 404/410 "gone": the callback decides, not HttpErrorMiddleware.
+PAGE_META = {"handle_httpstatus_list": [304, 404, 410]}
 
 
 def split_starts(start: str | Iterable[str] | None) -> list[str]:
@@ -54,12 +57,28 @@ def is_sitemap_url(url: str) -> bool:
     return path.endswith((".xml", ".xml.gz")) or path.rstrip("/").endswith("robots.txt")
 
 
+def _header(response: Response, name: bytes) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1") if value else None
+
+
 class PagesSpider(scrapy.Spider):
     name = "pages"
 
     def __init__(self, start: str | list[str] | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.starts = split_starts(start)
+        # Set by the IndexWriter pipeline when it opens the index; without an index
+        # (INDEX_ENABLED=False) every page is fetched and yielded.
+        self.refresh: RefreshState | None = None
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.crawler.stats.inc_value(key, n)
+
+    def _unchanged(self, url: str) -> None:
+        assert self.refresh is not None
+        self.refresh.mark_seen(url)
+        self._count("pages/unchanged")
 
     # -- starts -------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Any]:
@@ -72,41 +91,86 @@ class PagesSpider(scrapy.Spider):
     def _requests_for(self, start: str) -> Iterator[scrapy.Request]:
         scheme = urlsplit(start).scheme.lower()
         if scheme in ("http", "https"):
-            callback = self.parse_sitemap if is_sitemap_url(start) else self.parse
-            yield scrapy.Request(start, callback=callback, cb_kwargs={"start": start})
+            if is_sitemap_url(start):
+                yield scrapy.Request(
+                    start, callback=self.parse_sitemap, errback=self.on_sitemap_error, cb_kwargs={"start": start}
+                )
+            else:
+                yield self._page_request(start, start)
             return
         path = Path(start[len("file://") :] if scheme == "file" else start).expanduser()
         if path.is_dir():
             exts = self.settings.getlist("PAGES_EXTENSIONS")
             for file in walk_pages(path, exts):
-                yield self._file_request(file, start)
+                request = self._file_request(file, start)
+                if request is not None:
+                    yield request
         elif path.is_file():
-            callback = self.parse_sitemap if is_sitemap_url(path.name) else self.parse
-            yield self._file_request(path, start, callback)
+            if is_sitemap_url(path.name):
+                yield scrapy.Request(path.resolve().as_uri(), callback=self.parse_sitemap, cb_kwargs={"start": start})
+            else:
+                request = self._file_request(path, start)
+                if request is not None:
+                    yield request
         else:
             logger.error("start %s: no such file, folder or URL", start)
-            self.crawler.stats.inc_value("pages/invalid/missing_start")
+            self._count("pages/invalid/missing_start")
+            if self.refresh is not None:
+                self.refresh.mark_incomplete(start)
 
-    def _file_request(self, path: Path, start: str, callback: Any = None) -> scrapy.Request:
+    def _file_request(self, path: Path, start: str) -> scrapy.Request | None:
+        url = path.resolve().as_uri()
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            self._count("pages/invalid")
+            self._count("pages/invalid/unreadable")
+            logger.warning("skipped %s: unreadable (%s)", url, exc.strerror)
+            if self.refresh is not None:
+                self.refresh.mark_seen(url)  # keep what was indexed; it may come back
+            return None
+        if self.refresh is not None and self.refresh.file_unchanged(url, stat):
+            self._count("pages/seen")
+            self._unchanged(url)
+            return None
+        meta = dict(LOCAL_META, fetch={"start": start, "size": stat.st_size, "mtime": stat.st_mtime_ns})
+        return scrapy.Request(url, callback=self.parse, errback=self.on_error, meta=meta, cb_kwargs={"start": start})
+
+    def _page_request(self, url: str, start: str, lastmod: str | None = None) -> scrapy.Request:
+        headers = self.refresh.validators(url) if self.refresh is not None else {}
+        meta = dict(PAGE_META, fetch={"start": start, "lastmod": lastmod})
         return scrapy.Request(
-            path.resolve().as_uri(),
-            callback=callback or self.parse,
-            errback=self.on_error,
-            meta=dict(LOCAL_META),
-            cb_kwargs={"start": start},
+            url, callback=self.parse, errback=self.on_error, headers=headers, meta=meta, cb_kwargs={"start": start}
         )
 
     # -- pages --------------------------------------------------------------------------
     def parse(self, response: Response, start: str | None = None) -> Iterator[PageItem]:
-        stats = self.crawler.stats
-        stats.inc_value("pages/seen")
-        try:
-            page = parse_page(response.url, response.body)
-        except PageError as exc:
-            stats.inc_value("pages/invalid")
-            stats.inc_value(f"pages/invalid/{exc.reason}")
-            logger.warning("skipped %s: %s", response.url, exc)
+        url = response.url
+        self._count("pages/seen")
+        if response.status in (404, 410):
+            # Not marked seen: once its start completes, the page is deleted.
+            self._count("pages/gone")
+            logger.info("gone (%d): %s", response.status, url)
             return
+        if self.refresh is not None:
+            if response.status == 304:
+                self._unchanged(url)
+                return
+            self.refresh.mark_seen(url)
+        try:
+            page = parse_page(url, response.body)
+        except PageError as exc:
+            self._count("pages/invalid")
+            self._count(f"pages/invalid/{exc.reason}")
+            logger.warning("skipped %s: %s", url, exc)
+            return
+        if self.refresh is not None and self.refresh.content_unchanged(url, page.content_hash):
+            self._count("pages/unchanged")
+            return
+        fetch = dict(response.meta.get("fetch") or {"start": start})
+        if not url.startswith("file:"):
+            fetch["etag"] = _header(response, b"ETag")
+            fetch["last_modified"] = _header(response, b"Last-Modified")
         yield PageItem(
             url=page.url,
             title=page.title,
@@ -118,14 +182,28 @@ class PagesSpider(scrapy.Spider):
             body_text=page.body_text,
             content_hash=page.content_hash,
             images=page.images,
+            fetch={k: v for k, v in fetch.items() if v is not None},
         )
 
     def on_error(self, failure: Any) -> None:
+        """Network errors, timeouts, 5xx, unreadable files: keep the old documents."""
         request = failure.request
-        reason = type(failure.value).__name__
-        self.crawler.stats.inc_value("pages/invalid")
-        self.crawler.stats.inc_value("pages/invalid/unreadable")
-        logger.warning("skipped %s: unreadable (%s: %s)", request.url, reason, failure.value)
+        if self.refresh is not None:
+            self.refresh.mark_seen(request.url)
+        self._count("pages/errors")
+        logger.warning(
+            "could not fetch %s (%s: %s); kept as it was", request.url, type(failure.value).__name__, failure.value
+        )
+
+    def on_sitemap_error(self, failure: Any) -> None:
+        # Without its sitemap, nothing can be said about what a start no longer lists.
+        start = failure.request.cb_kwargs.get("start")
+        if self.refresh is not None and start:
+            self.refresh.mark_incomplete(start)
+        self._count("sitemaps/errors")
+        logger.warning(
+            "could not fetch sitemap %s (%s: %s)", failure.request.url, type(failure.value).__name__, failure.value
+        )
 
     # -- sitemaps -----------------------------------------------------------------------
     def _allowed(self, url: str, sitemap_url: str) -> bool:
@@ -143,6 +221,12 @@ class PagesSpider(scrapy.Spider):
         logger.warning("refused %s listed in %s: other host (see PAGES_ALLOWED_HOSTS)", url, sitemap_url)
         return False
 
+    def _sitemap_invalid(self, url: str, start: str | None, exc: Exception) -> None:
+        self._count("sitemaps/invalid")
+        logger.warning("skipped sitemap %s: %s", url, exc)
+        if self.refresh is not None and start:
+            self.refresh.mark_incomplete(start)
+
     def parse_sitemap(self, response: Response, start: str | None = None) -> Iterator[scrapy.Request]:
         if response.url.endswith("/robots.txt"):
             urls: Iterable[str] = sitemap_urls_from_robots(response.text, base_url=response.url)
@@ -154,14 +238,12 @@ class PagesSpider(scrapy.Spider):
             try:
                 body = gunzip(body, max_size=self.settings.getint("DOWNLOAD_MAXSIZE"))
             except OSError as exc:
-                self.crawler.stats.inc_value("sitemaps/invalid")
-                logger.warning("skipped sitemap %s: %s", response.url, exc)
+                self._sitemap_invalid(response.url, start, exc)
                 return
         try:
             sitemap = Sitemap(body)
         except Exception as exc:  # noqa: BLE001 - lxml raises many types on junk
-            self.crawler.stats.inc_value("sitemaps/invalid")
-            logger.warning("skipped sitemap %s: %s", response.url, exc)
+            self._sitemap_invalid(response.url, start, exc)
             return
         self.crawler.stats.inc_value("sitemaps/read")
         meta = LOCAL_META if response.url.startswith("file:") else {}
@@ -170,6 +252,17 @@ class PagesSpider(scrapy.Spider):
             if not loc or not self._allowed(loc, response.url):
                 continue
             if sitemap.type == "sitemapindex":
-                yield scrapy.Request(loc, callback=self.parse_sitemap, cb_kwargs={"start": start}, meta=dict(meta))
+                yield scrapy.Request(
+                    loc,
+                    callback=self.parse_sitemap,
+                    errback=self.on_sitemap_error,
+                    cb_kwargs={"start": start},
+                    meta=dict(meta),
+                )
             elif sitemap.type == "urlset":
-                yield scrapy.Request(loc, callback=self.parse, errback=self.on_error, cb_kwargs={"start": start})
+                lastmod = entry.get("lastmod")
+                if self.refresh is not None and self.refresh.sitemap_unchanged(loc, lastmod):
+                    self._count("pages/seen")
+                    self._unchanged(loc)
+                    continue
+                yield self._page_request(loc, start or response.url, lastmod)

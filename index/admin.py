@@ -1,0 +1,92 @@
+"""Operating an index: ``python -m index stats | check | optimize``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from whoosh import index as whoosh_index
+
+from index import _whoosh_fixes  # noqa: F401 - applies a Whoosh fix on import
+from index.search import IndexMissing, _open
+from index.writer import SessionLock
+
+__all__ = ["LAST_CRAWL", "check", "optimize", "record_crawl", "stats"]
+
+LAST_CRAWL = "last_crawl.json"
+
+
+def record_crawl(index_dir: str | Path, summary: dict[str, Any]) -> None:
+    """Keep the last crawl's summary next to the index (for `stats`)."""
+    path = Path(index_dir) / LAST_CRAWL
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True), "utf-8")
+    tmp.replace(path)
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+
+
+def stats(index_dir: str | Path) -> dict[str, Any]:
+    ix = _open(index_dir)
+    with ix.searcher() as s:
+        images = sum(1 for _ in s.document_numbers(kind="image"))
+        pages = sum(1 for _ in s.document_numbers(kind="page"))
+        domains = sorted(v.decode() if isinstance(v, bytes) else v for v in s.lexicon("domain"))
+        sites = list(s.lexicon("site"))
+        segments = len(ix._segments())
+    last = Path(index_dir) / LAST_CRAWL
+    return {
+        "index": str(index_dir),
+        "documents": images,
+        "pages": pages,
+        "domains": len(domains),
+        "sites": len(sites),
+        "segments": segments,
+        "size_bytes": _size(Path(index_dir)),
+        "last_crawl": json.loads(last.read_text("utf-8")) if last.exists() else None,
+    }
+
+
+def check(index_dir: str | Path) -> list[str]:
+    """Consistency between page and image documents; returns the problems found."""
+    ix = _open(index_dir)
+    problems: list[str] = []
+    with ix.searcher() as s:
+        expected: dict[str, int] = {}
+        ids: Counter[str] = Counter()
+        per_page: Counter[str] = Counter()
+        for _docnum, fields in s.iter_docs():
+            ids[fields["id"]] += 1
+            if fields.get("kind") == "page":
+                expected[fields["page_url"]] = int(json.loads(fields["record"]).get("image_count") or 0)
+            else:
+                per_page[fields["page_url"]] += 1
+    problems += [f"duplicate document id {i} ({n} copies)" for i, n in ids.items() if n > 1]
+    problems += [f"images without a page document: {url}" for url in per_page if url not in expected]
+    problems += [
+        f"page {url} says {n} images, index has {per_page.get(url, 0)}"
+        for url, n in expected.items()
+        if per_page.get(url, 0) != n
+    ]
+    return problems
+
+
+def optimize(index_dir: str | Path, wait: bool = False) -> dict[str, int]:
+    """Merge all segments into one (takes the writer lock)."""
+    path = Path(index_dir)
+    if not whoosh_index.exists_in(str(path)):
+        raise IndexMissing(f"no index at {path}")
+    lock = SessionLock(path, wait=wait)
+    lock.acquire()
+    try:
+        ix = whoosh_index.open_dir(str(path))
+        before = len(ix._segments())
+        ix.optimize()
+        after = len(whoosh_index.open_dir(str(path))._segments())
+    finally:
+        lock.release()
+    return {"segments_before": before, "segments_after": after}

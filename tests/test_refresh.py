@@ -1,0 +1,219 @@
+"""Periodic refresh: unchanged pages cost nothing, the index converges to a clean crawl,
+interrupted crawls delete nothing, kill -9 never breaks the index."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, crawl, crawl_stats, image_documents, page_documents
+
+EXAMPLES = ROOT / "examples" / "pages"
+
+
+def stat(result: subprocess.CompletedProcess[str], key: str) -> int:
+    m = re.search(rf"'{re.escape(key)}': (\d+)", crawl_stats(result))
+    return int(m.group(1)) if m else 0
+
+
+def docs(index: Path) -> list[dict]:
+    return sorted(image_documents(index), key=lambda d: d["id"])
+
+
+def toc_files(index: Path) -> list[str]:
+    return sorted(p.name for p in index.glob("*.toc"))
+
+
+@pytest.fixture
+def pages(tmp_path: Path) -> Path:
+    folder = tmp_path / "pages"
+    shutil.copytree(EXAMPLES, folder)
+    return folder
+
+
+def test_unchanged_refresh_writes_nothing(pages, tmp_path):
+    index = tmp_path / "index"
+    first = crawl(index, str(pages))
+    assert stat(first, "pages/new") == 4
+    before, tocs = docs(index), toc_files(index)
+    again = crawl(index, str(pages))
+    assert stat(again, "pages/unchanged") == 4
+    assert stat(again, "images/indexed") == 0 and stat(again, "index/commits") == 0
+    assert toc_files(index) == tocs  # not a single commit
+    assert docs(index) == before
+    assert "crawl finished: pages seen 4, new 0, changed 0, unchanged 4, deleted 0" in again.stderr
+
+
+def test_refresh_converges_to_a_clean_crawl(pages, tmp_path):
+    index = tmp_path / "index"
+    crawl(index, str(pages))
+    (pages / "desk-stretches.md").unlink()
+    notes = pages / "notes-without-front-matter.md"
+    notes.write_text(notes.read_text() + "![](https://x.test/added.jpg) An added image\n")
+    (pages / "sub").mkdir()
+    (pages / "sub" / "new.md").write_text("---\ntitle: New\n---\n![](https://x.test/n.jpg) new page\n")
+    seed = pages / "chair-exercises-upper-back.md"
+    os.utime(seed, ns=(time.time_ns(), time.time_ns() + 10**9))  # touched, same bytes
+    result = crawl(index, str(pages))
+    assert (stat(result, "pages/new"), stat(result, "pages/changed"), stat(result, "pages/deleted")) == (1, 1, 1)
+    assert stat(result, "pages/unchanged") == 2  # one by size+mtime, one by content hash
+    assert stat(result, "images/deleted") == 3
+    clean = tmp_path / "clean"
+    crawl(clean, str(pages))
+    strip = lambda ds: [{k: v for k, v in d.items() if k != "score"} for d in ds]  # noqa: E731
+    assert strip(docs(index)) == strip(docs(clean))
+    assert {p["url"] for p in page_documents(index)} == {p["url"] for p in page_documents(clean)}
+
+
+def test_interrupted_crawl_deletes_nothing(pages, tmp_path):
+    index = tmp_path / "index"
+    crawl(index, str(pages))
+    (pages / "desk-stretches.md").unlink()
+    for name in ("notes-without-front-matter.md", "chair-yoga-basics.json.md"):
+        (pages / name).write_text((pages / name).read_text() + "\n![](https://x.test/z.jpg) more\n")
+    result = crawl(index, str(pages), settings={"CLOSESPIDER_ITEMCOUNT": "1"})
+    assert "'finish_reason': 'closespider_itemcount'" in crawl_stats(result)
+    assert stat(result, "pages/deleted") == 0
+    assert "nothing deleted: the crawl did not finish" in result.stderr
+    assert any(p["url"].endswith("desk-stretches.md") for p in page_documents(index))
+    finished = crawl(index, str(pages))
+    assert stat(finished, "pages/deleted") == 1
+
+
+def test_other_starts_are_left_alone(pages, tmp_path):
+    index = tmp_path / "index"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.md").write_text("![](https://x.test/o.jpg) other start\n")
+    crawl(index, str(pages), str(other))
+    result = crawl(index, str(other))  # only one of the two starts this time
+    assert stat(result, "pages/deleted") == 0
+    assert len(page_documents(index)) == 5
+
+
+def _sitemap(urls: list[tuple[str, str | None]]) -> str:
+    body = "".join(f"<url><loc>{u}</loc>{f'<lastmod>{m}</lastmod>' if m else ''}</url>" for u, m in urls)
+    return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{body}</urlset>'
+
+
+def test_http_refresh_304_404_500_and_sitemap(tmp_path, http_root):
+    www, base, server = http_root
+    for page in EXAMPLES.iterdir():
+        shutil.copy(page, www / page.name)
+    names = sorted(p.name for p in EXAMPLES.iterdir())
+    (www / "sitemap.xml").write_text(_sitemap([(f"{base}/{n}", None) for n in names]))
+    index = tmp_path / "index"
+    first = crawl(index, f"{base}/sitemap.xml")
+    assert stat(first, "pages/new") == 4
+    assert all("last_modified" in p for p in page_documents(index))
+
+    server.requests.clear()
+    again = crawl(index, f"{base}/sitemap.xml")
+    assert stat(again, "pages/unchanged") == 4  # If-Modified-Since → 304, nothing downloaded or parsed
+    assert stat(again, "images/indexed") == 0
+
+    server.failing.add(f"/{names[0]}")  # 500: keep what we have
+    (www / names[1]).unlink()  # 404: gone
+    result = crawl(index, f"{base}/sitemap.xml")
+    assert stat(result, "pages/errors") == 1 and stat(result, "pages/gone") == 1
+    assert stat(result, "pages/deleted") == 1
+    urls = {p["url"] for p in page_documents(index)}
+    assert f"{base}/{names[0]}" in urls and f"{base}/{names[1]}" not in urls
+
+    # Dropped from the sitemap: deleted. A sitemap that fails: nothing deleted.
+    server.failing.clear()
+    (www / "sitemap.xml").write_text(_sitemap([(f"{base}/{n}", None) for n in names[2:]]))
+    dropped = crawl(index, f"{base}/sitemap.xml")
+    assert stat(dropped, "pages/deleted") == 1
+    server.failing.add("/sitemap.xml")
+    broken = crawl(index, f"{base}/sitemap.xml")
+    assert stat(broken, "pages/deleted") == 0
+    assert len(page_documents(index)) == 2
+
+
+def test_sitemap_lastmod_skips_requests(tmp_path, http_root):
+    www, base, server = http_root
+    for page in EXAMPLES.iterdir():
+        shutil.copy(page, www / page.name)
+    names = sorted(p.name for p in EXAMPLES.iterdir())
+    (www / "sitemap.xml").write_text(_sitemap([(f"{base}/{n}", "2024-05-01") for n in names]))
+    index = tmp_path / "index"
+    crawl(index, f"{base}/sitemap.xml")
+    server.requests.clear()
+    again = crawl(index, f"{base}/sitemap.xml")
+    assert stat(again, "pages/unchanged") == 4
+    assert [r for r in server.requests if r.endswith(".md")] == []
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def test_kill_9_at_random_moments_converges(tmp_path):
+    """kill -9 the crawl at several random moments: the index always opens and serves
+    its last commit, no writer is left behind, and the next run converges exactly."""
+    _kill_rounds(tmp_path, int(os.environ.get("KILL_ROUNDS", "5")), int(os.environ.get("KILL_SEED", "5")))
+
+
+@pytest.mark.slow
+def test_kill_9_fifty_times(tmp_path):
+    """The long version (make test-slow): 50 kills at random moments."""
+    _kill_rounds(tmp_path, 50, 1234)
+
+
+def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
+    from bench.corpus import generate
+    from index.admin import check
+
+    corpus = tmp_path / "corpus"
+    generate(corpus, 40, seed=99)
+    clean = tmp_path / "clean"
+    crawl(clean, str(corpus))
+    expected = docs(clean)
+    index = tmp_path / "index"
+    rng = random.Random(seed)
+    args = [
+        sys.executable,
+        "-m",
+        "scrapy",
+        "crawl",
+        "pages",
+        "-a",
+        f"start={corpus}",
+        "-s",
+        f"INDEX_DIR={index}",
+        "-s",
+        "INDEX_COMMIT_DOCS=400",
+        "-s",
+        "LOG_LEVEL=WARNING",
+    ]
+    for _ in range(rounds):
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.8, 3.0))
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for child in children:  # the writer notices its parent is gone and exits by itself
+            _wait_gone(int(child))
+        if (index / "_MAIN_WRITELOCK").exists() or index.exists():
+            if list(index.glob("*.toc")):
+                assert check(index) == []  # opens, and pages and images agree
+    final = crawl(index, str(corpus))
+    assert final.returncode == 0
+    assert docs(index) == expected
+    assert check(index) == []
