@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
 PRESETS = {
     # pages × ~80 images: small ≈ 100k documents, large ≈ 1M documents.
-    "small": {"pages": 1250, "naive_docs": 400, "queries": 500},
-    "large": {"pages": 12500, "naive_docs": 400, "queries": 500},
-    "tiny": {"pages": 60, "naive_docs": 100, "queries": 50},  # smoke test of the bench itself
+    "small": {"pages": 1250, "naive_docs": 400, "queries": 500, "refresh_pages": 2000},
+    "large": {"pages": 12500, "naive_docs": 400, "queries": 500, "refresh_pages": 12500},
+    "tiny": {"pages": 60, "naive_docs": 100, "queries": 50, "refresh_pages": 100},  # smoke test of the bench itself
 }
 
 
@@ -135,8 +135,9 @@ def stages_and_documents(folder: Path, jsonl: Path) -> dict[str, float]:
 _STAT = re.compile(r"'([\w/]+)': ([\d.]+)")
 
 
-def crawl(folder: Path, index: Path, settings: dict[str, str] | None = None) -> dict[str, float]:
-    shutil.rmtree(index, ignore_errors=True)
+def crawl(folder: Path, index: Path, settings: dict[str, str] | None = None, keep: bool = False) -> dict[str, float]:
+    if not keep:
+        shutil.rmtree(index, ignore_errors=True)
     args = [sys.executable, "-m", "scrapy", "crawl", "pages", "-a", f"start={folder}", "-s", f"INDEX_DIR={index}"]
     for name, value in (settings or {}).items():
         args += ["-s", f"{name}={value}"]
@@ -149,7 +150,7 @@ def crawl(folder: Path, index: Path, settings: dict[str, str] | None = None) -> 
     stats = {k: float(v) for k, v in _STAT.findall(stats_text)}
     return {
         "seconds": seconds,
-        "pages": stats.get("pages/indexed", 0),
+        "pages": stats.get("pages/new", 0) + stats.get("pages/changed", 0),
         "documents": stats.get("images/indexed", 0),
         "crawl_rss_mb": stats.get("memusage/max", 0) / 2**20,
         "writer_rss_mb": stats.get("index/writer_max_rss", 0) / 2**20,
@@ -267,53 +268,130 @@ def cold_start(index: Path) -> float:
 # -- report -------------------------------------------------------------------------------------
 
 
-def run(preset: str) -> dict[str, Any]:
+def corpus_copy(pages: int) -> Path:
+    """A copy of the corpus that the refresh measurement may change."""
+    folder = WORK / f"refresh-{pages}"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(corpus(pages), folder)
+    return folder
+
+
+def refresh(folder: Path, index: Path, full: dict[str, float] | None = None) -> dict[str, float]:
+    """4. A full crawl of ``folder`` (or the one given), then a refresh of it unchanged,
+    then with 1% of the pages changed. Ratios are to the full crawl of the same run."""
+    if full is None:
+        full = crawl(folder, index)
+    unchanged = crawl(folder, index, keep=True)
+    files = _page_files(folder)
+    changed_files = random.Random(3).sample(files, max(1, len(files) // 100))
+    for f in changed_files:
+        with f.open("a", encoding="utf-8") as out:
+            out.write("[ ![](https://changed.example.com/new.jpg)](https://changed.example.com/) A changed page\n")
+    changed = crawl(folder, index, keep=True)
+    return {
+        "pages": len(files),
+        "full_seconds": full["seconds"],
+        "full_documents": full["documents"],
+        "unchanged_seconds": unchanged["seconds"],
+        "changed_pages": len(changed_files),
+        "changed_seconds": changed["seconds"],
+        "changed_indexed": changed["documents"],
+    }
+
+
+def run(preset: str, inprocess: bool) -> dict[str, Any]:
     cfg = PRESETS[preset]
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"[bench] corpus: {cfg['pages']} pages", flush=True)
     folder = corpus(cfg["pages"])
     jsonl = WORK / f"documents-{cfg['pages']}.jsonl"
-    print("[bench] stages (parse, domain, caption) and precomputed documents", flush=True)
+    print("[bench] 7. stages (parse, domain, caption) and precomputed documents", flush=True)
     stages = stages_and_documents(folder, jsonl)
     print(f"[bench]   {stages}", flush=True)
+    out: dict[str, Any] = {"preset": preset, "machine": machine(), "stages": stages}
 
     print("[bench] 1. end-to-end crawl (writer process, defaults)", flush=True)
-    e2e = crawl(folder, WORK / "index-e2e")
-    print(f"[bench]   {e2e}", flush=True)
-    print("[bench] 1b. end-to-end crawl, writer in the crawl process", flush=True)
-    inproc = crawl(folder, WORK / "index-inproc", {"INDEX_WRITER_PROCESS": "False"})
-    print(f"[bench]   {inproc}", flush=True)
+    # When the refresh corpus is this corpus, crawl a copy: the refresh step changes it.
+    same = cfg["refresh_pages"] == cfg["pages"]
+    e2e_folder = corpus_copy(cfg["pages"]) if same else folder
+    out["e2e"] = crawl(e2e_folder, WORK / "index-e2e")
+    print(f"[bench]   {out['e2e']}", flush=True)
+    if inprocess:
+        print("[bench] 1b. end-to-end crawl, writer in the crawl process", flush=True)
+        out["inproc"] = crawl(folder, WORK / "index-inproc", {"INDEX_WRITER_PROCESS": "False"})
+        print(f"[bench]   {out['inproc']}", flush=True)
     print("[bench] 1c. end-to-end crawl, Whoosh multiprocess writer (procs=2, multisegment)", flush=True)
-    mp = crawl(folder, WORK / "index-mp", {"INDEX_WRITER_PROCS": "2", "INDEX_WRITER_MULTISEGMENT": "True"})
-    print(f"[bench]   {mp}", flush=True)
+    out["mp"] = crawl(folder, WORK / "index-mp", {"INDEX_WRITER_PROCS": "2", "INDEX_WRITER_MULTISEGMENT": "True"})
+    print(f"[bench]   {out['mp']}", flush=True)
     print("[bench] 2. baseline: plain Whoosh writer, one commit", flush=True)
-    plain = baseline(jsonl, WORK / "index-plain", "plain")
-    print(f"[bench]   {plain}", flush=True)
+    out["plain"] = baseline(jsonl, WORK / "index-plain", "plain")
+    print(f"[bench]   {out['plain']}", flush=True)
     print(f"[bench] 3. naive baseline: update_document + commit per item ({cfg['naive_docs']} docs)", flush=True)
-    naive = baseline(jsonl, WORK / "index-naive", "naive", cfg["naive_docs"])
-    print(f"[bench]   {naive}", flush=True)
+    out["naive"] = baseline(jsonl, WORK / "index-naive", "naive", cfg["naive_docs"])
+    print(f"[bench]   {out['naive']}", flush=True)
+    print(f"[bench] 4. refresh ({cfg['refresh_pages']} pages)", flush=True)
+    if same:
+        out["refresh"] = refresh(e2e_folder, WORK / "index-e2e", full=out["e2e"])
+    else:
+        out["refresh"] = refresh(corpus_copy(cfg["refresh_pages"]), WORK / "index-refresh")
+    print(f"[bench]   {out['refresh']}", flush=True)
     print("[bench] 5. search latency", flush=True)
-    latency = search_latency(WORK / "index-e2e", queries(cfg["queries"]))
-    latency["cold_start_ms"] = cold_start(WORK / "index-e2e")
-    print(f"[bench]   {latency}", flush=True)
-    return {
-        "preset": preset,
-        "machine": machine(),
-        "stages": stages,
-        "e2e": e2e,
-        "inproc": inproc,
-        "mp": mp,
-        "plain": plain,
-        "naive": naive,
-        "latency": latency,
-    }
+    out["latency"] = search_latency(WORK / "index-e2e", queries(cfg["queries"]))
+    out["latency"]["cold_start_ms"] = cold_start(WORK / "index-e2e")
+    print(f"[bench]   {out['latency']}", flush=True)
+    return out
 
 
 def report(r: dict[str, Any]) -> str:
-    m, s, e, i, p, n, lat = (r[k] for k in ("machine", "stages", "e2e", "inproc", "plain", "naive", "latency"))
+    m, s, e, p, n, lat, rf = (r[k] for k in ("machine", "stages", "e2e", "plain", "naive", "latency", "refresh"))
+    mp = r["mp"]
     e_rate = e["documents"] / e["seconds"]
     p_rate = p["documents"] / p["seconds"]
     n_rate = n["documents"] / n["seconds"]
+    rows = [
+        f"| 1 | end-to-end `scrapy crawl pages` into a fresh index (defaults: writer process) | {e['seconds']:.1f} s, "
+        f"{e['pages'] / e['seconds']:.0f} pages/s, {e_rate:,.0f} docs/s |",
+    ]
+    if "inproc" in r:
+        i = r["inproc"]
+        rows.append(
+            f"| 1b | end-to-end, writer inside the crawl process | {i['seconds']:.1f} s, "
+            f"{i['documents'] / i['seconds']:,.0f} docs/s |"
+        )
+    rows += [
+        f"| 1c | end-to-end, `-s INDEX_WRITER_PROCS=2 -s INDEX_WRITER_MULTISEGMENT=True` | {mp['seconds']:.1f} s, "
+        f"{mp['documents'] / mp['seconds']:,.0f} docs/s |",
+        f"| 2 | baseline: plain Whoosh writer, same documents from JSON Lines, one commit | {p['seconds']:.1f} s, "
+        f"{p_rate:,.0f} docs/s |",
+        f"| 3 | naive baseline: `update_document` + `commit` per document ({n['documents']} docs) | "
+        f"{n_rate:,.0f} docs/s |",
+        f"| 4 | refresh of {rf['pages']:,} pages: full crawl / unchanged / {rf['changed_pages']} pages (1%) changed | "
+        f"{rf['full_seconds']:.1f} s / {rf['unchanged_seconds']:.1f} s / {rf['changed_seconds']:.1f} s |",
+        f"| 5 | search p50 / p99, limit 10, {len(queries(PRESETS[r['preset']]['queries']))} queries of 1–3 words, "
+        f"warm | ours {lat['ours_plain_p50']:.1f} / {lat['ours_plain_p99']:.1f} ms; with `--facet domain` "
+        f"{lat['ours_facet_p50']:.1f} / {lat['ours_facet_p99']:.1f} ms; plain `QueryParser` + `search` "
+        f"{lat['baseline_p50']:.1f} / {lat['baseline_p99']:.1f} ms |",
+        f"| 5b | `python -m index search` cold start to first result (best of 3) | {lat['cold_start_ms']:.0f} ms |",
+        f"| 6 | peak RSS: crawl process / writer process / plain baseline | {e['crawl_rss_mb']:.0f} / "
+        f"{e['writer_rss_mb']:.0f} / {p['rss_mb']:.0f} MB |",
+        f"| 7 | per stage, one core: parse / domain / caption / build documents | {s['parse_images_per_s']:,.0f} / "
+        f"{s['domain_urls_per_s']:,.0f} / {s['caption_per_s']:,.0f} / {s['documents_per_s']:,.0f} images/s |",
+    ]
+    ratios = [
+        f"- end-to-end time / plain-writer baseline time: **{e['seconds'] / p['seconds']:.2f}** (target ≤ 1.15); "
+        f"with `procs=2`: **{mp['seconds'] / p['seconds']:.2f}**",
+        f"- end-to-end docs/s ÷ naive baseline docs/s: **{e_rate / n_rate:.1f}×** (target ≥ 15×)",
+        f"- refresh unchanged / full crawl: **{rf['unchanged_seconds'] / rf['full_seconds']:.3f}** (target ≤ 0.05); "
+        f"1% changed / full: **{rf['changed_seconds'] / rf['full_seconds']:.3f}** (target ≤ 0.10)",
+        f"- search p50 / p99 vs the plain baseline: **{lat['ours_plain_p50'] / lat['baseline_p50']:.1f}× / "
+        f"{lat['ours_plain_p99'] / lat['baseline_p99']:.1f}×**",
+        f"- domain step {s['domain_urls_per_s']:,.0f} URLs/s (target ≥ 100,000); caption step "
+        f"{s['caption_per_s']:,.0f} captions/s (target ≥ 20,000)",
+    ]
+    if "inproc" in r:
+        ratios.append(
+            f"- writer process vs writer in the crawl process: **{r['inproc']['seconds'] / e['seconds']:.2f}×** faster"
+        )
     lines = [
         f"## `{r['preset']}` preset — {int(s['pages']):,} pages, {int(s['images']):,} image documents",
         "",
@@ -322,30 +400,11 @@ def report(r: dict[str, Any]) -> str:
         "",
         "| # | measurement | result |",
         "|---|---|---|",
-        f"| 1 | end-to-end `scrapy crawl pages` (writer process) | {e['seconds']:.1f} s, "
-        f"{e['pages'] / e['seconds']:.0f} pages/s, {e_rate:,.0f} docs/s |",
-        f"| 1b | end-to-end, writer inside the crawl process | {i['seconds']:.1f} s, "
-        f"{i['documents'] / i['seconds']:,.0f} docs/s |",
-        f"| 1c | end-to-end, Whoosh `procs=2, multisegment=True` writer | {r['mp']['seconds']:.1f} s, "
-        f"{r['mp']['documents'] / r['mp']['seconds']:,.0f} docs/s |",
-        f"| 2 | baseline: plain Whoosh writer, same documents, one commit | {p['seconds']:.1f} s, {p_rate:,.0f} docs/s |",
-        f"| 3 | naive baseline: `update_document` + `commit` per item ({n['documents']} docs) | {n_rate:,.0f} docs/s |",
-        "| 4 | refresh (unchanged / 1% changed) | not measured: refresh is issue #7, not built yet |",
-        f"| 5 | search p50 / p99, limit 10 ({len(queries(PRESETS[r['preset']]['queries']))} queries) | "
-        f"ours {lat['ours_plain_p50']:.1f} / {lat['ours_plain_p99']:.1f} ms; "
-        f"with `--facet domain` {lat['ours_facet_p50']:.1f} / {lat['ours_facet_p99']:.1f} ms; "
-        f"plain `QueryParser` baseline {lat['baseline_p50']:.1f} / {lat['baseline_p99']:.1f} ms |",
-        f"| 5b | `python -m index search` cold start to first result | {lat['cold_start_ms']:.0f} ms |",
-        f"| 6 | peak RSS: crawl process / writer process / plain baseline | {e['crawl_rss_mb']:.0f} / "
-        f"{e['writer_rss_mb']:.0f} / {p['rss_mb']:.0f} MB |",
-        f"| 7 | per stage, one core: parse / domain / caption / documents | {s['parse_images_per_s']:,.0f} / "
-        f"{s['domain_urls_per_s']:,.0f} / {s['caption_per_s']:,.0f} / {s['documents_per_s']:,.0f} images/s |",
+        *rows,
         "",
         "Ratios (same run):",
         "",
-        f"- end-to-end time / plain-writer baseline time: **{e['seconds'] / p['seconds']:.2f}** (target ≤ 1.15)",
-        f"- end-to-end docs/s / naive baseline docs/s: **{e_rate / n_rate:.0f}×** (target ≥ 15×)",
-        f"- writer process vs writer in the crawl process: **{i['seconds'] / e['seconds']:.2f}×** faster",
+        *ratios,
         "",
     ]
     return "\n".join(lines)
@@ -355,9 +414,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="pages-crawler benchmarks")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--inprocess", action="store_true", help="also crawl with the writer in the crawl process")
     opts = parser.parse_args()
     t0 = time.perf_counter()
-    result = run(opts.preset)
+    result = run(opts.preset, opts.inprocess)
     section = report(result)
     print(section)
     (WORK / f"result-{opts.preset}.json").write_text(json.dumps(result, indent=2))
