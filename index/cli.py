@@ -80,8 +80,10 @@ def _print_json(results: Results, out: TextIO) -> None:
         out.write(json.dumps(summary, ensure_ascii=False) + "\n")
 
 
-def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run a search from parsed options; returns the exit code (0 hits, 1 none, 2 error)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     filters = {name: getattr(opts, name) for name in FILTERS if getattr(opts, name, None)}
     facets = tuple(f.strip() for f in (opts.facet or "").split(",") if f.strip())
     marks = (BOLD, RESET) if not opts.json and _color(out) else None

@@ -39,7 +39,9 @@ FACETS = ("domain", "site", "board", "author", "image_host")
 SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "domain": ("domain", False)}
 
 # Above this estimated number of matches, the total is reported as "about N".
-EXACT_COUNT_LIMIT = 20_000
+EXACT_COUNT_LIMIT = 5_000
+# Collapsing looks at this many times the hits it needs, then more if repeats ate them.
+COLLAPSE_OVERSAMPLE = 4
 CRAWL_HINT = "scrapy crawl pages -a start=PATH_OR_URL"
 
 
@@ -146,15 +148,63 @@ def make_parser(schema: Any) -> tuple[MultifieldParser, list[str]]:
 
 
 _STRAY_OPERATOR = re.compile(r"(?<!\S)[-+](?!\S)")
+# Whoosh's GtLtPlugin reads `date:>2021-12-31` as `>= 2021-01-01` (it stops at the first
+# hyphen and ignores the strictness), so relational dates are read here, as filters.
+_RELATIVE_DATE = re.compile(r'(?<!\S)date:(>=|<=|>|<)"?([0-9]{4}(?:-[0-9]{2}(?:-[0-9]{2}(?:T[0-9:.]+)?)?)?)"?(?!\S)')
+
+
+def _period(value: str) -> tuple[dt.datetime, dt.datetime]:
+    """The first and last instant of a year, month, day or moment."""
+    parts = value.split("-")
+    try:
+        if len(parts) == 1:
+            start = dt.datetime(int(parts[0]), 1, 1)
+            end = dt.datetime(start.year + 1, 1, 1)
+        elif len(parts) == 2:
+            start = dt.datetime(int(parts[0]), int(parts[1]), 1)
+            end = dt.datetime(start.year + (start.month == 12), start.month % 12 + 1, 1)
+        elif "T" not in value:
+            start = dt.datetime.fromisoformat(value)
+            end = start + dt.timedelta(days=1)
+        else:
+            start = dt.datetime.fromisoformat(value)
+            return start, start
+    except ValueError:
+        raise QueryError(f"cannot read date in query: {value}") from None
+    return start, end - dt.timedelta(microseconds=1)
+
+
+def _relative_dates(text: str) -> tuple[str, list[Q.Query]]:
+    ranges: list[Q.Query] = []
+
+    def take(m: re.Match[str]) -> str:
+        start, end = _period(m.group(2))
+        op = m.group(1)
+        low = start if op == ">=" else end + dt.timedelta(microseconds=1) if op == ">" else None
+        high = end if op == "<=" else start - dt.timedelta(microseconds=1) if op == "<" else None
+        ranges.append(Q.DateRange("date", low, high))
+        return " "
+
+    return _RELATIVE_DATE.sub(take, text), ranges
 
 
 def parse_query(schema: Any, text: str) -> Q.Query:
-    text = _STRAY_OPERATOR.sub(" ", text)
+    text, date_filters = _relative_dates(_STRAY_OPERATOR.sub(" ", text))
     if not text.strip():
+        if date_filters:
+            return Q.And(date_filters) if len(date_filters) > 1 else date_filters[0]
         raise QueryError("empty query")
     _check_syntax(text)
     parser, errors = make_parser(schema)
-    q = parser.parse(text)
+    try:
+        q = parser.parse(text)
+    except Exception as exc:  # noqa: BLE001 - Whoosh raises bare Exception for e.g. `date:[x to y]`
+        message = str(exc).replace("'", "")
+        raise QueryError(
+            f"cannot read date in query: {message}" if "date" in message else f"bad query: {message}"
+        ) from None
+    if date_filters:
+        q = Q.And([q, *date_filters])
     if errors:
         raise QueryError(f"cannot read date in query: {errors[0]}")
     if q is Q.NullQuery or isinstance(q, type(Q.NullQuery)):
@@ -170,10 +220,6 @@ class _Marks(highlight.Formatter):
 
     def format_token(self, text: str, token: Any, replace: bool = False) -> str:
         return f"{self.start}{highlight.get_text(text, token, replace)}{self.end}"
-
-
-def _without(kwargs: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if k not in names}
 
 
 def _uses(searcher: Searcher, image_url: str | None) -> int:
@@ -193,6 +239,48 @@ def _parse_day(value: str | None, name: str, end: bool = False) -> dt.datetime |
     if end and len(value) <= 10:
         day += dt.timedelta(days=1, microseconds=-1)
     return day
+
+
+def _collect(
+    searcher: Searcher, q: Q.Query, window: int, collapse: bool, kwargs: dict[str, Any]
+) -> tuple[Any, list[tuple[Any, dict[str, Any]]], int]:
+    """The first ``window`` hits, one per image URL when collapsing.
+
+    Collapsing is done over a bounded, growing top-N rather than with Whoosh's collapse
+    collector, which must score every match (and cannot count them, in 2.7): the top-N
+    search keeps Whoosh's block-skipping, which is what keeps common words fast."""
+    fetch = window * COLLAPSE_OVERSAMPLE if collapse else window
+    while True:
+        inner = searcher.search(q, limit=fetch, **kwargs)
+        top: list[tuple[Any, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for hit in inner:
+            record = json.loads(hit["record"])
+            if collapse:
+                url = record.get("image_url") or hit["id"]
+                if url in seen:
+                    continue
+                seen.add(url)
+            top.append((hit, record))
+            if len(top) >= window:
+                break
+        if len(top) >= window or inner.scored_length() < fetch:
+            return inner, top, fetch
+        fetch *= COLLAPSE_OVERSAMPLE
+
+
+def _count(searcher: Searcher, q: Q.Query, inner: Any, fetched: int, filter_q: Q.Query) -> tuple[int, bool]:
+    """Matching image documents: exact when all were collected or there are few enough to
+    count in an unscored pass; otherwise Whoosh's estimate (an exact count walks every
+    match, which is what makes common words slow at scale)."""
+    collected = inner.scored_length()
+    if collected < fetched:
+        return collected, True
+    estimate = q.estimate_size(searcher.reader())
+    if estimate <= EXACT_COUNT_LIMIT:
+        counted = searcher.search(q, limit=None, scored=False, filter=filter_q)
+        return len(counted), True
+    return max(estimate, collected), False
 
 
 def search(
@@ -240,36 +328,20 @@ def search(
         kwargs["sortedby"] = sorting.FieldFacet(sort_spec[0], reverse=sort_spec[1])
     if facets:
         kwargs["groupedby"] = {name: sorting.FieldFacet(name, maptype=sorting.Count) for name in facets}
-    if collapse:
-        kwargs.update(collapse=sorting.FieldFacet("image_url"), collapse_limit=1)
-    # search() + slicing, not search_page(): Whoosh 2.7 cannot count a collapsed top-N
-    # search (CollapseCollector.all_ids calls a method TopCollector lacks).
     window = page * limit
-    inner = searcher.search(q, limit=window, **kwargs)
+    inner, top, fetched = _collect(searcher, q, window, collapse, kwargs)
     if marks:
         inner.formatter = _Marks(*marks)
         inner.fragmenter = highlight.WholeFragmenter()
     hits = []
-    for hit in inner[(page - 1) * limit : window]:
-        record = json.loads(hit["record"])
+    for hit, record in top[(page - 1) * limit : window]:
         record["score"] = round(float(hit.score or 0.0), 4)
         record["uses"] = _uses(searcher, record.get("image_url"))
         if marks:
             text = record.get("headline") or ""
             record["headline_marked"] = hit.highlights("headline", text=text, minscore=0) or text
         hits.append(record)
-    # Exact when every match fit in the window or the estimate is small enough to count
-    # (an unscored pass); otherwise Whoosh's estimate: counting a common word exactly walks
-    # every match, which is what makes search slow at scale.
-    collected = inner.scored_length()
-    total, total_exact = collected, collected < window
-    if not total_exact:
-        estimate = q.estimate_size(searcher.reader())
-        if estimate <= EXACT_COUNT_LIMIT:
-            total = len(searcher.search(q, limit=None, scored=False, **_without(kwargs, "sortedby", "groupedby")))
-            total_exact = True
-        else:
-            total = max(estimate, collected)
+    total, total_exact = _count(searcher, q, inner, fetched, kwargs["filter"])
     facet_counts = {}
     for name in facets:
         groups = inner.groups(name)
@@ -277,8 +349,11 @@ def search(
         facet_counts[name] = dict(ordered)
     suggestion = None
     if not hits:
-        corrected = searcher.correct_query(q, query)
-        if corrected.query != q:
+        try:
+            corrected = searcher.correct_query(q, query)
+        except Exception:  # noqa: BLE001 - a suggestion is best effort (Whoosh fails on e.g. `00:00`)
+            corrected = None
+        if corrected is not None and corrected.query != q:
             suggestion = corrected.string
     return Results(
         query=query,
