@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import idna
 import tldextract
@@ -87,26 +88,34 @@ def _split_host(netloc: str) -> tuple[str, str]:
     return host, port
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)")
+
+
 def clean_url(raw: str, base: str | None = None) -> tuple[str, str | None]:
-    """Return (url, host). host is None when the URL has no usable http(s) host."""
-    url = raw.strip().strip("<>").strip()
+    """Return (url, host). host is None when the URL has no usable http(s) host.
+
+    Only the scheme and the authority are rewritten; path, query and fragment stay
+    exactly as written (CDN parameters matter, and `?`/`;` must survive a second pass)."""
+    url = raw.strip()
+    if url.startswith("<") and url.endswith(">"):
+        url = url[1:-1].strip()
+    if any(c in url for c in "\t\r\n"):
+        url = url.replace("\t", "").replace("\r", "").replace("\n", "")
     if not url:
         return raw, None
-    if url[:6].lower().startswith(("http:", "https:")) and not url.split(":", 1)[1].lstrip("/"):
-        return url, None  # a scheme with nothing after it: urljoin would return the base
-    if base:
+    if base and not _SCHEME.match(url):
         try:
-            url = urljoin(base, url)
+            url = urljoin(base, url).strip()
         except ValueError:
             return url, None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    m = _AUTHORITY.match(url)
+    if m is None:
         return url, None
-    scheme = parts.scheme.lower()
+    scheme = m.group(1).lower()
     if scheme not in _DEFAULT_PORTS:
         return url, None
-    host, port = _split_host(parts.netloc)
+    host, port = _split_host(m.group(2))
     ascii_host = _idna_host(host)
     if ascii_host is None:
         return url, None
@@ -116,7 +125,7 @@ def clean_url(raw: str, base: str | None = None) -> tuple[str, str | None]:
         if int(port) == _DEFAULT_PORTS[scheme]:
             port = ""
     netloc = f"{ascii_host}:{port}" if port else ascii_host
-    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment)), ascii_host
+    return f"{scheme}://{netloc}{url[m.end() :]}", ascii_host
 
 
 @lru_cache(maxsize=65536)
