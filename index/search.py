@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_FIELDS", "IndexMissing", "QueryError", "Results", "SearchErr
 DEFAULT_FIELDS = ("headline", "title", "caption", "alt", "tags")
 # headline > title > caption, as people expect from a headline-first result list.
 FIELD_BOOSTS = {"headline": 3.0, "title": 2.0, "caption": 1.0, "alt": 0.8, "tags": 1.5}
+PAGE_DOC_FIELDS = frozenset({"id", "kind", "page_url"})
 FACETS = ("domain", "site", "board", "author", "image_host")
 SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "domain": ("domain", False)}
 
@@ -269,7 +270,7 @@ def _collect(
         fetch *= COLLAPSE_OVERSAMPLE
 
 
-def _count(searcher: Searcher, q: Q.Query, inner: Any, fetched: int, filter_q: Q.Query) -> tuple[int, bool]:
+def _count(searcher: Searcher, q: Q.Query, inner: Any, fetched: int, filter_q: Q.Query | None) -> tuple[int, bool]:
     """Matching image documents: exact when all were collected or there are few enough to
     count in an unscored pass; otherwise Whoosh's estimate (an exact count walks every
     match, which is what makes common words slow at scale)."""
@@ -315,14 +316,21 @@ def search(
     start = time.perf_counter()
     searcher = _searcher(index_dir)
     q = parse_query(searcher.schema, query)
-    restrict: list[Q.Query] = [Q.Term("kind", "image")]
+    # Page documents carry only id/kind/page_url/record, so a query that names none of
+    # those fields cannot match them and needs no `kind:image` restriction. That matters:
+    # Whoosh turns a `filter=` into a bitset of every matching document on each search.
+    restrict: list[Q.Query] = []
+    if {getattr(leaf, "fieldname", None) for leaf in [q, *q.leaves()]} & PAGE_DOC_FIELDS:
+        restrict.append(Q.Term("kind", "image"))
     for name, value in (filters or {}).items():
         if name in EXACT_FIELDS and value:
             restrict.append(Q.Term(name, value.lower()))
     low, high = _parse_day(since, "since"), _parse_day(until, "until", end=True)
     if low or high:
         restrict.append(Q.DateRange("date", low, high))
-    kwargs: dict[str, Any] = {"filter": Q.And(restrict) if len(restrict) > 1 else restrict[0]}
+    kwargs: dict[str, Any] = {}
+    if restrict:
+        kwargs["filter"] = Q.And(restrict) if len(restrict) > 1 else restrict[0]
     sort_spec = SORTS[sort]
     if sort_spec:
         kwargs["sortedby"] = sorting.FieldFacet(sort_spec[0], reverse=sort_spec[1])
@@ -341,7 +349,7 @@ def search(
             text = record.get("headline") or ""
             record["headline_marked"] = hit.highlights("headline", text=text, minscore=0) or text
         hits.append(record)
-    total, total_exact = _count(searcher, q, inner, fetched, kwargs["filter"])
+    total, total_exact = _count(searcher, q, inner, fetched, kwargs.get("filter"))
     facet_counts = {}
     for name in facets:
         groups = inner.groups(name)

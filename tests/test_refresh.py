@@ -216,3 +216,23 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
     assert final.returncode == 0
     assert docs(index) == expected
     assert check(index) == []
+
+
+def test_jobdir_pause_and_resume_deletes_exactly_what_one_run_would(pages, tmp_path):
+    index = tmp_path / "index"
+    crawl(index, str(pages))
+    (pages / "desk-stretches.md").unlink()
+    for page in pages.glob("*.md"):
+        page.write_text(page.read_text() + "\n![](https://x.test/more.jpg) one more\n")
+    job = tmp_path / "job"
+    paused = crawl(index, str(pages), settings={"JOBDIR": str(job), "CLOSESPIDER_ITEMCOUNT": "1"})
+    assert stat(paused, "pages/deleted") == 0
+    assert (job / "pages-seen.txt").exists()
+    resumed = crawl(index, str(pages), settings={"JOBDIR": str(job)})
+    assert "'finish_reason': 'finished'" in crawl_stats(resumed)
+    assert stat(resumed, "pages/deleted") == 1
+    assert not (job / "pages-seen.txt").exists()
+    clean = tmp_path / "clean"
+    crawl(clean, str(pages))
+    strip = lambda ds: [{k: v for k, v in d.items() if k != "score"} for d in ds]  # noqa: E731
+    assert strip(docs(index)) == strip(docs(clean))
