@@ -11,7 +11,8 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,10 @@ def _open(index_dir: str | Path) -> whoosh_index.Index:
 # a long-lived caller (the web page, the benchmarks) pays the open cost once, and every
 # search still sees the last committed state. Readers never wait for the writer.
 _SEARCHERS: dict[str, Searcher] = {}
+# Recent results per searcher: people page back and forth and repeat queries; a hit
+# costs a dict copy instead of a search. Bounded, and stale the moment the index changes.
+RESULT_CACHE_SIZE = 256
+_RESULTS: OrderedDict[tuple[Any, ...], Results] = OrderedDict()
 
 
 def _searcher(index_dir: str | Path) -> Searcher:
@@ -315,6 +320,24 @@ def search(
         raise QueryError(f"unknown facet {unknown[0]!r}; use any of {', '.join(FACETS)}")
     start = time.perf_counter()
     searcher = _searcher(index_dir)
+    # A refreshed searcher is a new object, so its id keys out every stale result.
+    key = (
+        id(searcher),
+        query,
+        limit,
+        page,
+        sort,
+        tuple(facets),
+        tuple(sorted((filters or {}).items())),
+        since,
+        until,
+        collapse,
+        marks,
+    )
+    cached = _RESULTS.get(key)
+    if cached is not None:
+        _RESULTS.move_to_end(key)
+        return replace(cached, hits=[dict(h) for h in cached.hits], elapsed_ms=(time.perf_counter() - start) * 1000)
     q = parse_query(searcher.schema, query)
     # Page documents carry only id/kind/page_url/record, so a query that names none of
     # those fields cannot match them and needs no `kind:image` restriction. That matters:
@@ -363,7 +386,7 @@ def search(
             corrected = None
         if corrected is not None and corrected.query != q:
             suggestion = corrected.string
-    return Results(
+    results = Results(
         query=query,
         total=total,
         hits=hits,
@@ -375,3 +398,7 @@ def search(
         suggestion=suggestion,
         total_exact=total_exact,
     )
+    _RESULTS[key] = replace(results, hits=[dict(h) for h in hits])
+    if len(_RESULTS) > RESULT_CACHE_SIZE:
+        _RESULTS.popitem(last=False)
+    return results

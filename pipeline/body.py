@@ -233,7 +233,7 @@ def extract(markdown: str) -> tuple[list[ImageRef], str]:
         if tok.type == "inline":
             text: list[str] = []
             _Paragraph(refs, text).walk(tok.children or [])
-            blocks.append("".join(text))
+            blocks.append("\n".join(line.strip() for line in "".join(text).split("\n")))
         elif tok.type in ("code_block", "fence"):
             blocks.append(tok.content.rstrip("\n"))
         elif tok.type == "html_block":
