@@ -34,11 +34,23 @@ from whoosh.writing import IndexWriter as WhooshWriter
 from index import _whoosh_fixes  # noqa: F401 - applies a Whoosh fix on import
 from index.schema import make_schema
 
-__all__ = ["IndexLocked", "PageWriter", "WriterError", "WriterProcess", "open_or_create"]
+__all__ = ["IndexLocked", "PageWriter", "WriterError", "WriterProcess", "open_or_create", "peak_rss_kb"]
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".writer.lock"
+
+
+def peak_rss_kb() -> int:
+    """Peak resident memory of this process in KiB. VmHWM, not ru_maxrss: Linux carries
+    ru_maxrss over fork+exec, so a child of a big process would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class IndexLocked(RuntimeError):
@@ -277,8 +289,7 @@ def _serve(index_dir: str, options: dict[str, Any], inbox: Any, outbox: Any, par
                 return
             elif kind == _STOP:
                 stats = writer.close()
-                # Peak memory of this process, for the crawl stats (KiB on Linux).
-                stats["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                stats["max_rss_kb"] = peak_rss_kb()
                 outbox.put(("done", stats))
                 return
     except Exception as exc:

@@ -8,24 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from index.documents import IMAGE_FIELDS
+
 __all__ = ["IMAGE_RECORD_FIELDS", "PageItem"]
 
-# Image record keys, in contract order; the normalizer pipelines fill the later ones.
-IMAGE_RECORD_FIELDS = (
-    "position",
-    "image_url",
-    "link_url",
-    "alt",
-    "caption_raw",
-    "caption",
-    "headline",
-    "site",
-    "board",
-    "tags",
-    "image_host",
-    "domain",
-    "duplicate_of",
-)
+# Image record keys, in contract order (defined once, next to the documents built from them).
+IMAGE_RECORD_FIELDS = IMAGE_FIELDS
 
 
 @dataclass

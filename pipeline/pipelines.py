@@ -18,7 +18,7 @@ from scrapy.utils.defer import deferred_from_coro
 from index.admin import record_crawl
 from index.documents import page_documents
 from index.state import load_page_states
-from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess
+from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess, peak_rss_kb
 from pipeline.normalize.captions import normalize_caption
 from pipeline.normalize.domains import host_of, normalize_image_url, registrable_domain
 from pipeline.refresh import RefreshState
@@ -275,8 +275,10 @@ class IndexWriter(_StatsPipeline):
         self.inc("pages/deleted", len(vanished))
         self.inc("images/deleted", images_deleted)
         self.inc("index/commits", result.get("commits", 0))
-        if self.stats is not None and "max_rss_kb" in result:
-            self.stats.set_value("index/writer_max_rss", result["max_rss_kb"] * 1024)
+        if self.stats is not None:
+            if "max_rss_kb" in result:
+                self.stats.set_value("index/writer_max_rss", result["max_rss_kb"] * 1024)
+            self.stats.set_value("crawl/max_rss", peak_rss_kb() * 1024)
         if finished and self.refresh.seen_log is not None:
             self.refresh.seen_log.unlink(missing_ok=True)  # the job is complete
         get = self.stats.get_value if self.stats is not None else (lambda key, default=0: default)

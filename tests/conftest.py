@@ -16,6 +16,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "examples" / "pages" / "chair-exercises-upper-back.md"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
+# What every `--json` hit carries: the contract's image record plus page fields. Spelled
+# out here, not imported from the code under test.
+HIT_KEYS = frozenset(
+    "position image_url link_url alt caption_raw caption headline site board tags image_host domain duplicate_of "
+    "title author date page_url page_tags image_tags score uses".split()
+)
+
+
+def sitemap(urls: list[str | tuple[str, str | None]]) -> str:
+    """A urlset; entries are URLs or (URL, lastmod) pairs."""
+    pairs = [(u, None) if isinstance(u, str) else u for u in urls]
+    body = "".join(f"<url><loc>{u}</loc>{f'<lastmod>{m}</lastmod>' if m else ''}</url>" for u, m in pairs)
+    return f'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{body}</urlset>'
+
 
 def run_scrapy(
     *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120

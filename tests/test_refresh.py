@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, crawl, crawl_stats, image_documents, page_documents
+from conftest import ROOT, crawl, crawl_stats, image_documents, page_documents, sitemap
 
 EXAMPLES = ROOT / "examples" / "pages"
 
@@ -100,17 +100,18 @@ def test_other_starts_are_left_alone(pages, tmp_path):
     assert len(page_documents(index)) == 5
 
 
-def _sitemap(urls: list[tuple[str, str | None]]) -> str:
-    body = "".join(f"<url><loc>{u}</loc>{f'<lastmod>{m}</lastmod>' if m else ''}</url>" for u, m in urls)
-    return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{body}</urlset>'
+def serve_examples(www: Path, base: str, lastmod: str | None = None) -> list[str]:
+    """The example pages on the test server, all listed in /sitemap.xml."""
+    names = sorted(p.name for p in EXAMPLES.iterdir())
+    for name in names:
+        shutil.copy(EXAMPLES / name, www / name)
+    (www / "sitemap.xml").write_text(sitemap([(f"{base}/{n}", lastmod) for n in names]))
+    return names
 
 
 def test_http_refresh_304_404_500_and_sitemap(tmp_path, http_root):
     www, base, server = http_root
-    for page in EXAMPLES.iterdir():
-        shutil.copy(page, www / page.name)
-    names = sorted(p.name for p in EXAMPLES.iterdir())
-    (www / "sitemap.xml").write_text(_sitemap([(f"{base}/{n}", None) for n in names]))
+    names = serve_examples(www, base)
     index = tmp_path / "index"
     first = crawl(index, f"{base}/sitemap.xml")
     assert stat(first, "pages/new") == 4
@@ -131,7 +132,7 @@ def test_http_refresh_304_404_500_and_sitemap(tmp_path, http_root):
 
     # Dropped from the sitemap: deleted. A sitemap that fails: nothing deleted.
     server.failing.clear()
-    (www / "sitemap.xml").write_text(_sitemap([(f"{base}/{n}", None) for n in names[2:]]))
+    (www / "sitemap.xml").write_text(sitemap([(f"{base}/{n}", None) for n in names[2:]]))
     dropped = crawl(index, f"{base}/sitemap.xml")
     assert stat(dropped, "pages/deleted") == 1
     server.failing.add("/sitemap.xml")
@@ -142,10 +143,7 @@ def test_http_refresh_304_404_500_and_sitemap(tmp_path, http_root):
 
 def test_sitemap_lastmod_skips_requests(tmp_path, http_root):
     www, base, server = http_root
-    for page in EXAMPLES.iterdir():
-        shutil.copy(page, www / page.name)
-    names = sorted(p.name for p in EXAMPLES.iterdir())
-    (www / "sitemap.xml").write_text(_sitemap([(f"{base}/{n}", "2024-05-01") for n in names]))
+    serve_examples(www, base, lastmod="2024-05-01")
     index = tmp_path / "index"
     crawl(index, f"{base}/sitemap.xml")
     server.requests.clear()

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, crawl
+from conftest import HIT_KEYS, ROOT, crawl
 from index.cli import BOLD, main, run_search
 from index.search import QueryError, search
 
@@ -171,30 +171,7 @@ def test_json_lines_schema(index):
     r = run_cli("search", "--index", str(index), "--json", "--facet", "domain", "stretch")
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     *hits, summary = lines
-    keys = {
-        "position",
-        "image_url",
-        "link_url",
-        "alt",
-        "caption_raw",
-        "caption",
-        "headline",
-        "site",
-        "board",
-        "tags",
-        "image_host",
-        "domain",
-        "duplicate_of",
-        "title",
-        "author",
-        "date",
-        "page_url",
-        "page_tags",
-        "image_tags",
-        "score",
-        "uses",
-    }
-    assert hits and all(set(h) == keys for h in hits)
+    assert hits and all(set(h) == HIT_KEYS for h in hits)
     assert list(hits[0]) == sorted(hits[0])  # stable, sorted keys
     assert set(summary) == {"facets", "total", "total_exact"}
 
