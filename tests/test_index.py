@@ -169,3 +169,16 @@ def test_search_errors(tmp_path, small_index):
     for bad in ("title:(", "date:[x to", '"unclosed', "title:"):
         with pytest.raises(QueryError):
             search(small_index, bad)
+
+
+def test_search_during_a_write_sees_the_last_commit_without_waiting(tmp_path):
+    index = tmp_path / "ix"
+    write(index, item("file:///a.md", ["committed stretch"]))
+    writer = PageWriter(index)
+    writer.open()  # holds the writer lock with an uncommitted batch
+    writer.add_page(build_documents(item("file:///b.md", ["uncommitted stretch"])))
+    try:
+        assert [h["caption"] for h in search(index, "stretch").hits] == ["committed stretch"]
+    finally:
+        writer.close()
+    assert sorted(h["caption"] for h in search(index, "stretch").hits) == ["committed stretch", "uncommitted stretch"]
