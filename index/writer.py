@@ -69,6 +69,36 @@ def open_or_create(index_dir: str | os.PathLike[str]) -> whoosh_index.Index:
     return whoosh_index.create_in(str(path), make_schema())
 
 
+def merge_bounded(max_docs: int) -> Any:
+    """A Whoosh merge policy that merges the smallest segments together but never builds
+    a segment bigger than ``max_docs`` documents.
+
+    Whoosh's MERGE_SMALL keeps merging into ever larger segments, and a merge holds the
+    merged segment's per-document column data in memory: at 1M documents the writer
+    peaked at 1.8 GB. Bounded segments keep the writer's memory flat (bench/RESULTS.md)
+    at the cost of a few more segments; `python -m index optimize` merges them all."""
+    from whoosh.reading import SegmentReader
+
+    def policy(writer: Any, segments: list[Any]) -> list[Any]:
+        keep, merge, total = [], [], 0
+        for seg in sorted(segments, key=lambda s: s.doc_count_all()):
+            count = seg.doc_count_all()
+            if total + count <= max_docs:
+                merge.append(seg)
+                total += count
+            else:
+                keep.append(seg)
+        if len(merge) < 2 and not any(seg.has_deletions() for seg in merge):
+            return segments
+        for seg in merge:
+            reader = SegmentReader(writer.storage, writer.schema, seg)
+            writer.add_reader(reader)
+            reader.close()
+        return keep
+
+    return policy
+
+
 class SessionLock:
     """An exclusive flock on ``<index>/.writer.lock`` holding the owner's pid."""
 
@@ -115,11 +145,13 @@ class PageWriter:
         multisegment: bool = False,
         lock_wait: bool = False,
         lock: bool = True,
+        segment_max_docs: int = 100_000,
     ) -> None:
         self.index_dir = str(index_dir)
         self.commit_docs = commit_docs
         self.commit_seconds = commit_seconds
         self.writer_args: dict[str, Any] = {"limitmb": limitmb}
+        self.mergetype = merge_bounded(segment_max_docs)
         if procs > 1:
             self.writer_args.update(procs=procs, multisegment=multisegment)
         # The caller may hold the session lock itself (the crawl does, for its whole run).
@@ -160,7 +192,7 @@ class PageWriter:
 
     def commit(self, reopen: bool = True) -> None:
         assert self._writer is not None
-        self._writer.commit()
+        self._writer.commit(mergetype=self.mergetype)
         self.stats["commits"] += 1
         self._pending = 0
         self._fresh = False

@@ -176,6 +176,7 @@ class IndexWriter(_StatsPipeline):
             limitmb=s.getint("INDEX_WRITER_LIMITMB", 256),
             procs=s.getint("INDEX_WRITER_PROCS", 1),
             multisegment=s.getbool("INDEX_WRITER_MULTISEGMENT", False),
+            segment_max_docs=s.getint("INDEX_SEGMENT_MAX_DOCS", 100_000),
         )
         pipeline.crawler = crawler
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)

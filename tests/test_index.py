@@ -182,3 +182,16 @@ def test_search_during_a_write_sees_the_last_commit_without_waiting(tmp_path):
     finally:
         writer.close()
     assert sorted(h["caption"] for h in search(index, "stretch").hits) == ["committed stretch", "uncommitted stretch"]
+
+
+def test_commits_never_build_a_segment_above_the_bound(tmp_path):
+    from whoosh import index as wi
+
+    index = tmp_path / "ix"
+    pages = [item(f"file:///p{i}.md", ["x"] * 10) for i in range(30)]
+    write(index, *pages, commit_docs=22, segment_max_docs=60)
+    segments = wi.open_dir(str(index))._segments()
+    assert len(segments) >= 4
+    # A merge adds at most the bound to the writer's own uncommitted batch.
+    assert max(s.doc_count_all() for s in segments) <= 60 + 22 + 11
+    assert len(image_documents(index)) == 300
