@@ -434,27 +434,72 @@ def report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def segments_follow_up(preset: str) -> str:
+    """The end-to-end crawl and search again with the current defaults, reported as their
+    own section: used to measure a writer change without rerunning every baseline."""
+    cfg = PRESETS[preset]
+    folder = corpus(cfg["pages"])
+    index = WORK / "index-followup"
+    e2e = crawl(folder, index)
+    print(f"[bench]   {e2e}", flush=True)
+    from whoosh import index as wi
+
+    segments = len(wi.open_dir(str(index))._segments())
+    lat = search_latency(index, queries(cfg["queries"]), cfg["nocache_queries"])
+    lat["cold_start_ms"] = cold_start(index)
+    print(f"[bench]   {lat}", flush=True)
+    m = machine()
+    return "\n".join(
+        [
+            f"## `{preset}` follow-up — current defaults (bounded segments), {int(e2e['documents']):,} image documents",
+            "",
+            f"Machine: {m['cpu']}, {m['ram']} RAM, Python {m['python']}; run {m['date']}.",
+            f"Command: `python -m bench.run --preset {preset} --follow-up`",
+            "",
+            "| measurement | result |",
+            "|---|---|",
+            f"| end-to-end crawl | {e2e['seconds']:.1f} s, {e2e['documents'] / e2e['seconds']:,.0f} docs/s, {segments} segments |",
+            f"| peak RSS crawl / writer | {e2e['crawl_rss_mb']:.0f} / {e2e['writer_rss_mb']:.0f} MB |",
+            f"| search p50 / p99, result cache on ({int(lat['distinct_queries'])} distinct of {cfg['queries']}) | "
+            f"{lat['ours_plain_p50']:.1f} / {lat['ours_plain_p99']:.1f} ms; `--facet domain` "
+            f"{lat['ours_facet_p50']:.1f} / {lat['ours_facet_p99']:.1f} ms |",
+            f"| search p50 / p99, cache emptied each query (first {int(lat['nocache_queries'])}) | "
+            f"{lat['ours_plain_nocache_p50']:.1f} / {lat['ours_plain_nocache_p99']:.1f} ms; `--facet domain` "
+            f"{lat['ours_facet_nocache_p50']:.1f} / {lat['ours_facet_nocache_p99']:.1f} ms; plain baseline "
+            f"{lat['baseline_p50']:.1f} / {lat['baseline_p99']:.1f} ms |",
+            f"| cold start `python -m index search` | {lat['cold_start_ms']:.0f} ms |",
+            "",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="pages-crawler benchmarks")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--inprocess", action="store_true", help="also crawl with the writer in the crawl process")
+    parser.add_argument("--follow-up", action="store_true", help="only the crawl and search, as their own section")
     opts = parser.parse_args()
     t0 = time.perf_counter()
+    if opts.follow_up:
+        section = segments_follow_up(opts.preset)
+        print(section)
+        update_results(opts.results, f"## `{opts.preset}` follow-up", section)
+        return
     result = run(opts.preset, opts.inprocess)
     section = report(result)
     print(section)
     (WORK / f"result-{opts.preset}.json").write_text(json.dumps(result, indent=2))
-    update_results(opts.results, opts.preset, section)
+    update_results(opts.results, f"## `{opts.preset}`", section)
     print(f"[bench] done in {time.perf_counter() - t0:.0f} s; wrote {opts.results}")
 
 
-def update_results(path: Path, preset: str, section: str) -> None:
-    """Replace this preset's section of RESULTS.md, keep the others."""
+def update_results(path: Path, prefix: str, section: str) -> None:
+    """Replace the sections of RESULTS.md whose heading starts with ``prefix``, keep the others."""
     header = "# Benchmark results\n\nWritten by `make bench` / `make bench-large` (`bench/run.py`).\n\n"
     text = path.read_text("utf-8") if path.exists() else header
     sections = re.split(r"(?m)^(?=## `)", text)
-    kept = [sec for sec in sections[1:] if not sec.startswith(f"## `{preset}`")]
+    kept = [sec for sec in sections[1:] if not sec.startswith(prefix)]
     path.write_text(sections[0] + "".join(sorted([*kept, section + "\n"])), "utf-8")
 
 
