@@ -8,10 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["IMAGE_FIELDS", "PAGE_FIELDS", "index_date", "page_documents"]
+__all__ = ["IMAGE_FIELDS", "index_date", "page_documents"]
 
-# Page fields every image hit carries (the search output's `page_url` is the page's url).
-PAGE_FIELDS = ("title", "author", "date", "page_tags", "format")
 IMAGE_FIELDS = (
     "position",
     "image_url",

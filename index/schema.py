@@ -18,10 +18,8 @@ from whoosh.analysis import (
 )
 from whoosh.support.charset import accent_map
 
-__all__ = ["EXACT_FIELDS", "SCHEMA_VERSION", "TEXT_FIELDS", "make_schema"]
+__all__ = ["EXACT_FIELDS", "make_schema"]
 
-SCHEMA_VERSION = 1
-TEXT_FIELDS = ("headline", "title", "caption", "alt")
 EXACT_FIELDS = ("domain", "site", "image_host", "author", "board")
 
 

@@ -8,12 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.documents import IMAGE_FIELDS
-
-__all__ = ["IMAGE_RECORD_FIELDS", "PageItem"]
-
-# Image record keys, in contract order (defined once, next to the documents built from them).
-IMAGE_RECORD_FIELDS = IMAGE_FIELDS
+__all__ = ["PageItem"]
 
 
 @dataclass
