@@ -434,7 +434,7 @@ def report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-FOLLOW_UP_QUERIES = 60
+FOLLOW_UP_QUERIES = 20
 
 
 def segments_follow_up(preset: str) -> str:
