@@ -73,10 +73,11 @@ def merge_bounded(max_docs: int) -> Any:
     """A Whoosh merge policy that merges the smallest segments together but never builds
     a segment bigger than ``max_docs`` documents.
 
-    Whoosh's MERGE_SMALL keeps merging into ever larger segments, and a merge holds the
-    merged segment's per-document column data in memory: at 1M documents the writer
-    peaked at 1.8 GB. Bounded segments keep the writer's memory flat (bench/RESULTS.md)
-    at the cost of a few more segments; `python -m index optimize` merges them all."""
+    Whoosh's MERGE_SMALL keeps merging into ever larger segments, so a refresh commit
+    can end up rewriting most of a big index. Bounded segments keep each commit's merge
+    work bounded, at the cost of a few more segments; `python -m index optimize` merges
+    them all. (It did not cure the writer's memory growth at 1M documents: see
+    bench/RESULTS.md.)"""
     from whoosh.reading import SegmentReader
 
     def policy(writer: Any, segments: list[Any]) -> list[Any]:

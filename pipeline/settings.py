@@ -25,8 +25,8 @@ INDEX_ENABLED = True
 # loses at most one batch, a search sees progress during long crawls.
 INDEX_COMMIT_DOCS = 50_000
 INDEX_COMMIT_SECONDS = 60.0
-# Commits merge small segments but never into one bigger than this: the writer's memory
-# follows the biggest segment it builds, so this keeps it flat however big the index.
+# Commits merge small segments but never into one bigger than this, so no commit has to
+# rewrite a big part of the index.
 INDEX_SEGMENT_MAX_DOCS = 100_000
 # Whoosh writer memory per pool before it spills sorted runs to disk.
 INDEX_WRITER_LIMITMB = 256
