@@ -18,15 +18,14 @@ True
 from __future__ import annotations
 
 import html
-import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 
 import ftfy
 
+from pipeline.normalize.data import load_table
 from pipeline.normalize.domains import PLATFORMS
 
 __all__ = ["CaptionInfo", "normalize_caption", "repair"]
@@ -111,11 +110,6 @@ def repair(text: str) -> str:
     return s
 
 
-def _load(name: str) -> dict[str, str]:
-    text = resources.files("pipeline.normalize.data").joinpath(name).read_text("utf-8")
-    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
-
-
 def _key(s: str) -> str:
     """Letters and digits only, case-folded and without accents: `ELDERGYM®` → `eldergym`."""
     folded = unicodedata.normalize("NFKD", s.casefold())
@@ -123,7 +117,7 @@ def _key(s: str) -> str:
 
 
 _KNOWN_SITES: frozenset[str] = frozenset(
-    {_key(name) for name in _load("publishers.json")} | {_key(v["name"]) for v in PLATFORMS.values()}
+    {_key(name) for name in load_table("publishers.json")} | {_key(v["name"]) for v in PLATFORMS.values()}
 )
 # Labels too generic to be evidence of a publisher on their own.
 _GENERIC_LABELS = frozenset(

@@ -17,16 +17,16 @@ List (ICANN section, tldextract's bundled snapshot: never a network fetch).
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import idna
 import tldextract
+
+from pipeline.normalize.data import load_table
 
 __all__ = ["PLATFORMS", "DomainInfo", "host_of", "normalize_image_url", "platform_for", "registrable_domain"]
 
@@ -44,12 +44,8 @@ class DomainInfo:
     bad_url: bool
 
 
-def _load(name: str) -> Any:
-    return json.loads(resources.files("pipeline.normalize.data").joinpath(name).read_text("utf-8"))
-
-
-PLATFORMS: dict[str, dict[str, str]] = {k: v for k, v in _load("platforms.json").items() if not k.startswith("_")}
-_PROXIES: list[dict[str, Any]] = _load("proxies.json")["proxies"]
+PLATFORMS: dict[str, dict[str, str]] = load_table("platforms.json")
+_PROXIES: list[dict[str, Any]] = load_table("proxies.json")["proxies"]
 _PROXY_BY_HOST = {h: p for p in _PROXIES for h in p.get("hosts", ())}
 _PROXY_BY_PATH = [p for p in _PROXIES if "path_prefix" in p]
 

@@ -210,14 +210,14 @@ class PagesSpider(scrapy.Spider):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             # Remote content must never make the crawler read local files.
-            self.crawler.stats.inc_value("pages/refused/scheme")
+            self._count("pages/refused/scheme")
             logger.warning("refused %s listed in %s: only http(s) pages", url, sitemap_url)
             return False
         home = urlsplit(sitemap_url).hostname
         allowed = {home, *self.settings.getlist("PAGES_ALLOWED_HOSTS")}
         if urlsplit(sitemap_url).scheme == "file" or parts.hostname in allowed:
             return True
-        self.crawler.stats.inc_value("pages/refused/host")
+        self._count("pages/refused/host")
         logger.warning("refused %s listed in %s: other host (see PAGES_ALLOWED_HOSTS)", url, sitemap_url)
         return False
 
@@ -245,7 +245,7 @@ class PagesSpider(scrapy.Spider):
         except Exception as exc:  # noqa: BLE001 - lxml raises many types on junk
             self._sitemap_invalid(response.url, start, exc)
             return
-        self.crawler.stats.inc_value("sitemaps/read")
+        self._count("sitemaps/read")
         meta = LOCAL_META if response.url.startswith("file:") else {}
         for entry in sitemap:
             loc = entry.get("loc")
