@@ -158,9 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="consistency of page and image documents (exit 1 on a problem)")
     optimize = sub.add_parser("optimize", help="merge all segments into one (takes the writer lock)")
     optimize.add_argument("--wait", action="store_true", help="wait for a running crawl instead of failing")
-    for p in (stats, check, optimize):
+    serve = sub.add_parser("serve", help="a local search page with an image grid (read-only)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    for p in (stats, check, optimize, serve):
         p.add_argument("--index", default=None, metavar="DIR", help=index_help)
     opts = parser.parse_args(argv)
     if opts.command == "search":
         return run_search(opts, opts.index or default_index_dir())
+    if opts.command == "serve":
+        from index.web import serve as run_server  # keeps Starlette out of `search`'s start
+
+        return run_server(opts.index or default_index_dir(), opts.host, opts.port)
     return _admin(opts, sys.stdout, sys.stderr)

@@ -1,0 +1,184 @@
+"""``python -m index serve``: a local page for looking at the results as an image grid.
+
+A thin Starlette app over :func:`index.search.search`, the same library (and query
+language) as the terminal command. It only reads the index; the shared searcher cache
+refreshes on every request, so a running crawl's commits show up without a restart.
+
+Everything that comes from a crawled page is untrusted: templates autoescape, highlight
+marks are private-use characters swapped for ``<mark>`` only after escaping, links keep
+only http(s)/file URLs, and the Content-Security-Policy forbids any script but our own.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from markupsafe import Markup, escape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from index.search import IndexMissing, Results, SearchError, search
+
+__all__ = ["SIDEBAR_FACETS", "create_app", "serve"]
+
+HERE = Path(__file__).parent
+SIDEBAR_FACETS = ("domain", "site", "board", "author")
+FILTERS = ("domain", "site", "author", "board")
+PAGE_SIZE = 24
+MAX_LIMIT = 200
+SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
+# Private-use code points never occur in escaped captions, so they survive escaping and
+# can be turned into markup afterwards without ever trusting page text.
+MARK_START, MARK_END = "\ue000", "\ue001"
+LINK_SCHEMES = frozenset({"http", "https", "file"})
+
+# Images may come from anywhere (that is the point of the page); code only from us.
+CSP = (
+    "default-src 'none'; img-src * data:; script-src 'self'; style-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def marked(text: str | None) -> Markup:
+    """Escape page text, then turn the search's highlight marks into ``<mark>`` tags."""
+    safe = str(escape(text or ""))
+    return Markup(safe.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+
+
+def safe_href(url: str | None) -> str | None:
+    """The URL if a browser may follow it from our page; ``javascript:`` and friends never."""
+    if not url:
+        return None
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return None
+    return url if scheme in LINK_SCHEMES else None
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
+    try:
+        return max(low, min(high, int(value))) if value else default
+    except ValueError:
+        return default
+
+
+def _options(request: Request, limit_default: int) -> dict[str, Any]:
+    p = request.query_params
+    facets_param = p.get("facet")
+    return {
+        "limit": _int(p.get("limit"), limit_default, 1, MAX_LIMIT),
+        "page": _int(p.get("page"), 1, 1, 10_000),
+        "sort": p.get("sort") or "relevance",
+        "filters": {name: p[name] for name in FILTERS if p.get(name)},
+        "since": p.get("since") or None,
+        "until": p.get("until") or None,
+        "collapse": p.get("collapse", "1") not in {"0", "false", "no", "off"},
+        "facets": tuple(f for f in (facets_param or "").split(",") if f) if facets_param is not None else None,
+    }
+
+
+def _link(request: Request, **changes: str | int | None) -> str:
+    """This page's URL with some parameters changed (``None`` removes one)."""
+    params = dict(request.query_params)
+    for key, value in changes.items():
+        if value is None or value == "":
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    if "page" not in changes:
+        params.pop("page", None)  # any new filter starts again at page 1
+    return "/?" + urlencode(params) if params else "/"
+
+
+def create_app(index_dir: str | Path) -> Starlette:
+    index_dir = str(index_dir)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["marked"] = marked
+    templates.env.globals["safe_href"] = safe_href
+
+    async def page(request: Request) -> Response:
+        query = (request.query_params.get("q") or "").strip()
+        opts = _options(request, PAGE_SIZE)
+        opts["facets"] = SIDEBAR_FACETS if opts["facets"] is None else opts["facets"]
+        started = time.perf_counter()
+        results: Results | None = None
+        error = hint = None
+        if query:
+            try:
+                results = search(index_dir, query, marks=(MARK_START, MARK_END), **opts)
+            except SearchError as exc:
+                error, hint = str(exc), exc.hint
+        pages = 0
+        if results is not None:
+            pages = max(1, -(-results.total // opts["limit"]))
+        context = {
+            "query": query,
+            "opts": opts,
+            "results": results,
+            "error": error,
+            "hint": hint,
+            "pages": pages,
+            "sorts": SORT_LABELS,
+            "link": lambda **changes: _link(request, **changes),
+            "render_ms": (time.perf_counter() - started) * 1000,
+        }
+        status = 200 if error is None else (503 if hint else 400)
+        response = templates.TemplateResponse(request, "search.html", context, status_code=status)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def api(request: Request) -> Response:
+        query = (request.query_params.get("q") or "").strip()
+        opts = _options(request, 10)
+        opts["facets"] = opts["facets"] or ()
+        if not query:
+            return _json({"error": "missing q= parameter"}, 400)
+        try:
+            results = search(index_dir, query, **opts)
+        except IndexMissing as exc:
+            return _json({"error": str(exc), "hint": exc.hint}, 503)
+        except SearchError as exc:
+            return _json({"error": str(exc)}, 400)
+        body = {
+            "query": results.query,
+            "hits": results.hits,
+            "facets": results.facets,
+            "total": results.total,
+            "total_exact": results.total_exact,
+            "page": results.page,
+            "limit": results.limit,
+            "elapsed_ms": round(results.elapsed_ms, 2),
+            "suggestion": results.suggestion,
+        }
+        return _json(body, 200)
+
+    routes = [
+        Route("/", page),
+        Route("/api/search", api),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    return Starlette(routes=routes)
+
+
+def _json(body: dict[str, Any], status: int) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+
+def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8000) -> int:
+    import uvicorn  # only the server needs it; `search` keeps its fast start
+
+    uvicorn.run(create_app(index_dir), host=host, port=port, log_level="info")
+    return 0
