@@ -8,7 +8,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["IMAGE_FIELDS", "index_date", "page_documents"]
+__all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents"]
+
+# The combined search field `text` (index.schema.BoostedText): its sections and their
+# weights, headline > title > caption as people expect, alt text and tags in between.
+TEXT_SECTIONS = {"headline": 3.0, "title": 2.0, "tags": 1.5, "caption": 1.0, "alt": 0.8}
 
 IMAGE_FIELDS = (
     "position",
@@ -98,5 +102,8 @@ def page_documents(item: Mapping[str, Any]) -> list[dict[str, Any]]:
                 doc[name] = value
         if all_tags:
             doc["tags"] = ",".join(t.replace(",", " ") for t in all_tags)
+        sections = [[doc[name], weight] for name, weight in TEXT_SECTIONS.items() if doc.get(name)]
+        if sections:
+            doc["text"] = sections
         docs.append(doc)
     return docs

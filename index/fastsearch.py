@@ -1,0 +1,362 @@
+"""Whole-array evaluation of the common query shapes, over Whoosh's own index files.
+
+Whoosh scores a query by walking its matchers one document at a time in Python, about
+10 µs per matching document; a common word at a million documents matches 100,000 of
+them, and counting or faceting the whole result set means walking all of them. This
+module evaluates the same queries a posting list at a time with NumPy instead:
+
+- a term's postings (document numbers and weights) are read block by block from the
+  segment and kept as arrays (bounded LRU, per immutable segment, so a refreshed searcher
+  reuses everything but the new segments);
+- AND / OR / NOT are sorted-array set operations, BM25F is one vectorised expression
+  with Whoosh's own statistics (idf, average field length, its one-byte field lengths),
+  so scores are Whoosh's scores, ties broken the way Whoosh breaks them (lower document
+  number first);
+- the result-set size is exact, and facet counts are one ``bincount`` over per-segment
+  value ordinals.
+
+Only the shapes it can score exactly are taken: terms, And, Or, Not inside And, AndNot.
+Anything else (phrases, prefixes, fuzzy terms, ranges inside the scored query, custom
+sorts) raises :class:`Unsupported` and the caller uses Whoosh's searcher as before.
+Filters are unscored, so any query works there. ``tests/test_fastsearch.py`` checks hit
+order, scores, totals and facets against Whoosh's searcher on many queries.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from whoosh import query as Q
+from whoosh.codec.whoosh3 import LENGTHS_COLUMN, _lenfield
+from whoosh.util.numeric import byte_to_length
+
+__all__ = ["Evaluation", "Unsupported", "evaluate", "facet_counts"]
+
+# Arrays kept per process: posting lists, field lengths and facet ordinals.
+POSTINGS_CACHE_BYTES = 256 * 1024 * 1024
+_BYTE_TO_LENGTH = np.array([byte_to_length(b) for b in range(256)], dtype=np.float64)
+_EMPTY_IDS = np.zeros(0, dtype=np.int64)
+_EMPTY_SCORES = np.zeros(0, dtype=np.float64)
+
+
+class Unsupported(Exception):
+    """This query needs Whoosh's own matchers."""
+
+
+class _Postings:
+    """Per-segment arrays, keyed by the segment's id: a segment's files never change once
+    written (deletions live apart, and are applied per reader)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        found = self.items.get(key)
+        if found is None:
+            return None
+        self.items.move_to_end(key)
+        return found[0]
+
+    def put(self, key: tuple[Any, ...], value: Any, nbytes: int) -> Any:
+        self.items[key] = (value, nbytes)
+        self.size += nbytes
+        while self.size > self.limit and len(self.items) > 1:
+            _, (_, old) = self.items.popitem(last=False)
+            self.size -= old
+        return value
+
+
+_CACHE = _Postings(POSTINGS_CACHE_BYTES)
+
+
+def clear_cache() -> None:
+    _CACHE.items.clear()
+    _CACHE.size = 0
+
+
+def _segment_key(reader: Any) -> str:
+    return f"{reader.storage()!r}:{reader.segment().segment_id()}"
+
+
+def _read_postings(reader: Any, fieldname: str, btext: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """All (docnum, weight) pairs of a term in one segment, deletions included."""
+    key = ("p", _segment_key(reader), fieldname, btext)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    if (fieldname, btext) not in reader:
+        return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), 64)
+    matcher = reader._terms.matcher(fieldname, btext, reader.schema[fieldname].format, scorer=None)
+    ids_parts: list[np.ndarray] = []
+    weight_parts: list[np.ndarray] = []
+    read_ids, read_weights = matcher._read_ids, matcher._read_weights
+    while matcher.is_active():
+        read_ids()
+        read_weights()
+        ids_parts.append(np.asarray(matcher._ids, dtype=np.int64))
+        weight_parts.append(np.asarray(matcher._weights, dtype=np.float64))
+        matcher._next_block()
+    ids = np.concatenate(ids_parts) if ids_parts else _EMPTY_IDS
+    weights = np.concatenate(weight_parts) if weight_parts else _EMPTY_SCORES
+    return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
+
+
+def _lengths(reader: Any, fieldname: str) -> np.ndarray:
+    """Every document's length in ``fieldname`` as Whoosh scores it (one byte, decoded)."""
+    key = ("l", _segment_key(reader), fieldname)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    count = reader.doc_count_all()
+    column = reader._perdoc._cached_reader(_lenfield(fieldname), LENGTHS_COLUMN)
+    if column is not None and hasattr(column, "_basepos"):
+        raw = column._dbfile.get(column._basepos, min(column._count, count))
+        codes = np.frombuffer(raw, dtype=np.uint8)
+        codes = np.concatenate([codes, np.zeros(count - len(codes), dtype=np.uint8)])
+        lengths = _BYTE_TO_LENGTH[codes]
+    else:
+        lengths = np.array([reader.doc_field_length(d, fieldname, 0) for d in range(count)], dtype=np.float64)
+    lengths[lengths == 0] = 1.0  # Whoosh's scorer reads a missing length as 1
+    return _CACHE.put(key, lengths, lengths.nbytes)
+
+
+def _deleted(reader: Any) -> np.ndarray | None:
+    if not reader.has_deletions():
+        return None
+    dead = reader.deleted_docs_set
+    dead = dead() if callable(dead) else dead
+    return np.fromiter(dead, dtype=np.int64, count=len(dead))
+
+
+@dataclass
+class _Segment:
+    reader: Any
+    searcher: Any
+    offset: int
+    deleted: np.ndarray | None
+
+
+@dataclass
+class Evaluation:
+    """The whole result set: global document numbers with their scores."""
+
+    docnums: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.docnums)
+
+    def ranked(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions [start, stop) of the ranking: score descending, then docnum
+        ascending (Whoosh's tie-break)."""
+        n = len(self.docnums)
+        stop = min(stop, n)
+        if start >= stop:
+            return _EMPTY_IDS, _EMPTY_SCORES
+        # Scores summed in a different order differ in the last bits; rounded, equal
+        # scores tie and the lower document number wins, whatever the summation order.
+        key = -np.round(self.scores, 9)
+        if stop < n // 4:
+            # Partition first: only the candidates that can be in the top `stop`.
+            cut = np.partition(key, stop - 1)[stop - 1]
+            keep = np.flatnonzero(key <= cut)
+        else:
+            keep = np.arange(n)
+        order = keep[np.lexsort((self.docnums[keep], key[keep]))]
+        return self.docnums[order[start:stop]], self.scores[order[start:stop]]
+
+
+def _combine_and(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    parts = sorted(parts, key=lambda p: len(p[0]))
+    ids, scores = parts[0]
+    for other_ids, other_scores in parts[1:]:
+        if not len(ids):
+            break
+        mask = np.isin(ids, other_ids, assume_unique=True)
+        ids, scores = ids[mask], scores[mask]
+        pos = np.searchsorted(other_ids, ids)
+        scores = scores + other_scores[pos]
+    return ids, scores
+
+
+def _combine_or(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return _EMPTY_IDS, _EMPTY_SCORES
+    if len(parts) == 1:
+        return parts[0]
+    all_ids = np.concatenate([p[0] for p in parts])
+    all_scores = np.concatenate([p[1] for p in parts])
+    ids, inverse = np.unique(all_ids, return_inverse=True)
+    scores = np.bincount(inverse, weights=all_scores, minlength=len(ids))
+    return ids, scores
+
+
+def _without(ids: np.ndarray, scores: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not len(remove) or not len(ids):
+        return ids, scores
+    keep = ~np.isin(ids, remove, assume_unique=True)
+    return ids[keep], scores[keep]
+
+
+class _Evaluator:
+    def __init__(self, searcher: Any) -> None:
+        self.top = searcher
+        self.weighting = searcher.weighting
+        self.scorable_stats: dict[tuple[str, bytes], tuple[float, float]] = {}
+
+    # -- scored ------------------------------------------------------------------------
+
+    def scored(self, q: Q.Query, seg: _Segment) -> tuple[np.ndarray, np.ndarray]:
+        kind = type(q)
+        if kind is Q.Term:
+            ids, scores = self._term(q, seg)
+        elif kind is Q.And:
+            positive = [s for s in q.subqueries if type(s) is not Q.Not]
+            negative = [s for s in q.subqueries if type(s) is Q.Not]
+            if not positive:
+                raise Unsupported("only negative clauses")
+            ids, scores = _combine_and([self.scored(s, seg) for s in positive])
+            for n in negative:
+                ids, scores = _without(ids, scores, self.unscored(n.query, seg))
+                # Whoosh intersects with the NOT's inverse matcher, which scores its boost.
+                scores = scores + n.boost
+        elif kind is Q.Or:
+            if q.minmatch or q.scale is not None:
+                raise Unsupported("Or with minmatch/scale")
+            if any(type(s) is Q.Not for s in q.subqueries):
+                raise Unsupported("Not inside Or")
+            ids, scores = _combine_or([self.scored(s, seg) for s in q.subqueries])
+        elif kind is Q.AndNot:
+            ids, scores = self.scored(q.a, seg)
+            ids, scores = _without(ids, scores, self.unscored(q.b, seg))
+        elif q is Q.NullQuery or kind is type(Q.NullQuery):
+            ids, scores = _EMPTY_IDS, _EMPTY_SCORES
+        else:
+            raise Unsupported(kind.__name__)
+        if kind is not Q.Term and q.boost != 1.0:
+            scores = scores * q.boost
+        return ids, scores
+
+    def _term(self, q: Q.Term, seg: _Segment) -> tuple[np.ndarray, np.ndarray]:
+        fieldname = q.fieldname
+        if fieldname not in self.top.schema:
+            return _EMPTY_IDS, _EMPTY_SCORES
+        field = self.top.schema[fieldname]
+        try:
+            btext = field.to_bytes(q.text)
+        except ValueError:
+            return _EMPTY_IDS, _EMPTY_SCORES
+        ids, weights = _read_postings(seg.reader, fieldname, btext)
+        if seg.deleted is not None and len(ids):
+            keep = ~np.isin(ids, seg.deleted)
+            ids, weights = ids[keep], weights[keep]
+        if not len(ids):
+            return ids, weights
+        if field.scorable:
+            idf, avgfl = self._stats(fieldname, q.text, btext)
+            B, K1 = self._bm25_params(fieldname)
+            lengths = _lengths(seg.reader, fieldname)[ids]
+            scores = idf * ((weights * (K1 + 1)) / (weights + K1 * ((1 - B) + B * lengths / avgfl)))
+        else:
+            scores = weights
+        return ids, scores * q.boost if q.boost != 1.0 else scores
+
+    def _bm25_params(self, fieldname: str) -> tuple[float, float]:
+        w = self.weighting
+        if type(w).__name__ != "BM25F":
+            raise Unsupported(f"weighting {type(w).__name__}")
+        return w._field_B.get(fieldname, w.B), w.K1
+
+    def _stats(self, fieldname: str, text: Any, btext: bytes) -> tuple[float, float]:
+        key = (fieldname, btext)
+        stats = self.scorable_stats.get(key)
+        if stats is None:
+            stats = (self.top.idf(fieldname, text), self.top.avg_field_length(fieldname) or 1)
+            self.scorable_stats[key] = stats
+        return stats
+
+    # -- unscored ----------------------------------------------------------------------
+
+    def unscored(self, q: Q.Query, seg: _Segment) -> np.ndarray:
+        """Matching document numbers (segment-local, sorted) of any query."""
+        try:
+            return self.scored(q, seg)[0]
+        except Unsupported:
+            pass
+        docs = np.fromiter(q.docs(seg.searcher), dtype=np.int64)
+        docs.sort()
+        return docs
+
+
+def _segments(searcher: Any) -> list[_Segment]:
+    out = []
+    for sub, offset in searcher.leaf_searchers():
+        reader = sub.reader()
+        if not hasattr(reader, "_terms") or not hasattr(reader, "_perdoc"):
+            raise Unsupported("not a segment reader")
+        out.append(_Segment(reader, sub, offset, _deleted(reader)))
+    return out
+
+
+def evaluate(searcher: Any, q: Q.Query, filter_q: Q.Query | None = None) -> Evaluation:
+    """Every document matching ``q`` (and ``filter_q``), with Whoosh's scores."""
+    evaluator = _Evaluator(searcher)
+    all_ids: list[np.ndarray] = []
+    all_scores: list[np.ndarray] = []
+    for seg in _segments(searcher):
+        ids, scores = evaluator.scored(q, seg)
+        if filter_q is not None and len(ids):
+            allowed = evaluator.unscored(filter_q, seg)
+            keep = np.isin(ids, allowed, assume_unique=True)
+            ids, scores = ids[keep], scores[keep]
+        all_ids.append(ids + seg.offset)
+        all_scores.append(scores)
+    if not all_ids:
+        return Evaluation(_EMPTY_IDS, _EMPTY_SCORES)
+    return Evaluation(np.concatenate(all_ids), np.concatenate(all_scores))
+
+
+def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
+    """Per document of a segment, the index of its value of ``fieldname`` in the returned
+    list (-1: none), built from the field's postings (one value per document). Values are
+    shown as first written (``YouTube``), as Whoosh's own facets show them, not as the
+    lower-cased terms."""
+    key = ("o", _segment_key(reader), fieldname)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    ords = np.full(reader.doc_count_all(), -1, dtype=np.int32)
+    values: list[str] = []
+    column = reader.column_reader(fieldname) if reader.has_column(fieldname) else None
+    for btext in reader.lexicon(fieldname):
+        ids, _ = _read_postings(reader, fieldname, btext)
+        if not len(ids):
+            continue
+        ords[ids] = len(values)
+        shown = column[int(ids[0])] if column is not None else None
+        values.append(shown if isinstance(shown, str) and shown else btext.decode("utf-8"))
+    return _CACHE.put(key, (ords, values), ords.nbytes + 64 * len(values))
+
+
+def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str) -> dict[str, int]:
+    """How many documents of the result set have each value of ``fieldname``."""
+    counts: dict[str, int] = {}
+    docnums = evaluation.docnums
+    for seg in _segments(searcher):
+        local = docnums[(docnums >= seg.offset) & (docnums < seg.offset + seg.reader.doc_count_all())] - seg.offset
+        if not len(local):
+            continue
+        ords, values = _ordinals(seg.reader, fieldname)
+        picked = ords[local]
+        picked = picked[picked >= 0]
+        tally = np.bincount(picked, minlength=len(values))
+        for index in np.flatnonzero(tally):
+            value = values[index]
+            counts[value] = counts.get(value, 0) + int(tally[index])
+    return counts
