@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint format bench bench-large clean
+.PHONY: install demo test test-slow fuzz serve lint format bench bench-large clean
 
 install: $(STAMP)
 
@@ -23,6 +23,16 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+# The property tests (parse_page on bytes, normalizers, search on any query, the fast
+# search path against Whoosh) with FUZZ_EXAMPLES examples each instead of a few hundred.
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m "not slow" \
+		-k "arbitrary or never_raises or any_query or idempotent or generated_queries"
+
+serve: install
+	$(BIN)/python -m index serve
 
 lint: install
 	$(BIN)/ruff check .

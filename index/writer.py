@@ -65,7 +65,15 @@ def open_or_create(index_dir: str | os.PathLike[str]) -> whoosh_index.Index:
     path = Path(index_dir)
     path.mkdir(parents=True, exist_ok=True)
     if whoosh_index.exists_in(str(path)):
-        return whoosh_index.open_dir(str(path))
+        ix = whoosh_index.open_dir(str(path))
+        missing = set(make_schema().names()) - set(ix.schema.names())
+        if missing:
+            # Documents of this version would not fit; half-updated indexes help no one.
+            raise WriterError(
+                f"index at {path} was built by an older version (no field {', '.join(sorted(missing))}): "
+                f"move it away and crawl again"
+            )
+        return ix
     return whoosh_index.create_in(str(path), make_schema())
 
 
@@ -160,7 +168,7 @@ class PageWriter:
         self.stats = {"pages": 0, "documents": 0, "commits": 0, "deleted_pages": 0, "deleted_documents": 0}
         self._ix: whoosh_index.Index | None = None
         self._writer: WhooshWriter | None = None
-        self._fresh = False
+        self._known: set[str] = set()
         self._seen: set[str] = set()
         self._pending = 0
         self._last_commit = time.monotonic()
@@ -171,8 +179,11 @@ class PageWriter:
             self.lock.acquire()
         try:
             self._ix = open_or_create(self.index_dir)
-            # A fresh index has nothing to replace: skip the per-page delete lookups.
-            self._fresh = self._ix.doc_count_all() == 0
+            # Pages the index holds now: only they can have documents to replace. Every
+            # other page skips the delete lookup, which opens a reader over every segment
+            # (at 1M documents, most of the writer's time and memory went there).
+            with self._ix.reader() as reader:
+                self._known = {t.decode("utf-8") for t in reader.lexicon("page_url")} if reader.doc_count_all() else set()
             self._writer = self._new_writer()
         except BaseException:
             self._release()
@@ -196,7 +207,6 @@ class PageWriter:
         self._writer.commit(mergetype=self.mergetype)
         self.stats["commits"] += 1
         self._pending = 0
-        self._fresh = False
         self._last_commit = time.monotonic()
         self._writer = self._new_writer() if reopen else None
 
@@ -228,7 +238,7 @@ class PageWriter:
             # session (overlapping starts) is the same page: keep the first.
             return 0
         self._seen.add(url)
-        if not self._fresh:
+        if url in self._known:
             self._writer.delete_by_term("page_url", url)
         add = self._writer.add_document
         for doc in docs:
@@ -326,7 +336,12 @@ def _serve(index_dir: str, options: dict[str, Any], inbox: Any, outbox: Any, par
                 outbox.put(("done", stats))
                 return
     except Exception as exc:
-        logger.exception("index writer failed")
+        if isinstance(exc, OSError):
+            # Disk full, permissions: the message says it all; a traceback would only
+            # bury it. Anything else is a bug and keeps its traceback.
+            logger.error("index writer failed: %s", exc)
+        else:
+            logger.exception("index writer failed")
         writer.cancel()
         outbox.put(("error", f"{type(exc).__name__}: {exc}"))
 

@@ -19,12 +19,13 @@ import html
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import NamedTuple
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 
-__all__ = ["ImageRef", "extract"]
+__all__ = ["Body", "ImageRef", "extract", "extract_body"]
 
 
 @dataclass(slots=True)
@@ -75,8 +76,14 @@ def _shortcode_rule(state: StateInline, silent: bool) -> bool:
     return True
 
 
+# markdown-it stops parsing a container nested deeper than this (its guard against
+# recursion); inside a list that is the rest of the page. CommonMark's preset says 20;
+# 100 (50 levels of list) is far beyond real pages and far below Python's recursion limit.
+MAX_NESTING = 100
+
+
 def _make_parser() -> MarkdownIt:
-    md = MarkdownIt("commonmark")
+    md = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING})
     # Entities stay as written: the caption normalizer decodes them exactly once, and
     # decoding here too would turn `&amp;amp;` into `&` instead of `&amp;`.
     md.disable("entity")
@@ -225,11 +232,26 @@ class _Paragraph:
         self.flush()
 
 
+class Body(NamedTuple):
+    images: list[ImageRef]
+    text: str
+    # True when markdown-it gave up on nesting deeper than MAX_NESTING: what followed
+    # inside that container (for a list, the rest of the page) was not read.
+    nesting_limited: bool
+
+
 def extract(markdown: str) -> tuple[list[ImageRef], str]:
     """Return the images of a Markdown body in page order, and its plain text."""
+    body = extract_body(markdown)
+    return body.images, body.text
+
+
+def extract_body(markdown: str) -> Body:
     refs: list[ImageRef] = []
     blocks: list[str] = []
+    deepest = 0
     for tok in _MD.parse(markdown):
+        deepest = max(deepest, tok.level)
         if tok.type == "inline":
             text: list[str] = []
             _Paragraph(refs, text).walk(tok.children or [])
@@ -247,4 +269,4 @@ def extract(markdown: str) -> tuple[list[ImageRef], str]:
         if not ref.caption and ref.title:
             ref.caption = ref.title
     body = "\n\n".join(b for b in blocks if b.strip())
-    return refs, html.unescape(body)
+    return Body(refs, html.unescape(body), deepest >= MAX_NESTING - 1)

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from frontmatter.default_handlers import BaseHandler, JSONHandler, YAMLHandler
 
-from pipeline.body import extract
+from pipeline.body import extract_body
 
 __all__ = ["Page", "PageError", "decode", "parse_page"]
 
@@ -58,6 +58,8 @@ class Page:
     body_text: str
     content_hash: str
     images: list[dict[str, Any]] = field(default_factory=list)
+    # Kept, but not whole: slugs the crawl counts as pages/notes/<slug> (see body.Body).
+    notes: list[str] = field(default_factory=list)
 
 
 class TOMLHandler(BaseHandler):
@@ -245,7 +247,7 @@ def parse_page(url: str, body: bytes) -> Page:
     else:
         meta, content = _split(fmt, stripped)
     front_matter = _json_safe(meta, [MAX_FRONT_MATTER_NODES])
-    refs, body_text = extract(content)
+    refs, body_text, nesting_limited = extract_body(content)
     images = [
         {
             "position": i,
@@ -267,4 +269,5 @@ def parse_page(url: str, body: bytes) -> Page:
         body_text=body_text,
         content_hash=hashlib.sha256(body).hexdigest(),
         images=images,
+        notes=["nesting_limited"] if nesting_limited else [],
     )

@@ -46,6 +46,10 @@ INDEX_LOCK_WAIT = False
 PAGES_EXTENSIONS = [".md", ".markdown", ".mdown", ".mkd", ".mdx", ".txt"]
 # Hosts besides the sitemap's own whose pages a sitemap may list.
 PAGES_ALLOWED_HOSTS: list[str] = []
+# A page with more images than this keeps the first ones (logged, counted as
+# pages/images_truncated): 100,000 images on one page is a generated page, and would
+# cost the single index writer a minute on its own. 0 = no limit.
+PAGES_MAX_IMAGES = 10_000
 
 # --- politeness and limits -----------------------------------------------------------
 ROBOTSTXT_OBEY = True

@@ -24,6 +24,12 @@ HIT_KEYS = frozenset(
 )
 
 
+def fuzz(examples: int) -> int:
+    """Hypothesis examples for a property test: its usual number, or FUZZ_EXAMPLES for the
+    long runs (`make fuzz`)."""
+    return int(os.environ.get("FUZZ_EXAMPLES") or examples)
+
+
 def sitemap(urls: list[str | tuple[str, str | None]]) -> str:
     """A urlset; entries are URLs or (URL, lastmod) pairs."""
     pairs = [(u, None) if isinstance(u, str) else u for u in urls]
@@ -86,7 +92,9 @@ def page_documents(index: Path) -> list[dict]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files, plus `failing` paths that answer 500 (a set on the server)."""
+    """Static files, plus `failing` paths that answer 500 (a set on the server) and
+    `redirects` paths that answer 302 to their value (a dict on the server; a key ending
+    in `*` is a prefix, a callable value gets the path)."""
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -95,6 +103,16 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         self.server.requests.append(self.path)  # type: ignore[attr-defined]
         if self.path in self.server.failing:  # type: ignore[attr-defined]
             self.send_error(500, "test failure")
+            return None
+        location = None
+        for path, target in self.server.redirects.items():  # type: ignore[attr-defined]
+            if self.path == path or (path.endswith("*") and self.path.startswith(path[:-1])):
+                location = target(self.path) if callable(target) else target
+        if location is not None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return None
         return super().send_head()
 
@@ -108,6 +126,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.failing = set()  # type: ignore[attr-defined]
     server.requests = []  # type: ignore[attr-defined]
+    server.redirects = {}  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES
+from conftest import FIXTURES, fuzz
 from pipeline.normalize.captions import normalize_caption, repair
 
 SEED_ROWS = json.loads((FIXTURES / "seed_captions.json").read_text("utf-8"))
@@ -241,7 +241,7 @@ def test_real_text_is_never_changed(text):
     assert repair(text) == text
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=fuzz(500), deadline=None)
 @given(st.text(max_size=200))
 def test_never_raises_and_is_idempotent(raw):
     first = normalize_caption(raw, image_domain="pinterest.com")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SEED
+from conftest import SEED, fuzz
 from pipeline.normalize.domains import PLATFORMS, normalize_image_url, platform_for
 from pipeline.parsing import parse_page
 
@@ -227,7 +227,7 @@ def test_no_network_fetch_for_the_suffix_list(monkeypatch):
     assert normalize_image_url("https://a.brand-new-host.co.uk/x").domain == "brand-new-host.co.uk"
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=fuzz(500), deadline=None)
 @given(st.text(max_size=200), st.sampled_from([None, "https://example.com/p/", "file:///x/y.md"]))
 def test_never_raises_and_is_idempotent(raw, base):
     info = normalize_image_url(raw, base)
@@ -235,7 +235,7 @@ def test_never_raises_and_is_idempotent(raw, base):
     assert again == info or (info.bad_url and again.bad_url)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz(300), deadline=None)
 @given(st.from_regex(r"https?://[a-zA-Z0-9.\-]{1,30}(:[0-9]{1,5})?/[ -~]{0,40}", fullmatch=True))
 def test_url_like_strings_are_idempotent(raw):
     info = normalize_image_url(raw)

@@ -15,7 +15,7 @@ from whoosh import index as whoosh_index
 from whoosh import query as Q
 
 from bench.corpus import WORDS, generate
-from conftest import ROOT, crawl
+from conftest import ROOT, crawl, fuzz
 from index import fastsearch
 from index.search import parse_query
 
@@ -91,7 +91,7 @@ query_text = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=query_text)
 def test_generated_queries_match_whoosh(searcher, text):
     q = parse_query(searcher.schema, text)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from whoosh import index as whoosh_index
 
-from conftest import image_documents, page_documents
+from conftest import SEED, crawl, image_documents, page_documents
 from index.documents import page_documents as build_documents
+from index.schema import make_schema
 from index.search import IndexMissing, QueryError, search
 from index.writer import IndexLocked, PageWriter, SessionLock, WriterProcess
 
@@ -195,3 +197,16 @@ def test_commits_never_build_a_segment_above_the_bound(tmp_path):
     # A merge adds at most the bound to the writer's own uncommitted batch.
     assert max(s.doc_count_all() for s in segments) <= 60 + 22 + 11
     assert len(image_documents(index)) == 300
+
+
+def test_an_index_from_an_older_schema_is_refused_with_advice(tmp_path):
+    index = tmp_path / "index"
+    index.mkdir()
+    old = make_schema()
+    old.remove("text")  # as built before the combined search field existed
+    whoosh_index.create_in(str(index), old)
+    result = crawl(index, str(SEED))
+    assert result.returncode == 1
+    assert f"index at {index} was built by an older version (no field text): move it away and crawl again" in (
+        result.stderr
+    )

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SEED
+from conftest import SEED, fuzz
 from pipeline.parsing import PageError, parse_page
 
 PAREN_URLS = [
@@ -246,7 +246,7 @@ def test_yaml_alias_bomb_is_refused_quickly():
     assert info.value.reason == "front_matter_too_large"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz(300), deadline=None)
 @given(st.binary(max_size=2000))
 def test_parse_page_on_arbitrary_bytes_only_raises_page_error(body):
     try:
@@ -258,7 +258,7 @@ def test_parse_page_on_arbitrary_bytes_only_raises_page_error(body):
     assert [im["position"] for im in page.images] == list(range(len(page.images)))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=fuzz(200), deadline=None)
 @given(st.text(max_size=500))
 def test_parse_page_on_arbitrary_text(text):
     try:

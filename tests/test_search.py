@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import HIT_KEYS, ROOT, crawl
+from conftest import HIT_KEYS, ROOT, crawl, fuzz
 from index.cli import BOLD, main, run_search
 from index.search import QueryError, search
 
@@ -223,7 +223,7 @@ def test_main_entry_point(index, capsys):
     assert out.rstrip().endswith("ms")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=fuzz(150), deadline=None)
 @given(st.text(max_size=40))
 def test_any_query_string_gives_hits_none_or_one_error(index, text):
     out, err = io.StringIO(), io.StringIO()

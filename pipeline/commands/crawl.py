@@ -1,7 +1,8 @@
-"""Scrapy's ``crawl`` with two differences: ``-a start=`` may be repeated (Scrapy's own
+"""Scrapy's ``crawl`` with a few differences: ``-a start=`` may be repeated (Scrapy's own
 keeps only the last value), and a crawl that cannot write its index exits non-zero at
 once instead of crawling in vain (75, EX_TEMPFAIL, when another crawl holds the index:
-cron and systemd treat it as "try again later")."""
+cron and systemd treat it as "try again later"), and 1 when the index writer failed
+(the index then keeps its last commit)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,7 @@ class Command(ScrapyCrawl):
             self.exitcode = 1
         reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
         self.exitcode = _FAILED.get(reason, self.exitcode)
+        if crawler.stats and crawler.stats.get_value("index/errors"):
+            # The crawl ran but its last writes did not land (disk full...): a refresh
+            # job must not look successful.
+            self.exitcode = self.exitcode or 1

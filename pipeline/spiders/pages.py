@@ -14,8 +14,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.internet.defer import CancelledError
+
+try:  # Scrapy >= 2.14 names its own; earlier ones cancel with Twisted's.
+    from scrapy.exceptions import DownloadCancelledError
+except ImportError:  # pragma: no cover - old Scrapy
+    DownloadCancelledError = CancelledError  # type: ignore[misc,assignment]
+
 import scrapy
 from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.gz import gunzip, gzip_magic_number
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
@@ -85,8 +93,14 @@ class PagesSpider(scrapy.Spider):
         if not self.starts:
             logger.error("no start given: use scrapy crawl pages -a start=FOLDER|FILE|URL|SITEMAP")
         for start in self.starts:
-            for request in self._requests_for(start):
-                yield request
+            try:
+                for request in self._requests_for(start):
+                    yield request
+            except Exception as exc:  # noqa: BLE001 - one bad start must not end the others
+                logger.error("start %s failed: %s: %s", start, type(exc).__name__, exc)
+                self._count("starts/errors")
+                if self.refresh is not None:
+                    self.refresh.mark_incomplete(start)
 
     def _requests_for(self, start: str) -> Iterator[scrapy.Request]:
         scheme = urlsplit(start).scheme.lower()
@@ -119,19 +133,26 @@ class PagesSpider(scrapy.Spider):
                 self.refresh.mark_incomplete(start)
 
     def _file_request(self, path: Path, start: str) -> scrapy.Request | None:
-        url = path.resolve().as_uri()
         try:
             stat = path.stat()
-        except OSError as exc:
+            url = path.resolve().as_uri()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+            url = path.absolute().as_uri()
             self._count("pages/invalid")
             self._count("pages/invalid/unreadable")
-            logger.warning("skipped %s: unreadable (%s)", url, exc.strerror)
+            logger.warning("skipped %s: unreadable (%s)", url, getattr(exc, "strerror", None) or exc)
             if self.refresh is not None:
                 self.refresh.mark_seen(url)  # keep what was indexed; it may come back
             return None
         if self.refresh is not None and self.refresh.file_unchanged(url, stat):
             self._count("pages/seen")
             self._unchanged(url)
+            return None
+        maxsize = self.settings.getint("DOWNLOAD_MAXSIZE")
+        if maxsize and stat.st_size > maxsize:
+            # Scrapy enforces DOWNLOAD_MAXSIZE for HTTP only; files get the same rule.
+            self._count("pages/seen")
+            self._too_large(url, f"{stat.st_size} bytes > DOWNLOAD_MAXSIZE {maxsize}")
             return None
         meta = dict(LOCAL_META, fetch={"start": start, "size": stat.st_size, "mtime": stat.st_mtime_ns})
         return scrapy.Request(url, callback=self.parse, errback=self.on_error, meta=meta, cb_kwargs={"start": start})
@@ -167,6 +188,16 @@ class PagesSpider(scrapy.Spider):
         if self.refresh is not None and self.refresh.content_unchanged(url, page.content_hash):
             self._count("pages/unchanged")
             return
+        for note in page.notes:
+            self._count(f"pages/notes/{note}")
+            logger.warning("partly read %s: %s (Markdown nested too deep; what follows inside it is lost)", url, note)
+        max_images = self.settings.getint("PAGES_MAX_IMAGES")
+        if max_images and len(page.images) > max_images:
+            self._count("pages/images_truncated")
+            logger.warning(
+                "truncated %s: %d images, kept the first %d (PAGES_MAX_IMAGES)", url, len(page.images), max_images
+            )
+            page.images = page.images[:max_images]
         fetch = dict(response.meta.get("fetch") or {"start": start})
         if not url.startswith("file:"):
             fetch["etag"] = _header(response, b"ETag")
@@ -185,11 +216,30 @@ class PagesSpider(scrapy.Spider):
             fetch={k: v for k, v in fetch.items() if v is not None},
         )
 
+    def _too_large(self, url: str, detail: str) -> None:
+        if self.refresh is not None:
+            self.refresh.mark_seen(url)  # keep what was indexed before it grew
+        self._count("pages/invalid")
+        self._count("pages/invalid/too_large")
+        logger.warning("skipped %s: too_large: %s", url, detail)
+
     def on_error(self, failure: Any) -> None:
         """Network errors, timeouts, 5xx, unreadable files: keep the old documents."""
         request = failure.request
+        value = failure.value
+        if isinstance(value, (CancelledError, DownloadCancelledError)) and "max size" in str(value):
+            self._count("pages/seen")
+            self._too_large(request.url, f"larger than DOWNLOAD_MAXSIZE {self.settings.getint('DOWNLOAD_MAXSIZE')}")
+            return
         if self.refresh is not None:
             self.refresh.mark_seen(request.url)
+        if isinstance(value, HttpError) and 300 <= value.response.status < 400:
+            location = _header(value.response, b"Location") or ""
+            if urlsplit(location).scheme.lower() not in ("", "http", "https"):
+                # Scrapy does not follow it; say why instead of a bare HTTP error.
+                self._count("pages/refused/scheme")
+                logger.warning("refused redirect from %s to %s: only http(s) pages", request.url, location)
+                return
         self._count("pages/errors")
         logger.warning(
             "could not fetch %s (%s: %s); kept as it was", request.url, type(failure.value).__name__, failure.value
