@@ -148,6 +148,40 @@ def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_ERROR
 
 
+def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import logging
+
+    from index import ingest
+    from index.writer import IndexLocked, WriterError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
+    try:
+        if opts.command == "enqueue":
+            n = ingest.enqueue(opts.redis, opts.starts)
+            out.write(f"{n} starts queued for the crawlers\n")
+            return 0
+        index_dir = opts.index or default_index_dir()
+        stats = ingest.ingest(opts.redis, index_dir, batch=opts.batch, idle_exit=opts.idle_exit)
+        out.write(
+            f"indexed {stats.pages} pages ({stats.documents} images) in {stats.batches} commits; "
+            f"{stats.claimed} claimed from a stopped indexer; {len(stats.errors)} bad entries dropped\n"
+        )
+        if opts.finish:
+            deleted = ingest.finish_run(opts.redis, index_dir)
+            out.write(f"run finished: {deleted} vanished pages deleted\n")
+        return 0
+    except (IndexLocked, WriterError, RuntimeError, OSError) as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if type(exc).__module__.startswith("redis"):
+            err.write(f"error: redis at {opts.redis}: {exc}\n")
+            return EXIT_ERROR
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m index", description="Search and operate the pages index.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,11 +195,25 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="a local search page with an image grid (read-only)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    for p in (stats, check, optimize, serve):
+    enqueue = sub.add_parser("enqueue", help="distributed mode: give starts to the crawlers through Redis")
+    enqueue.add_argument("starts", nargs="+", metavar="START", help="folder, file, page URL or sitemap")
+    ingest = sub.add_parser("ingest", help="distributed mode: the one indexer, from the Redis Stream")
+    ingest.add_argument("--batch", type=int, default=500, help="pages per commit (default 500)")
+    ingest.add_argument(
+        "--idle-exit", type=float, default=None, metavar="S", help="exit after S seconds without pages (default: never)"
+    )
+    ingest.add_argument(
+        "--finish", action="store_true", help="then end the run: delete vanished pages of complete starts"
+    )
+    for p in (enqueue, ingest):
+        p.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")
+    for p in (stats, check, optimize, serve, ingest):
         p.add_argument("--index", default=None, metavar="DIR", help=index_help)
     opts = parser.parse_args(argv)
     if opts.command == "search":
         return run_search(opts, opts.index or default_index_dir())
+    if opts.command in ("enqueue", "ingest"):
+        return _distributed(opts, sys.stdout, sys.stderr)
     if opts.command == "serve":
         from index.web import serve as run_server  # keeps Starlette out of `search`'s start
 

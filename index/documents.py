@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents"]
+__all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents", "start_key"]
 
 # The combined search field `text` (index.schema.BoostedText): its sections and their
 # weights, headline > title > caption as people expect, alt text and tags in between.
@@ -31,6 +32,14 @@ IMAGE_FIELDS = (
 )
 # Page-level state kept for refresh (validators, file facts) besides the contract fields.
 STATE_FIELDS = ("etag", "last_modified", "lastmod", "size", "mtime", "last_seen", "start")
+
+
+def start_key(start: str) -> str:
+    """A start's identity across runs and machines: URLs as given, paths absolute."""
+    if "://" in start and not start.startswith("file://"):
+        return start
+    path = start[len("file://") :] if start.startswith("file://") else start
+    return str(Path(path).expanduser().resolve())
 
 
 def index_date(value: str | None) -> dt.datetime | None:

@@ -30,7 +30,10 @@ from whoosh.qparser import (
 from whoosh.qparser.dateparse import DateParserPlugin
 from whoosh.searching import Searcher
 
-from index import fastsearch
+from index import (
+    _whoosh_fixes,  # noqa: F401 - reads segments in place (see there)
+    fastsearch,
+)
 from index.schema import EXACT_FIELDS
 
 __all__ = ["DEFAULT_FIELDS", "IndexMissing", "QueryError", "Results", "SearchError", "search"]

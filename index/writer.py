@@ -183,7 +183,8 @@ class PageWriter:
             # other page skips the delete lookup, which opens a reader over every segment
             # (at 1M documents, most of the writer's time and memory went there).
             with self._ix.reader() as reader:
-                self._known = {t.decode("utf-8") for t in reader.lexicon("page_url")} if reader.doc_count_all() else set()
+                if reader.doc_count_all():
+                    self._known = {t.decode("utf-8") for t in reader.lexicon("page_url")}
             self._writer = self._new_writer()
         except BaseException:
             self._release()
@@ -205,6 +206,10 @@ class PageWriter:
     def commit(self, reopen: bool = True) -> None:
         assert self._writer is not None
         self._writer.commit(mergetype=self.mergetype)
+        # Committed pages can be replaced from now on (a long-running indexer sees the
+        # same page again on the next refresh).
+        self._known |= self._seen
+        self._seen.clear()
         self.stats["commits"] += 1
         self._pending = 0
         self._last_commit = time.monotonic()

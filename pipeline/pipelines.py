@@ -163,6 +163,8 @@ class IndexWriter(_StatsPipeline):
         s = crawler.settings
         if not s.getbool("INDEX_ENABLED", True):
             raise NotConfigured("INDEX_ENABLED is False")
+        if s.get("REDIS_URL"):
+            raise NotConfigured("REDIS_URL is set: pages go to Redis, `python -m index ingest` writes the index")
         if not s.get("INDEX_DIR"):
             raise NotConfigured("INDEX_DIR is not set")
         pipeline = cls(

@@ -20,15 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from index.documents import start_key
+
 __all__ = ["RefreshState", "start_key"]
-
-
-def start_key(start: str) -> str:
-    """A start's identity across runs: URLs as given, paths made absolute."""
-    if "://" in start and not start.startswith("file://"):
-        return start
-    path = start[len("file://") :] if start.startswith("file://") else start
-    return str(Path(path).expanduser().resolve())
 
 
 @dataclass
@@ -99,5 +93,7 @@ class RefreshState:
             return []
         complete = {start_key(s) for s in (starts if starts is not None else self.starts)} - self.incomplete
         return sorted(
-            url for url, state in self.states.items() if state.get("start") in complete and url not in self.seen
+            url
+            for url, state in self.states.items()
+            if state.get("start") and start_key(state["start"]) in complete and url not in self.seen
         )

@@ -14,7 +14,19 @@ ITEM_PIPELINES = {
     "pipeline.pipelines.NormalizeCaptions": 300,
     "pipeline.pipelines.DeduplicateImages": 400,
     "pipeline.pipelines.IndexWriter": 900,
+    # Only with REDIS_URL, instead of IndexWriter (each disables itself otherwise).
+    "pipeline.distributed.RedisItemStream": 900,
 }
+ADDONS = {"pipeline.distributed.RedisAddon": 0}
+
+# --- distributed mode (scrapy-redis), off unless REDIS_URL is set ----------------------
+# e.g. -s REDIS_URL=redis://127.0.0.1:6379/0: shared scheduler queue and duplicate filter,
+# page items to the Redis Stream `pages:items` for `python -m index ingest`.
+REDIS_URL = None
+# Crawlers wait while the stream holds this many pages (backpressure).
+REDIS_STREAM_MAXLEN = 10_000
+# Seconds a distributed crawler waits for new starts before it exits (0: forever).
+REDIS_IDLE_CLOSE = 0
 
 # --- index ------------------------------------------------------------------------
 # Where the Whoosh index lives. Precedence: -s INDEX_DIR=... > $PAGES_INDEX > data/index.

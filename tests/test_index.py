@@ -210,3 +210,19 @@ def test_an_index_from_an_older_schema_is_refused_with_advice(tmp_path):
     assert f"index at {index} was built by an older version (no field text): move it away and crawl again" in (
         result.stderr
     )
+
+
+def test_compound_segment_files_are_read_in_place_like_bytesio():
+    # index._whoosh_fixes: Whoosh's BufferFile copied each opened part of a segment into
+    # a BytesIO; MemoryCursor reads the memory map in place and must behave the same.
+    import io
+
+    from index._whoosh_fixes import MemoryCursor
+
+    data = b"first line\nsecond\n\nlast without newline"
+    ours, theirs = MemoryCursor(memoryview(data)), io.BytesIO(data)
+    steps = [("read", 5), ("readline", -1), ("tell",), ("seek", 3), ("read", -1), ("seek", 0), ("readline", 4)]
+    steps += [("seek", -4, 2), ("read", 10), ("seek", 2, 1), ("tell",), ("read", 0)]
+    for op, *args in steps:
+        assert getattr(ours, op)(*args) == getattr(theirs, op)(*args), (op, args)
+    assert list(MemoryCursor(data)) == list(io.BytesIO(data))

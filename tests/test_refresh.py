@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, crawl, crawl_stats, image_documents, page_documents, sitemap
+from conftest import ROOT, crawl, crawl_stats, image_documents, page_documents, run_scrapy, sitemap
 
 EXAMPLES = ROOT / "examples" / "pages"
 
@@ -234,3 +234,17 @@ def test_jobdir_pause_and_resume_deletes_exactly_what_one_run_would(pages, tmp_p
     crawl(clean, str(pages))
     strip = lambda ds: [{k: v for k, v in d.items() if k != "score"} for d in ds]  # noqa: E731
     assert strip(docs(index)) == strip(docs(clean))
+
+
+def test_relative_starts_delete_vanished_pages_whatever_the_spelling(pages, tmp_path):
+    # Found late: a page remembered its start as typed (`pages`), while the vanished
+    # rule compared absolute paths, so refreshes of relative starts deleted nothing.
+    env = {"SCRAPY_SETTINGS_MODULE": "pipeline.settings", "PYTHONPATH": str(ROOT)}
+    index = tmp_path / "index"
+    args = ("crawl", "pages", "-s", f"INDEX_DIR={index}")
+    assert run_scrapy(*args, "-a", "start=pages", cwd=tmp_path, env=env).returncode == 0
+    (pages / "chair-yoga-basics.json.md").unlink()
+    result = run_scrapy(*args, "-a", "start=./pages", cwd=tmp_path, env=env)
+    assert result.returncode == 0
+    assert stat(result, "pages/deleted") == 1
+    assert not [d for d in page_documents(index) if d["url"].endswith("chair-yoga-basics.json.md")]

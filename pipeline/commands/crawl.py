@@ -29,7 +29,8 @@ class Command(ScrapyCrawl):
         if len(args) != 1:
             raise UsageError("give exactly one spider name, e.g. scrapy crawl pages -a start=PATH_OR_URL")
         assert self.settings is not None and self.crawler_process is not None
-        if self.settings.getbool("INDEX_ENABLED", True) and not self.settings.getbool("INDEX_LOCK_WAIT"):
+        local_index = self.settings.getbool("INDEX_ENABLED", True) and not self.settings.get("REDIS_URL")
+        if local_index and not self.settings.getbool("INDEX_LOCK_WAIT"):
             probe = SessionLock(self.settings.get("INDEX_DIR"))
             try:
                 probe.acquire()

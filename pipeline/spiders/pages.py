@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import CancelledError
@@ -22,6 +23,8 @@ except ImportError:  # pragma: no cover - old Scrapy
     DownloadCancelledError = CancelledError  # type: ignore[misc,assignment]
 
 import scrapy
+from scrapy import signals
+from scrapy.exceptions import DontCloseSpider
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.gz import gunzip, gzip_magic_number
@@ -29,7 +32,7 @@ from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
 from pipeline.items import PageItem
 from pipeline.parsing import PageError, parse_page
-from pipeline.refresh import RefreshState
+from pipeline.refresh import RefreshState, start_key
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,49 @@ class PagesSpider(scrapy.Spider):
         # Set by the IndexWriter pipeline when it opens the index; without an index
         # (INDEX_ENABLED=False) every page is fetched and yielded.
         self.refresh: RefreshState | None = None
+        self._redis: Any = None
+        self._idle_since = 0.0
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        if crawler.settings.get("REDIS_URL"):
+            # Distributed mode: when idle, take more starts from Redis (see
+            # pipeline.distributed); stay open until REDIS_IDLE_CLOSE seconds of nothing.
+            crawler.signals.connect(spider._redis_idle, signal=signals.spider_idle)
+            spider._idle_since = time.monotonic()
+        return spider
+
+    def starts_keys(self) -> list[str]:
+        return [start_key(s) for s in self.starts]
+
+    def _redis_idle(self) -> None:
+        from index.ingest import KEYS, connect
+
+        if self._redis is None:
+            self._redis = connect(self.settings.get("REDIS_URL"))
+        # One start per idle round: a start (a folder, a sitemap) is a big unit of work,
+        # and the next idle crawler should get the next one.
+        starts = self._redis.lpop(KEYS.start_urls, 1) or []
+        for start in starts:
+            self._idle_since = time.monotonic()
+            self.starts.append(start)
+            if self.refresh is not None:
+                self.refresh.starts.append(start)
+            try:
+                for request in self._requests_for(start):
+                    self.crawler.engine.crawl(request)
+            except Exception as exc:  # noqa: BLE001 - one bad start must not end the others
+                logger.error("start %s failed: %s: %s", start, type(exc).__name__, exc)
+                self._count("starts/errors")
+                if self.refresh is not None:
+                    self.refresh.mark_incomplete(start)
+        if starts:
+            logger.info("took %d starts from Redis", len(starts))
+        wait = self.settings.getfloat("REDIS_IDLE_CLOSE", 0)
+        if wait and time.monotonic() - self._idle_since >= wait and not starts:
+            return
+        raise DontCloseSpider
 
     def _count(self, key: str, n: int = 1) -> None:
         self.crawler.stats.inc_value(key, n)
@@ -103,6 +149,9 @@ class PagesSpider(scrapy.Spider):
                     self.refresh.mark_incomplete(start)
 
     def _requests_for(self, start: str) -> Iterator[scrapy.Request]:
+        # Pages remember their start in one spelling (absolute path, or the URL), so a
+        # later refresh from another directory, or with `./docs` for `docs`, matches it.
+        start = start_key(start)
         scheme = urlsplit(start).scheme.lower()
         if scheme in ("http", "https"):
             if is_sitemap_url(start):

@@ -1,0 +1,254 @@
+"""The one indexer of a distributed crawl: ``python -m index ingest --redis URL``.
+
+Crawler processes (any number, any machine) push normalized page items to a Redis Stream;
+this process is the only Whoosh writer (Whoosh allows one). It reads the stream through a
+consumer group in batches, writes each batch, commits, and only then acknowledges (and
+deletes) the batch's entries. So:
+
+- ``kill -9`` before the commit: the entries stay pending; the next indexer claims them
+  (``XAUTOCLAIM``) and writes them again;
+- ``kill -9`` after the commit but before the acknowledgement: the entries come back and
+  replace the same pages (documents are replaced by page URL, ``<url>#<n>`` ids), so
+  nothing is lost and nothing is doubled;
+- the stream's length is the backlog, which crawlers read for backpressure.
+
+After each commit the indexer publishes the committed pages' refresh state to a Redis hash,
+which crawlers load at start to skip unchanged pages (the index itself may live on another
+machine). ``--finish`` applies the "vanished pages" rule once a distributed run is over.
+
+No Scrapy here; ``redis`` is imported lazily so that ``python -m index search`` does not
+pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from index.documents import STATE_FIELDS, page_documents, start_key
+from index.state import load_page_states
+from index.writer import PageWriter
+
+__all__ = ["KEYS", "IngestStats", "enqueue", "finish_run", "ingest", "state_of"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key the distributed mode uses, under one prefix."""
+
+    prefix: str = "pages"
+
+    @property
+    def stream(self) -> str:  # page items, crawlers → indexer
+        return f"{self.prefix}:items"
+
+    @property
+    def group(self) -> str:
+        return "indexer"
+
+    @property
+    def state(self) -> str:  # url → refresh state JSON, indexer → crawlers
+        return f"{self.prefix}:state"
+
+    @property
+    def start_urls(self) -> str:  # starts waiting for a crawler (scrapy-redis list)
+        return f"{self.prefix}:start_urls"
+
+    @property
+    def starts(self) -> str:  # every start of the current run
+        return f"{self.prefix}:run:starts"
+
+    @property
+    def seen(self) -> str:  # every page URL a crawler reached in the current run
+        return f"{self.prefix}:run:seen"
+
+    @property
+    def incomplete(self) -> str:  # starts that did not complete, or "*" for the run
+        return f"{self.prefix}:run:incomplete"
+
+
+KEYS = Keys()
+
+
+def connect(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def state_of(page: dict[str, Any]) -> dict[str, Any]:
+    """What a crawler needs to know about an indexed page to skip it when unchanged."""
+    fetch = page.get("fetch") or {}
+    state = {k: fetch[k] for k in STATE_FIELDS if fetch.get(k) is not None}
+    state["url"] = page["url"]
+    state["content_hash"] = page.get("content_hash")
+    return state
+
+
+def enqueue(url: str, starts: list[str], keys: Keys = KEYS) -> int:
+    """Push starts for the crawlers (and record them as this run's starts)."""
+    r = connect(url)
+    if not r.exists(keys.starts):
+        # The first starts of a new run: pages fetched by the previous run must be
+        # fetchable again (scrapy-redis keeps its duplicate filter between runs).
+        r.delete(f"{keys.prefix}:dupefilter")
+    with r.pipeline() as pipe:
+        for start in starts:
+            # Paths become absolute here: crawlers on other machines must read the same
+            # path (a shared mount), and the run remembers its starts in one spelling.
+            key = start_key(start)
+            pipe.rpush(keys.start_urls, key)
+            pipe.sadd(keys.starts, key)
+        pipe.execute()
+    return len(starts)
+
+
+@dataclass
+class IngestStats:
+    batches: int = 0
+    pages: int = 0
+    documents: int = 0
+    claimed: int = 0
+    deleted_pages: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _ensure_group(r: Any, keys: Keys) -> None:
+    import redis
+
+    try:
+        r.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _claim_orphans(r: Any, keys: Keys, consumer: str) -> int:
+    """Entries read by an indexer that died before acknowledging them. We hold the index
+    lock, so no other indexer is alive: everything pending is an orphan."""
+    claimed = 0
+    start = "0-0"
+    while True:
+        start, entries, *_ = r.xautoclaim(keys.stream, keys.group, consumer, min_idle_time=0, start_id=start, count=500)
+        claimed += len(entries)
+        if start in ("0-0", b"0-0"):
+            return claimed
+
+
+def ingest(
+    redis_url: str,
+    index_dir: str,
+    *,
+    batch: int = 500,
+    block_ms: int = 1000,
+    idle_exit: float | None = None,
+    keys: Keys = KEYS,
+    stop: Callable[[], bool] | None = None,
+    **writer_options: Any,
+) -> IngestStats:
+    """Index the stream's pages until ``stop()`` says so or the stream stayed empty for
+    ``idle_exit`` seconds (None: forever)."""
+    r = connect(redis_url)
+    _ensure_group(r, keys)
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    # One commit per batch, decided here: PageWriter's own triggers are switched off.
+    writer = PageWriter(index_dir, commit_docs=10**12, commit_seconds=float("inf"), **writer_options)
+    writer.open()  # takes the index's session lock: a second indexer fails here
+    stats = IngestStats()
+    try:
+        stats.claimed = _claim_orphans(r, keys, consumer)
+        if stats.claimed:
+            logger.info("claimed %d entries an earlier indexer read but never acknowledged", stats.claimed)
+        # Our own pending entries first (the ones just claimed), then new ones.
+        cursor = "0"
+        idle_since = time.monotonic()
+        while not (stop and stop()):
+            reply = r.xreadgroup(keys.group, consumer, {keys.stream: cursor}, count=batch, block=block_ms)
+            entries = reply[0][1] if reply else []
+            if cursor == "0" and not entries:
+                cursor = ">"
+                continue
+            if not entries:
+                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                    break
+                continue
+            idle_since = time.monotonic()
+            _write_batch(r, keys, writer, entries, stats)
+    finally:
+        writer.close()
+    return stats
+
+
+def _write_batch(r: Any, keys: Keys, writer: PageWriter, entries: list[Any], stats: IngestStats) -> None:
+    ids = []
+    states: dict[str, str] = {}
+    for entry_id, fields in entries:
+        ids.append(entry_id)
+        try:
+            page = json.loads(fields["page"])
+            docs = page_documents(page)
+        except (KeyError, ValueError, TypeError) as exc:
+            # A malformed entry would come back forever: log it, count it, drop it.
+            stats.errors.append(f"{entry_id}: {exc}")
+            logger.warning("dropped stream entry %s: %s", entry_id, exc)
+            continue
+        stats.documents += writer.add_page(docs)
+        stats.pages += 1
+        states[page["url"]] = json.dumps(state_of(page), sort_keys=True)
+    writer.commit()
+    stats.batches += 1
+    # Only now, with the batch durable in the index: publish state, acknowledge, trim.
+    with r.pipeline() as pipe:
+        if states:
+            pipe.hset(keys.state, mapping=states)
+        pipe.xack(keys.stream, keys.group, *ids)
+        pipe.xdel(keys.stream, *ids)
+        pipe.execute()
+    logger.info("indexed %d pages (%d entries), committed and acknowledged", len(states), len(ids))
+
+
+def finish_run(redis_url: str, index_dir: str, keys: Keys = KEYS, **writer_options: Any) -> int:
+    """The end of a distributed run: delete the pages of this run's starts that no crawler
+    reached -- unless a crawler ended early, which makes its starts incomplete (``*``:
+    all of them), exactly as in a local crawl -- then forget the run. Returns the number
+    of pages deleted."""
+    r = connect(redis_url)
+    backlog = r.xlen(keys.stream) if r.exists(keys.stream) else 0
+    if backlog:
+        raise RuntimeError(f"{backlog} pages are still waiting in {keys.stream}: let the indexer drain them first")
+    incomplete = r.smembers(keys.incomplete)
+    # "*": a crawler ended early; "crawler:<host>-<pid>": one is running or was killed
+    # before it reported what it saw. Either way nobody knows what vanished.
+    interrupted = any(m == "*" or m.startswith("crawler:") for m in incomplete)
+    complete = set() if interrupted else {start_key(s) for s in r.smembers(keys.starts)} - incomplete
+    seen = r.smembers(keys.seen)
+    states = load_page_states(index_dir)
+    vanished = sorted(
+        url
+        for url, state in states.items()
+        if state.get("start") and start_key(state["start"]) in complete and url not in seen
+    )
+    if vanished:
+        writer = PageWriter(index_dir, **writer_options)
+        writer.open()
+        try:
+            writer.delete_pages(vanished)
+        finally:
+            writer.close()
+        r.hdel(keys.state, *vanished)
+    r.delete(keys.starts, keys.seen, keys.incomplete)
+    logger.info(
+        "run finished: %d complete starts, %d pages seen, %d vanished pages deleted",
+        len(complete),
+        len(seen),
+        len(vanished),
+    )
+    return len(vanished)

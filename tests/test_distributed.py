@@ -1,0 +1,243 @@
+"""Distributed mode against a real redis-server (started here on a free port): two crawler
+processes and one indexer give the same documents as a local crawl, also when the indexer
+is killed -9 midway; crawlers wait on a full stream; refresh rules hold across a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.corpus import generate
+from conftest import ROOT, crawl, image_documents, page_documents
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory) -> Iterator[str]:
+    if not os.path.exists(REDIS_SERVER):
+        missing = "Debian redis-server not installed (.ci/run installs it)"
+        if os.environ.get("REQUIRE_SYSTEM_PACKAGES"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    import redis
+
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    import redis
+
+    redis.Redis.from_url(redis_server).flushdb()
+    return redis_server
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PAGES_INDEX"}
+
+
+def start_crawler(redis_url: str, *extra: str, idle_close: float = 1) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "scrapy", "crawl", "pages", "-s", f"REDIS_URL={redis_url}"]
+    args += ["-s", f"REDIS_IDLE_CLOSE={idle_close}", "-s", "LOG_LEVEL=INFO", *extra]
+    return subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_ready(proc: subprocess.Popen[str], lines: list[str]) -> None:
+    """Read the crawler's log until its spider is open (the rest stays in the pipe)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        if "Spider opened" in line:
+            return
+    raise AssertionError("crawler ended before opening: " + "".join(lines)[-3000:])
+
+
+def index_cmd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "index", *args], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_indexer(redis_url: str, index: Path, *extra: str) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "index", "ingest", "--redis", redis_url, "--index", str(index), *extra]
+    return subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    return out, err
+
+
+def documents(index: Path) -> list[tuple[str, str]]:
+    return sorted(
+        (d["id"], json.dumps({k: v for k, v in d.items() if k != "id"}, sort_keys=True)) for d in image_documents(index)
+    )
+
+
+def stat(stderr: str, key: str) -> int:
+    marker = f"'{key}': "
+    return int(stderr.split(marker, 1)[1].split(",", 1)[0].split("}", 1)[0]) if marker in stderr else 0
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
+    """Two folders of generated pages and the documents a local crawl makes of them."""
+    root = tmp_path_factory.mktemp("corpus")
+    generate(root / "a", 20, seed=21)
+    generate(root / "b", 20, seed=22)
+    local = root / "local-index"
+    assert crawl(local, str(root / "a"), str(root / "b")).returncode == 0
+    return root, documents(local)
+
+
+def test_two_crawlers_and_one_indexer_make_the_local_crawls_documents(redis_url, corpus, tmp_path):
+    root, expected = corpus
+    index = tmp_path / "index"
+    indexer = start_indexer(redis_url, index, "--idle-exit", "10", "--batch", "7")
+    crawlers = [start_crawler(redis_url, idle_close=6) for _ in range(2)]
+    heads: list[list[str]] = [[], []]
+    for crawler, head in zip(crawlers, heads, strict=True):
+        wait_ready(crawler, head)
+    # Both are up and idle: each takes one start from Redis.
+    assert index_cmd("enqueue", "--redis", redis_url, str(root / "a"), str(root / "b")).returncode == 0
+    errs = ["".join(head) + finish(c)[1] for c, head in zip(crawlers, heads, strict=True)]
+    out, _ = finish(indexer)
+    # Both crawlers worked, and together they reached every page exactly once.
+    new = [stat(e, "pages/new") for e in errs]
+    assert all(n > 0 for n in new) and sum(new) == 40, new
+    assert documents(index) == expected
+    assert "indexed 40 pages" in out
+
+
+def test_indexer_killed_midway_loses_nothing_and_doubles_nothing(redis_url, corpus, tmp_path):
+    import redis
+
+    root, expected = corpus
+    index = tmp_path / "index"
+    assert index_cmd("enqueue", "--redis", redis_url, str(root / "a"), str(root / "b")).returncode == 0
+    for crawler in [start_crawler(redis_url) for _ in range(2)]:
+        finish(crawler)
+    r = redis.Redis.from_url(redis_url)
+    assert r.xlen("pages:items") == 40  # everything waits for the indexer
+    indexer = start_indexer(redis_url, index, "--batch", "3")
+    deadline = time.monotonic() + 60
+    while r.xlen("pages:items") > 25 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    indexer.send_signal(signal.SIGKILL)
+    indexer.wait()
+    assert 0 < r.xlen("pages:items") < 40
+    again = start_indexer(redis_url, index, "--idle-exit", "2", "--batch", "3")
+    finish(again)
+    assert documents(index) == expected
+    ids = [d[0] for d in documents(index)]
+    assert len(ids) == len(set(ids))
+    assert r.xlen("pages:items") == 0 and r.xpending("pages:items", "indexer")["pending"] == 0
+
+
+def test_crawlers_wait_while_the_stream_is_full(redis_url, corpus, tmp_path):
+    import redis
+
+    root, _ = corpus
+    r = redis.Redis.from_url(redis_url)
+    crawler = start_crawler(redis_url, "-s", "REDIS_STREAM_MAXLEN=5", "-a", f"start={root / 'a'}")
+    deadline = time.monotonic() + 30
+    while r.xlen("pages:items") < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    assert r.xlen("pages:items") == 5 and crawler.poll() is None  # holding, not filling Redis
+    indexer = start_indexer(redis_url, tmp_path / "index", "--idle-exit", "2", "--batch", "2")
+    _, err = finish(crawler)
+    finish(indexer)
+    assert stat(err, "redis/backpressure_waits") > 0
+    assert len(page_documents(tmp_path / "index")) == 20
+
+
+def test_refresh_rules_hold_across_a_distributed_run(redis_url, tmp_path):
+    pages = tmp_path / "pages"
+    generate(pages, 12, seed=31)
+    index = tmp_path / "index"
+    files = sorted(pages.rglob("*.md"))
+
+    def run(crawlers: int = 2) -> tuple[list[str], str]:
+        assert index_cmd("enqueue", "--redis", redis_url, str(pages)).returncode == 0
+        procs = [start_crawler(redis_url) for _ in range(crawlers)]
+        errs = [finish(p)[1] for p in procs]
+        result = index_cmd("ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1", "--finish")
+        assert result.returncode == 0, result.stderr[-3000:]
+        return errs, result.stdout
+
+    run()
+    assert len(page_documents(index)) == 12
+    files[0].unlink()
+    with files[1].open("a", encoding="utf-8") as out:
+        out.write("[ ![](https://changed.example.com/x.jpg)](https://changed.example.com/) A changed page\n")
+    errs, out = run()
+    assert sum(stat(e, "pages/unchanged") for e in errs) == 10  # skipped from the published state
+    assert sum(stat(e, "pages/changed") for e in errs) == 1
+    assert "run finished: 1 vanished pages deleted" in out
+    urls = {p["url"] for p in page_documents(index)}
+    assert files[0].resolve().as_uri() not in urls and len(urls) == 11
+    assert any(d["image_url"] == "https://changed.example.com/x.jpg" for d in image_documents(index))
+
+
+def test_an_interrupted_crawler_blocks_deletions(redis_url, tmp_path):
+    import redis
+
+    pages = tmp_path / "pages"
+    generate(pages, 6, seed=41)
+    index = tmp_path / "index"
+    assert index_cmd("enqueue", "--redis", redis_url, str(pages)).returncode == 0
+    finish(start_crawler(redis_url))
+    assert (
+        index_cmd("ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1", "--finish").returncode == 0
+    )
+    sorted(pages.rglob("*.md"))[0].unlink()
+    assert index_cmd("enqueue", "--redis", redis_url, str(pages)).returncode == 0
+    r = redis.Redis.from_url(redis_url)
+    r.sadd("pages:run:incomplete", "crawler:elsewhere-123")  # a crawler killed -9 mid-run
+    finish(start_crawler(redis_url))
+    result = index_cmd("ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1", "--finish")
+    assert "run finished: 0 vanished pages deleted" in result.stdout
+    assert len(page_documents(index)) == 6
