@@ -18,8 +18,9 @@ demo: install
 	$(BIN)/scrapy crawl pages -a start=examples/pages -s LOG_LEVEL=INFO
 	$(BIN)/scrapy search "chair yoga"
 
+# Two workers, one test file each: most tests wait on crawler and server processes.
 test: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
