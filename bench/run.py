@@ -40,7 +40,7 @@ PRESETS = {
         "queries": 500,
         "nocache_queries": 500,
         "refresh_pages": 1250,
-        "distributed_pages": 1000,
+        "distributed_pages": 300,
         "procs2": False,
     },
     "large": {

@@ -19,14 +19,16 @@ Without REDIS_URL none of this is active and Redis is never imported.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
+import pickle
 import socket
 from typing import Any, Self
 
-from itemadapter import ItemAdapter
-from scrapy import signals
+from itemadapter import ItemAdapter, is_item
+from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
@@ -34,7 +36,7 @@ from scrapy.settings import BaseSettings
 from index.ingest import KEYS, connect
 from pipeline.refresh import RefreshState
 
-__all__ = ["RedisAddon", "RedisItemStream", "enabled"]
+__all__ = ["InflightRequests", "RedisAddon", "RedisItemStream", "enabled"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,146 @@ class RedisAddon:
         # The queue outlives a crawler: others may still be working on it.
         settings.set("SCHEDULER_PERSIST", True, priority="addon")
         settings.set("REDIS_START_URLS_KEY", KEYS.start_urls, priority="addon")
+        settings["DOWNLOADER_MIDDLEWARES"]["pipeline.distributed.InflightRequests"] = 50
+        settings["SPIDER_MIDDLEWARES"]["pipeline.distributed.InflightRequests"] = 50
+
+
+def crawler_token() -> str:
+    return f"crawler:{socket.gethostname()}-{os.getpid()}"
+
+
+INFLIGHT_PREFIX = f"{KEYS.prefix}:inflight:"
+ALIVE_PREFIX = f"{KEYS.prefix}:alive:"
+
+
+class InflightRequests:
+    """Requests this crawler took from the shared queue and has not finished, kept in
+    Redis, so that a crawler killed with ``kill -9`` loses none of them.
+
+    scrapy-redis pops a request from the shared queue and forgets it; if the crawler dies
+    before the page reaches the stream, nobody fetches it again in this run. Here each
+    request is recorded (``pages:inflight:<crawler>``) when it goes to the downloader and
+    removed when it is done: when its page is in the stream (:class:`RedisItemStream`), or
+    when its callback ended without a page (unchanged, invalid, a sitemap). Every crawler
+    keeps ``pages:alive:<crawler>`` fresh; any crawler that finds the in-flight record of
+    a crawler that is no longer alive claims it (an atomic RENAME) and schedules its
+    requests again. A request recovered twice costs a second fetch, never a second
+    document (pages are replaced by URL)."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.token = crawler_token()
+        self.key = INFLIGHT_PREFIX + self.token
+        self.redis: Any = None
+        self.heartbeat: Any = None
+        # A crawler silent for this long is gone; its in-flight requests are recovered.
+        self.ttl = max(1, crawler.settings.getint("REDIS_CRAWLER_TTL", 20))
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        if not enabled(crawler.settings):
+            raise NotConfigured("REDIS_URL is not set")
+        existing = cls.of(crawler)
+        if existing is not None:  # the same object serves both middleware chains
+            return existing
+        ext = cls(crawler)
+        crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(ext.spider_idle, signal=signals.spider_idle)
+        crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
+        # One instance for both middleware roles: remember it for the item pipeline.
+        crawler._pages_inflight = ext  # type: ignore[attr-defined]
+        return ext
+
+    @classmethod
+    def of(cls, crawler: Crawler) -> InflightRequests | None:
+        return getattr(crawler, "_pages_inflight", None)
+
+    def _beat(self) -> None:
+        self.redis.set(ALIVE_PREFIX + self.token, "1", ex=self.ttl)
+
+    def spider_opened(self) -> None:
+        from twisted.internet import task
+
+        self.redis = connect(self.crawler.settings.get("REDIS_URL"))
+        self._beat()
+        self.heartbeat = task.LoopingCall(self._beat)
+        self.heartbeat.start(self.ttl / 4, now=False)
+        # After the engine has finished opening: recovered requests go to its scheduler.
+        from twisted.internet import reactor
+
+        reactor.callLater(0.5, self.recover)
+
+    def spider_idle(self) -> None:
+        self.recover()
+
+    def spider_closed(self, reason: str) -> None:
+        if self.heartbeat is not None and self.heartbeat.running:
+            self.heartbeat.stop()
+        if self.redis is None:
+            return
+        if reason == "finished":
+            self.redis.delete(self.key)
+        # Otherwise (Ctrl-C, CLOSESPIDER_*) the record stays for another crawler.
+        self.redis.delete(ALIVE_PREFIX + self.token)
+
+    def recover(self) -> int:
+        """Schedule again the in-flight requests of crawlers that are gone."""
+        if self.redis is None:
+            return 0
+        from scrapy.utils.request import request_from_dict
+
+        spider = self.crawler.spider
+        recovered = 0
+        for key in self.redis.scan_iter(match=INFLIGHT_PREFIX + "*"):
+            token = key[len(INFLIGHT_PREFIX) :]
+            if token == self.token or self.redis.exists(ALIVE_PREFIX + token):
+                continue
+            claimed = f"{KEYS.prefix}:recovering:{self.token}:{token}"
+            try:
+                self.redis.rename(key, claimed)  # atomic: one crawler wins
+            except Exception:  # noqa: BLE001 - another crawler claimed it first
+                continue
+            for url, blob in self.redis.hgetall(claimed).items():
+                request = request_from_dict(pickle.loads(base64.b64decode(blob)), spider=spider)
+                self.crawler.engine.crawl(request.replace(dont_filter=True))
+                recovered += 1
+                logger.info("recovered %s from stopped crawler %s", url, token)
+            self.redis.delete(claimed)
+        if recovered and self.crawler.stats is not None:
+            self.crawler.stats.inc_value("redis/recovered_requests", recovered)
+        return recovered
+
+    def done(self, *urls: str) -> None:
+        if self.redis is not None and urls:
+            self.redis.hdel(self.key, *urls)
+
+    # -- downloader middleware ---------------------------------------------------------
+    def process_request(self, request: Request) -> None:
+        if self.redis is None or request.meta.get("dont_track"):
+            return
+        try:
+            blob = base64.b64encode(pickle.dumps(request.to_dict(spider=self.crawler.spider), protocol=4))
+        except (ValueError, pickle.PicklingError):
+            return  # a callback Scrapy cannot name: not one of ours
+        self.redis.hset(self.key, request.url, blob.decode("ascii"))
+
+    # -- spider middleware -------------------------------------------------------------
+    def process_spider_output(self, response: Any, result: Any) -> Any:
+        produced = False
+        for element in result:
+            produced = produced or is_item(element)
+            yield element
+        if not produced:
+            # Nothing for the stream: the request is done once its callback is.
+            self.done(response.url, *response.request.meta.get("redirect_urls", []))
+
+    async def process_spider_output_async(self, response: Any, result: Any) -> Any:
+        produced = False
+        async for element in result:
+            produced = produced or is_item(element)
+            yield element
+        if not produced:
+            self.done(response.url, *response.request.meta.get("redirect_urls", []))
 
 
 def _now() -> str:
@@ -77,7 +219,7 @@ class RedisItemStream:
         # Present in the run's "incomplete" set while this crawler runs: a crawler that
         # dies before it reports what it saw blocks the run's deletions, as an
         # interrupted local crawl does.
-        self.token = f"crawler:{socket.gethostname()}-{os.getpid()}"
+        self.token = crawler_token()
         self.counts = {"new": 0, "changed": 0, "images": 0, "waits": 0}
 
     @classmethod
@@ -112,6 +254,9 @@ class RedisItemStream:
             self.counts["waits"] += 1
             await asyncio.sleep(0.2)
         self.redis.xadd(KEYS.stream, {"page": json.dumps(page, ensure_ascii=False)})
+        inflight = InflightRequests.of(self.crawler)
+        if inflight is not None:
+            inflight.done(page["url"])
         kind = "changed" if page["url"] in self.refresh.states else "new"
         self.counts[kind] += 1
         self.counts["images"] += len(page.get("images") or [])

@@ -27,6 +27,9 @@ REDIS_URL = None
 REDIS_STREAM_MAXLEN = 10_000
 # Seconds a distributed crawler waits for new starts before it exits (0: forever).
 REDIS_IDLE_CLOSE = 0
+# Seconds without a heartbeat after which a crawler counts as gone, and other crawlers
+# fetch again the requests it had in flight.
+REDIS_CRAWLER_TTL = 20
 
 # --- index ------------------------------------------------------------------------
 # Where the Whoosh index lives. Precedence: -s INDEX_DIR=... > $PAGES_INDEX > data/index.

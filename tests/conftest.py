@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
     def send_head(self):  # type: ignore[no-untyped-def]
         self.server.requests.append(self.path)  # type: ignore[attr-defined]
+        if self.server.delay:  # type: ignore[attr-defined]
+            time.sleep(self.server.delay)  # type: ignore[attr-defined]
         if self.path in self.server.failing:  # type: ignore[attr-defined]
             self.send_error(500, "test failure")
             return None
@@ -127,6 +130,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server.failing = set()  # type: ignore[attr-defined]
     server.requests = []  # type: ignore[attr-defined]
     server.redirects = {}  # type: ignore[attr-defined]
+    server.delay = 0.0  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

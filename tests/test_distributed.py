@@ -231,3 +231,37 @@ def test_refresh_rules_hold_across_a_distributed_run(redis_url, tmp_path):
     _, out = run(crawlers=1)
     assert "run finished: 0 vanished pages deleted" in out
     assert len(page_documents(index)) == 11
+
+
+def test_a_crawler_killed_midway_loses_no_page(redis_url, http_root, tmp_path):
+    import redis
+
+    from conftest import sitemap
+
+    root, base, server = http_root
+    for i in range(30):
+        (root / f"page-{i}.md").write_text(
+            f'+++\ntitle = "p{i}"\n+++\n[ ![](https://x.example/{i}.jpg)](https://x.example/{i}) Neck stretch {i}\n'
+        )
+    (root / "sitemap.xml").write_text(sitemap([f"{base}/page-{i}.md" for i in range(30)]))
+    server.delay = 0.4  # slow pages: requests are in flight when the crawler dies
+    r = redis.Redis.from_url(redis_url)
+    assert index_cmd("enqueue", "--redis", redis_url, f"{base}/sitemap.xml").returncode == 0
+    ttl = ("-s", "REDIS_CRAWLER_TTL=2", "-s", "CONCURRENT_REQUESTS=4", "-s", "AUTOTHROTTLE_ENABLED=False")
+    first = start_crawler(redis_url, *ttl)
+    deadline = time.monotonic() + 60
+    while r.xlen("pages:items") < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    inflight = [k for k in r.scan_iter("pages:inflight:*")]
+    assert inflight and r.hlen(inflight[0]) > 0  # what the dead crawler was fetching
+    time.sleep(2.5)  # its heartbeat expires
+    _, err = finish(start_crawler(redis_url, *ttl))
+    assert stat(err, "redis/recovered_requests") > 0
+    index = tmp_path / "index"
+    result = index_cmd("ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    titles = sorted(p["title"] for p in page_documents(index))
+    assert titles == sorted(f"p{i}" for i in range(30))
+    assert len(image_documents(index)) == 30
