@@ -49,7 +49,7 @@ PRESETS = {
         "queries": 500,
         "nocache_queries": 500,
         "refresh_pages": 12500,
-        "distributed_pages": 2500,
+        "distributed_pages": 1250,
         "procs2": True,
     },
     "tiny": {

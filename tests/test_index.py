@@ -245,3 +245,22 @@ def test_compound_segment_files_are_read_in_place_like_bytesio():
     for op, *args in steps:
         assert getattr(ours, op)(*args) == getattr(theirs, op)(*args), (op, args)
     assert list(MemoryCursor(data)) == list(io.BytesIO(data))
+
+
+def test_cached_analyzer_gives_the_same_tokens_and_pickles_without_its_cache():
+    import pickle
+
+    from index.schema import text_analyzer
+
+    cached = text_analyzer()
+    plain = cached.inner
+    strings = ["Chair Yoga for SENIORS", "the a an", "", "Épinglé sur bureau", "stretches stretching", "x" * 300]
+    for text in strings * 2:  # the second round comes from the cache
+        for kwargs in ({"positions": True, "boosts": True, "mode": "index"}, {"mode": "index"}, {"mode": "query"}):
+            ours = [(t.text, t.pos if kwargs.get("positions") else None, t.stopped) for t in cached(text, **kwargs)]
+            theirs = [(t.text, t.pos if kwargs.get("positions") else None, t.stopped) for t in plain(text, **kwargs)]
+            assert ours == theirs, (text, kwargs)
+    chars = [(t.text, t.startchar, t.endchar) for t in cached("Neck stretch", chars=True, mode="index")]
+    assert chars == [("neck", 0, 4), ("stretch", 5, 12)]
+    clone = pickle.loads(pickle.dumps(cached))
+    assert clone == cached and len(pickle.dumps(cached)) < 2000
