@@ -263,4 +263,5 @@ def test_cached_analyzer_gives_the_same_tokens_and_pickles_without_its_cache():
     chars = [(t.text, t.startchar, t.endchar) for t in cached("Neck stretch", chars=True, mode="index")]
     assert chars == [("neck", 0, 4), ("stretch", 5, 12)]
     clone = pickle.loads(pickle.dumps(cached))
-    assert clone == cached and len(pickle.dumps(cached)) < 2000
+    assert clone == cached
+    assert len(pickle.dumps(cached)) < len(pickle.dumps(plain)) + 200  # no cache inside
