@@ -321,6 +321,21 @@ def _parse_day(value: str | None, name: str, end: bool = False) -> dt.datetime |
     return day
 
 
+def _take(
+    top: list[tuple[float, dict[str, Any]]], seen: set[str], score: float, fields: dict[str, Any], collapse: bool
+) -> int:
+    """Add one hit's record to ``top`` unless collapsing and its image URL is already
+    there; returns how many hits ``top`` holds."""
+    record = json.loads(fields["record"])
+    if collapse:
+        url = record.get("image_url") or fields["id"]
+        if url in seen:
+            return len(top)
+        seen.add(url)
+    top.append((score, record))
+    return len(top)
+
+
 def _collect(
     searcher: Searcher, q: Q.Query, window: int, collapse: bool, kwargs: dict[str, Any]
 ) -> tuple[Any, list[tuple[float, dict[str, Any]]], int]:
@@ -335,14 +350,7 @@ def _collect(
         top: list[tuple[float, dict[str, Any]]] = []
         seen: set[str] = set()
         for hit in inner:
-            record = json.loads(hit["record"])
-            if collapse:
-                url = record.get("image_url") or hit["id"]
-                if url in seen:
-                    continue
-                seen.add(url)
-            top.append((hit.score, record))
-            if len(top) >= window:
+            if _take(top, seen, hit.score, hit.fields(), collapse) >= window:
                 break
         if len(top) >= window or inner.scored_length() < fetch:
             return inner, top, fetch
@@ -360,15 +368,7 @@ def _collect_fast(
     while len(top) < window and start < len(evaluation):
         docnums, scores = evaluation.ranked(start, fetch)
         for docnum, score in zip(docnums.tolist(), scores.tolist(), strict=True):
-            fields = searcher.stored_fields(docnum)
-            record = json.loads(fields["record"])
-            if collapse:
-                url = record.get("image_url") or fields["id"]
-                if url in seen:
-                    continue
-                seen.add(url)
-            top.append((score, record))
-            if len(top) >= window:
+            if _take(top, seen, score, searcher.stored_fields(docnum), collapse) >= window:
                 break
         start, fetch = fetch, fetch * COLLAPSE_OVERSAMPLE
     return top

@@ -4,6 +4,7 @@ import functools
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +24,12 @@ HIT_KEYS = frozenset(
     "position image_url link_url alt caption_raw caption headline site board tags image_host domain duplicate_of "
     "title author date page_url page_tags image_tags score uses".split()
 )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def fuzz(examples: int) -> int:

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 from argparse import Namespace
@@ -18,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import FIXTURES, HIT_KEYS, ROOT, crawl
+from conftest import FIXTURES, HIT_KEYS, ROOT, crawl, free_port
 from index.cli import run_search
 from index.web import CSP, create_app, marked, safe_href
 
@@ -156,17 +155,11 @@ def test_new_commits_show_up_without_a_restart(tmp_path):
 # --- a real browser --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(index) -> Iterator[str]:
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(index), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
