@@ -130,7 +130,7 @@ def _deleted(reader: Any) -> np.ndarray | None:
         return None
     dead = reader.deleted_docs_set
     dead = dead() if callable(dead) else dead
-    return np.fromiter(dead, dtype=np.int64, count=len(dead))
+    return np.sort(np.fromiter(dead, dtype=np.int64, count=len(dead)))
 
 
 @dataclass
@@ -171,16 +171,25 @@ class Evaluation:
         return self.docnums[order[start:stop]], self.scores[order[start:stop]]
 
 
+def _positions(ids: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted unique arrays: which of ``ids`` are in ``other``, and where. A binary
+    search per element of the (smaller) ``ids`` -- far cheaper than ``np.isin``, which
+    sorts both arrays together, when one posting list is much shorter than the other."""
+    if not len(other) or not len(ids):
+        return np.zeros(len(ids), dtype=bool), np.zeros(len(ids), dtype=np.int64)
+    pos = np.searchsorted(other, ids)
+    np.minimum(pos, len(other) - 1, out=pos)
+    return other[pos] == ids, pos
+
+
 def _combine_and(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     parts = sorted(parts, key=lambda p: len(p[0]))
     ids, scores = parts[0]
     for other_ids, other_scores in parts[1:]:
         if not len(ids):
             break
-        mask = np.isin(ids, other_ids, assume_unique=True)
-        ids, scores = ids[mask], scores[mask]
-        pos = np.searchsorted(other_ids, ids)
-        scores = scores + other_scores[pos]
+        mask, pos = _positions(ids, other_ids)
+        ids, scores = ids[mask], scores[mask] + other_scores[pos[mask]]
     return ids, scores
 
 
@@ -200,7 +209,7 @@ def _combine_or(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
 def _without(ids: np.ndarray, scores: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not len(remove) or not len(ids):
         return ids, scores
-    keep = ~np.isin(ids, remove, assume_unique=True)
+    keep = ~_positions(ids, remove)[0]
     return ids[keep], scores[keep]
 
 
@@ -254,7 +263,7 @@ class _Evaluator:
             return _EMPTY_IDS, _EMPTY_SCORES
         ids, weights = _read_postings(seg.reader, fieldname, btext)
         if seg.deleted is not None and len(ids):
-            keep = ~np.isin(ids, seg.deleted)
+            keep = ~_positions(ids, seg.deleted)[0]
             ids, weights = ids[keep], weights[keep]
         if not len(ids):
             return ids, weights
@@ -313,7 +322,7 @@ def evaluate(searcher: Any, q: Q.Query, filter_q: Q.Query | None = None) -> Eval
         ids, scores = evaluator.scored(q, seg)
         if filter_q is not None and len(ids):
             allowed = evaluator.unscored(filter_q, seg)
-            keep = np.isin(ids, allowed, assume_unique=True)
+            keep = _positions(ids, allowed)[0]
             ids, scores = ids[keep], scores[keep]
         all_ids.append(ids + seg.offset)
         all_scores.append(scores)
