@@ -349,7 +349,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return p50, p99
 
 
-def search_latency(index: Path, qs: list[str], nocache: int) -> dict[str, float]:
+def search_latency(index: Path, qs: list[str], nocache: int, cold: bool = True) -> dict[str, float]:
     """Warm latency of index.search.search over the query list, as a long-lived process
     (the web page, a shell loop) sees it: with its result cache (repeated queries are
     answered from it), with the result cache emptied before every query (the posting
@@ -364,7 +364,7 @@ def search_latency(index: Path, qs: list[str], nocache: int) -> dict[str, float]
     out: dict[str, float] = {"distinct_queries": len(set(qs)), "nocache_queries": min(nocache, len(qs))}
     for label, facets in (("plain", ()), ("facet", ("domain",))):
         search_module.search(index, qs[0], facets=facets)  # open and warm
-        for mode in ("", "_nocache", "_cold"):
+        for mode in ("", "_nocache", "_cold") if cold else ("", "_nocache"):
             search_module._RESULTS.clear()
             times = []
             for q in qs if not mode else qs[:nocache]:
@@ -671,14 +671,58 @@ def segments_follow_up(preset: str) -> str:
     )
 
 
+def search_follow_up(preset: str) -> str:
+    """Search latency again on the preset's existing end-to-end index (warm and
+    result-cache-off modes, the full query list): used to measure a search change
+    without rebuilding the index."""
+    cfg = PRESETS[preset]
+    index = WORK / "index-e2e"
+    if not index.exists():
+        raise SystemExit(f"no {index}: run the {preset} preset first")
+    from whoosh import index as wi
+
+    docs = wi.open_dir(str(index)).doc_count()
+    lat = search_latency(index, queries(cfg["queries"]), cfg["nocache_queries"], cold=False)
+    lat["cold_start_ms"] = cold_start(index)
+    print(f"[bench]   {lat}", flush=True)
+    m = machine()
+    return "\n".join(
+        [
+            f"## `{preset}` search follow-up — {docs:,} documents (the preset's end-to-end index)",
+            "",
+            f"Machine: {m['cpu']}, {m['ram']} RAM, Python {m['python']}; run {m['date']}.",
+            f"Command: `python -m bench.run --preset {preset} --search-follow-up`",
+            "",
+            "| measurement | p50 / p99 |",
+            "|---|---|",
+            f"| search, {len(queries(cfg['queries']))} queries of 1–3 words, limit 10, warm process, result cache on | "
+            f"{lat['ours_plain_p50']:.1f} / {lat['ours_plain_p99']:.1f} ms; `--facet domain` "
+            f"{lat['ours_facet_p50']:.1f} / {lat['ours_facet_p99']:.1f} ms |",
+            f"| the same, result cache emptied before every query | {lat['ours_plain_nocache_p50']:.1f} / "
+            f"{lat['ours_plain_nocache_p99']:.1f} ms; `--facet domain` {lat['ours_facet_nocache_p50']:.1f} / "
+            f"{lat['ours_facet_nocache_p99']:.1f} ms |",
+            f'| plain `QueryParser("caption")` + `searcher.search` baseline, same queries | '
+            f"{lat['baseline_p50']:.1f} / {lat['baseline_p99']:.1f} ms |",
+            f"| `python -m index search` cold start to first result (best of 3) | {lat['cold_start_ms']:.0f} ms |",
+            "",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="pages-crawler benchmarks")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--inprocess", action="store_true", help="also crawl with the writer in the crawl process")
     parser.add_argument("--follow-up", action="store_true", help="only the crawl and search, as their own section")
+    parser.add_argument("--search-follow-up", action="store_true", help="only search latency, on the existing index")
     opts = parser.parse_args()
     t0 = time.perf_counter()
+    if opts.search_follow_up:
+        section = search_follow_up(opts.preset)
+        print(section)
+        update_results(opts.results, f"## `{opts.preset}` search follow-up", section)
+        return
     if opts.follow_up:
         section = segments_follow_up(opts.preset)
         print(section)

@@ -33,7 +33,7 @@ from whoosh import query as Q
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, _lenfield
 from whoosh.util.numeric import byte_to_length
 
-__all__ = ["Evaluation", "Unsupported", "evaluate", "facet_counts"]
+__all__ = ["Evaluation", "Unsupported", "doc_count", "evaluate", "facet_counts"]
 
 # Arrays kept per process: posting lists, field lengths and facet ordinals.
 POSTINGS_CACHE_BYTES = 256 * 1024 * 1024
@@ -329,6 +329,19 @@ def evaluate(searcher: Any, q: Q.Query, filter_q: Q.Query | None = None) -> Eval
     if not all_ids:
         return Evaluation(_EMPTY_IDS, _EMPTY_SCORES)
     return Evaluation(np.concatenate(all_ids), np.concatenate(all_scores))
+
+
+def doc_count(searcher: Any, fieldname: str, text: str) -> int:
+    """Live documents holding ``text`` in ``fieldname``, from the cached posting arrays
+    (an image URL shown on a thousand pages would otherwise be walked one by one)."""
+    btext = searcher.schema[fieldname].to_bytes(text)
+    total = 0
+    for seg in _segments(searcher):
+        ids, _ = _read_postings(seg.reader, fieldname, btext)
+        if seg.deleted is not None and len(ids):
+            ids = ids[~_positions(ids, seg.deleted)[0]]
+        total += len(ids)
+    return total
 
 
 def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:

@@ -306,7 +306,10 @@ def _uses(searcher: Searcher, image_url: str | None) -> int:
     """How many image documents (page occurrences) show this image URL."""
     if not image_url:
         return 0
-    return sum(1 for _ in Q.Term("image_url", image_url).docs(searcher))
+    try:
+        return fastsearch.doc_count(searcher, "image_url", image_url)
+    except fastsearch.Unsupported:
+        return sum(1 for _ in Q.Term("image_url", image_url).docs(searcher))
 
 
 def _parse_day(value: str | None, name: str, end: bool = False) -> dt.datetime | None:

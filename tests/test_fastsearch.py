@@ -4,6 +4,7 @@ on a multi-segment index with deleted documents."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -134,3 +135,11 @@ def test_cache_is_bounded(searcher, monkeypatch):
     for word in VOCABULARY:
         fastsearch.evaluate(searcher, parse_query(searcher.schema, word))
     assert 0 < cache.size <= 4096 or len(cache.items) == 1
+
+
+def test_doc_count_matches_whoosh_with_deletions(searcher):
+    counted = {}
+    for d in list(searcher.document_numbers(kind="image"))[::50]:
+        image_url = json.loads(searcher.stored_fields(d)["record"])["image_url"]
+        counted[image_url] = sum(1 for _ in Q.Term("image_url", image_url).docs(searcher))
+    assert counted and all(fastsearch.doc_count(searcher, "image_url", u) == n for u, n in counted.items())
