@@ -27,13 +27,14 @@ import pickle
 import socket
 from typing import Any, Self
 
-from itemadapter import ItemAdapter, is_item
+from itemadapter import is_item
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
 from index.ingest import KEYS, connect
+from pipeline.pipelines import stamped_page
 from pipeline.refresh import RefreshState
 
 __all__ = ["InflightRequests", "RedisAddon", "RedisItemStream", "enabled"]
@@ -199,12 +200,6 @@ class InflightRequests:
             self.done(response.url, *response.request.meta.get("redirect_urls", []))
 
 
-def _now() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 class RedisItemStream:
     """The last item pipeline of a distributed crawler: page items go to a Redis Stream."""
 
@@ -247,8 +242,7 @@ class RedisItemStream:
         logger.info("redis %s: %d pages known, items to %s", self.url, len(self.refresh.states), KEYS.stream)
 
     async def process_item(self, item: Any) -> Any:
-        page = ItemAdapter(item).asdict()
-        page.setdefault("fetch", {})["last_seen"] = _now()
+        page = stamped_page(item)
         # Backpressure: the indexer (one Whoosh writer) sets the pace.
         while self.redis.xlen(KEYS.stream) >= self.maxlen:
             self.counts["waits"] += 1

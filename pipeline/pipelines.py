@@ -229,9 +229,7 @@ class IndexWriter(_StatsPipeline):
     def process_item(self, item: Any) -> Any:
         if not self.locked:
             raise DropItem("the index is not open for writing")
-        adapter = ItemAdapter(item)
-        page = adapter.asdict()
-        page.setdefault("fetch", {})["last_seen"] = _now()
+        page = stamped_page(item)
         docs = page_documents(page)
         try:
             self._writer().add_page(docs)
@@ -314,6 +312,13 @@ class IndexWriter(_StatsPipeline):
             result.get("commits", 0),
             "" if finished else "; nothing deleted: the crawl did not finish",
         )
+
+
+def stamped_page(item: Any) -> dict[str, Any]:
+    """The item as a plain dict, its fetch facts stamped with when this crawl saw it."""
+    page = ItemAdapter(item).asdict()
+    page.setdefault("fetch", {})["last_seen"] = _now()
+    return page
 
 
 def _now() -> str:

@@ -111,14 +111,8 @@ class PagesSpider(scrapy.Spider):
             self.starts.append(start)
             if self.refresh is not None:
                 self.refresh.starts.append(start)
-            try:
-                for request in self._requests_for(start):
-                    self.crawler.engine.crawl(request)
-            except Exception as exc:  # noqa: BLE001 - one bad start must not end the others
-                logger.error("start %s failed: %s: %s", start, type(exc).__name__, exc)
-                self._count("starts/errors")
-                if self.refresh is not None:
-                    self.refresh.mark_incomplete(start)
+            for request in self._requests_or_error(start):
+                self.crawler.engine.crawl(request)
         if starts:
             logger.info("took %d starts from Redis", len(starts))
         wait = self.settings.getfloat("REDIS_IDLE_CLOSE", 0)
@@ -139,14 +133,19 @@ class PagesSpider(scrapy.Spider):
         if not self.starts:
             logger.error("no start given: use scrapy crawl pages -a start=FOLDER|FILE|URL|SITEMAP")
         for start in self.starts:
-            try:
-                for request in self._requests_for(start):
-                    yield request
-            except Exception as exc:  # noqa: BLE001 - one bad start must not end the others
-                logger.error("start %s failed: %s: %s", start, type(exc).__name__, exc)
-                self._count("starts/errors")
-                if self.refresh is not None:
-                    self.refresh.mark_incomplete(start)
+            for request in self._requests_or_error(start):
+                yield request
+
+    def _requests_or_error(self, start: str) -> Iterator[scrapy.Request]:
+        """A start's requests; a start that fails is logged, counted and marked incomplete,
+        and the other starts go on."""
+        try:
+            yield from self._requests_for(start)
+        except Exception as exc:  # noqa: BLE001 - one bad start must not end the others
+            logger.error("start %s failed: %s: %s", start, type(exc).__name__, exc)
+            self._count("starts/errors")
+            if self.refresh is not None:
+                self.refresh.mark_incomplete(start)
 
     def _requests_for(self, start: str) -> Iterator[scrapy.Request]:
         # Pages remember their start in one spelling (absolute path, or the URL), so a
