@@ -304,12 +304,20 @@ class _Evaluator:
 
 
 def _segments(searcher: Any) -> list[_Segment]:
+    # A searcher's segments never change (a commit makes a new searcher): work out their
+    # offsets and deleted documents once per searcher, not once per call -- a search asks
+    # for them for the evaluation, each facet and each hit's page count. Kept on the
+    # searcher itself, so they go when it goes (they refer back to it).
+    cached = getattr(searcher, "_pages_segments", None)
+    if cached is not None:
+        return cached
     out = []
     for sub, offset in searcher.leaf_searchers():
         reader = sub.reader()
         if not hasattr(reader, "_terms") or not hasattr(reader, "_perdoc"):
             raise Unsupported("not a segment reader")
         out.append(_Segment(reader, sub, offset, _deleted(reader)))
+    searcher._pages_segments = out
     return out
 
 

@@ -127,14 +127,6 @@ def exact_analyzer():
     return IDTokenizer() | LowercaseFilter()
 
 
-# Section text -> its terms, per process (never in the field: the schema is pickled into
-# the index). A page's title and tags repeat in every one of its image documents and
-# captions repeat across pages: analysing each distinct string once took a third off
-# this field's cost to the writer.
-_TERMS_CACHE: dict[str, tuple[str, ...]] = {}
-_TERMS_CACHE_SIZE = 50_000
-
-
 class BoostedText(fields.TEXT):
     """A text field whose value may be ``[(text, weight), ...]`` sections.
 
@@ -148,19 +140,15 @@ class BoostedText(fields.TEXT):
         if isinstance(value, str):
             yield from super().index(value, **kwargs)
             return
-        cache = _TERMS_CACHE
+        # The analyzer (CachedAnalyzer) analyses each distinct section string once.
         freqs: dict[str, int] = {}
         weights: dict[str, float] = {}
         for text, weight in value:
-            terms = cache.get(text)
-            if terms is None:
-                terms = tuple(t.text for t in self.analyzer(text, mode="index", removestops=True) if not t.stopped)
-                if len(cache) >= _TERMS_CACHE_SIZE:
-                    cache.clear()
-                cache[text] = terms
-            for term in terms:
-                freqs[term] = freqs.get(term, 0) + 1
-                weights[term] = weights.get(term, 0.0) + weight
+            for token in self.analyzer(text, mode="index", removestops=True):
+                if token.stopped:
+                    continue
+                freqs[token.text] = freqs.get(token.text, 0) + 1
+                weights[token.text] = weights.get(token.text, 0.0) + weight
         for word, freq in freqs.items():
             yield word.encode("utf-8"), freq, weights[word], pack_uint(freq)
 
