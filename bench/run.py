@@ -630,6 +630,13 @@ def report(r: dict[str, Any]) -> str:
 FOLLOW_UP_QUERIES = 20
 
 
+def _follow_up_section(heading: str, command: str, column: str, rows: list[str]) -> str:
+    """A RESULTS.md section for a partial re-run: heading, machine, command, table."""
+    m = machine()
+    head = [heading, "", f"Machine: {m['cpu']}, {m['ram']} RAM, Python {m['python']}; run {m['date']}."]
+    return "\n".join([*head, f"Command: `{command}`", "", f"| measurement | {column} |", "|---|---|", *rows, ""])
+
+
 def segments_follow_up(preset: str) -> str:
     """The end-to-end crawl and search again with the current defaults, reported as their
     own section: used to measure a writer change without rerunning every baseline."""
@@ -646,16 +653,11 @@ def segments_follow_up(preset: str) -> str:
     lat = search_latency(index, sample, FOLLOW_UP_QUERIES)
     lat["cold_start_ms"] = cold_start(index)
     print(f"[bench]   {lat}", flush=True)
-    m = machine()
-    return "\n".join(
+    return _follow_up_section(
+        f"## `{preset}` follow-up — current defaults (bounded segments), {int(e2e['documents']):,} image documents",
+        f"python -m bench.run --preset {preset} --follow-up",
+        "result",
         [
-            f"## `{preset}` follow-up — current defaults (bounded segments), {int(e2e['documents']):,} image documents",
-            "",
-            f"Machine: {m['cpu']}, {m['ram']} RAM, Python {m['python']}; run {m['date']}.",
-            f"Command: `python -m bench.run --preset {preset} --follow-up`",
-            "",
-            "| measurement | result |",
-            "|---|---|",
             f"| end-to-end crawl | {e2e['seconds']:.1f} s, {e2e['documents'] / e2e['seconds']:,.0f} docs/s, {segments} segments |",
             f"| peak RSS crawl / writer | {e2e['crawl_rss_mb']:.0f} / {e2e['writer_rss_mb']:.0f} MB |",
             f"| search p50 / p99, result cache on (first {FOLLOW_UP_QUERIES} queries, {int(lat['distinct_queries'])} distinct) | "
@@ -666,8 +668,7 @@ def segments_follow_up(preset: str) -> str:
             f"{lat['ours_facet_nocache_p50']:.1f} / {lat['ours_facet_nocache_p99']:.1f} ms; plain baseline "
             f"{lat['baseline_p50']:.1f} / {lat['baseline_p99']:.1f} ms |",
             f"| cold start `python -m index search` | {lat['cold_start_ms']:.0f} ms |",
-            "",
-        ]
+        ],
     )
 
 
@@ -685,16 +686,11 @@ def search_follow_up(preset: str) -> str:
     lat = search_latency(index, queries(cfg["queries"]), cfg["nocache_queries"], cold=False)
     lat["cold_start_ms"] = cold_start(index)
     print(f"[bench]   {lat}", flush=True)
-    m = machine()
-    return "\n".join(
+    return _follow_up_section(
+        f"## `{preset}` search follow-up — {docs:,} documents (the preset's end-to-end index)",
+        f"python -m bench.run --preset {preset} --search-follow-up",
+        "p50 / p99",
         [
-            f"## `{preset}` search follow-up — {docs:,} documents (the preset's end-to-end index)",
-            "",
-            f"Machine: {m['cpu']}, {m['ram']} RAM, Python {m['python']}; run {m['date']}.",
-            f"Command: `python -m bench.run --preset {preset} --search-follow-up`",
-            "",
-            "| measurement | p50 / p99 |",
-            "|---|---|",
             f"| search, {len(queries(cfg['queries']))} queries of 1–3 words, limit 10, warm process, result cache on | "
             f"{lat['ours_plain_p50']:.1f} / {lat['ours_plain_p99']:.1f} ms; `--facet domain` "
             f"{lat['ours_facet_p50']:.1f} / {lat['ours_facet_p99']:.1f} ms |",
@@ -704,8 +700,7 @@ def search_follow_up(preset: str) -> str:
             f'| plain `QueryParser("caption")` + `searcher.search` baseline, same queries | '
             f"{lat['baseline_p50']:.1f} / {lat['baseline_p99']:.1f} ms |",
             f"| `python -m index search` cold start to first result (best of 3) | {lat['cold_start_ms']:.0f} ms |",
-            "",
-        ]
+        ],
     )
 
 
