@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -103,6 +104,10 @@ _SEARCHERS: dict[str, Searcher] = {}
 # costs a dict copy instead of a search. Bounded, and stale the moment the index changes.
 RESULT_CACHE_SIZE = 256
 _RESULTS: OrderedDict[tuple[Any, ...], Results] = OrderedDict()
+# Results are keyed by their searcher's serial number. Not by id(): a refreshed searcher
+# could reuse the address of the one it replaced (found by a test whose searches saw
+# totals go back to an older commit's).
+_SERIAL = itertools.count()
 
 
 def _searcher(index_dir: str | Path) -> Searcher:
@@ -114,6 +119,8 @@ def _searcher(index_dir: str | Path) -> Searcher:
         except Exception:  # noqa: BLE001 - the index moved or vanished: open again
             fresh = None
         if fresh is not None and Path(key).is_dir():
+            if fresh is not searcher:
+                fresh._pages_serial = next(_SERIAL)
             _SEARCHERS[key] = fresh
             searcher = fresh
         else:
@@ -121,6 +128,7 @@ def _searcher(index_dir: str | Path) -> Searcher:
             searcher = None
     if searcher is None:
         searcher = _open(index_dir).searcher()
+        searcher._pages_serial = next(_SERIAL)
         _SEARCHERS[key] = searcher
     if searcher.doc_count() == 0:
         raise IndexMissing(
@@ -422,9 +430,8 @@ def search(
         raise QueryError(f"unknown facet {unknown[0]!r}; use any of {', '.join(FACETS)}")
     start = time.perf_counter()
     searcher = _searcher(index_dir)
-    # A refreshed searcher is a new object, so its id keys out every stale result.
     key = (
-        id(searcher),
+        searcher._pages_serial,
         query,
         limit,
         page,

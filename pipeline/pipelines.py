@@ -173,11 +173,11 @@ class IndexWriter(_StatsPipeline):
             in_process=not s.getbool("INDEX_WRITER_PROCESS", True),
             queue_pages=s.getint("INDEX_QUEUE_PAGES", 64),
             lock_wait=s.getbool("INDEX_LOCK_WAIT", False),
-            commit_docs=s.getint("INDEX_COMMIT_DOCS", 50_000),
+            commit_docs=s.getint("INDEX_COMMIT_DOCS", 100_000),
             commit_seconds=s.getfloat("INDEX_COMMIT_SECONDS", 60.0),
             limitmb=s.getint("INDEX_WRITER_LIMITMB", 256),
-            procs=s.getint("INDEX_WRITER_PROCS", 1),
-            multisegment=s.getbool("INDEX_WRITER_MULTISEGMENT", False),
+            procs=s.getint("INDEX_WRITER_PROCS", 0),
+            multisegment=s.getbool("INDEX_WRITER_MULTISEGMENT", True),
             segment_max_docs=s.getint("INDEX_SEGMENT_MAX_DOCS", 100_000),
         )
         pipeline.crawler = crawler
@@ -279,6 +279,11 @@ class IndexWriter(_StatsPipeline):
         if self.stats is not None:
             if "max_rss_kb" in result:
                 self.stats.set_value("index/writer_max_rss", result["max_rss_kb"] * 1024)
+            if result.get("procs", 1) > 1:
+                # Each Whoosh sub-writer is a process of its own: the writer's memory is
+                # at most its own peak plus procs times the largest sub-writer's.
+                self.stats.set_value("index/writer_procs", result["procs"])
+                self.stats.set_value("index/subwriter_max_rss", result.get("subwriter_max_rss_kb", 0) * 1024)
             self.stats.set_value("crawl/max_rss", peak_rss_kb() * 1024)
         if finished and self.refresh.seen_log is not None:
             self.refresh.seen_log.unlink(missing_ok=True)  # the job is complete

@@ -152,14 +152,17 @@ def test_sitemap_lastmod_skips_requests(tmp_path, http_root):
     assert [r for r in server.requests if r.endswith(".md")] == []
 
 
-def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
+    status = Path(f"/proc/{pid}/status")
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
+            if "State:\tZ" in status.read_text():  # exited; waits for init to reap it
+                return True
+        except OSError:
+            return True
         time.sleep(0.05)
+    return False
 
 
 def test_kill_9_at_random_moments_converges(tmp_path):
@@ -200,20 +203,72 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
         "-s",
         "LOG_LEVEL=WARNING",
     ]
-    for _ in range(rounds):
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for round_ in range(rounds):
+        # Both writers, taking turns on one index: Whoosh's multiprocess writer (the
+        # default on 2+ CPUs, whose sub-writers are grandchildren of the crawl) and the
+        # plain one.
+        procs = ["-s", f"INDEX_WRITER_PROCS={2 if round_ % 2 == 0 else 1}"]
+        proc = subprocess.Popen(args + procs, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.8, 3.0))
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        family = _descendants(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        for child in children:  # the writer notices its parent is gone and exits by itself
-            _wait_gone(int(child))
+        for pid in family:  # each notices its parent is gone and exits by itself
+            assert _wait_gone(pid), f"process {pid} outlived the crawl that started it"
         if list(index.glob("*.toc")):
             assert check(index) == []  # opens, and pages and images agree
     final = crawl(index, str(corpus))
     assert final.returncode == 0
     assert docs(index) == expected
     assert check(index) == []
+    assert not list(index.glob("*.tmp")), "a killed writer's sort folders were left behind"
+
+
+def test_kill_9_while_sub_writers_write(tmp_path):
+    """The multiprocess writer's sub-writers are the crawl's grandchildren and hold a copy
+    of Whoosh's lock: killed mid-batch, none of them may outlive the crawl, and the next
+    crawl (which could not lock the index otherwise) converges."""
+    from bench.corpus import generate
+    from index.admin import check
+
+    corpus = tmp_path / "corpus"
+    generate(corpus, 40, seed=7)
+    index = tmp_path / "index"
+    args = [sys.executable, "-m", "scrapy", "crawl", "pages", "-a", f"start={corpus}", "-s", f"INDEX_DIR={index}"]
+    args += ["-s", "INDEX_WRITER_PROCS=2", "-s", "LOG_LEVEL=WARNING"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    family: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        family = _descendants(proc.pid)
+        if len(family) > len(_descendants(proc.pid, depth=1)):
+            break  # a grandchild: a sub-writer is running
+        time.sleep(0.02)
+    else:
+        pytest.fail("the crawl never started a sub-writer")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for pid in family:
+        assert _wait_gone(pid), f"process {pid} outlived the crawl that started it"
+    final = crawl(index, str(corpus))
+    assert final.returncode == 0
+    clean = tmp_path / "clean"
+    crawl(clean, str(corpus), settings={"INDEX_WRITER_PROCS": "1"})
+    assert docs(index) == docs(clean)
+    assert check(index) == []
+    assert not list(index.glob("*.tmp"))
+
+
+def _descendants(pid: int, depth: int = 5) -> list[int]:
+    found, level = [], [pid]
+    for _ in range(depth):
+        level = [
+            int(p)
+            for parent in level
+            for p in subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+        ]
+        found += level
+    return found
 
 
 def test_jobdir_pause_and_resume_deletes_exactly_what_one_run_would(pages, tmp_path):
