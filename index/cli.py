@@ -198,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     enqueue = sub.add_parser("enqueue", help="distributed mode: give starts to the crawlers through Redis")
     enqueue.add_argument("starts", nargs="+", metavar="START", help="folder, file, page URL or sitemap")
     ingest = sub.add_parser("ingest", help="distributed mode: the one indexer, from the Redis Stream")
-    ingest.add_argument("--batch", type=int, default=500, help="pages per commit (default 500)")
+    ingest.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        help="pages per commit at most (default 500; also commits when the stream runs dry)",
+    )
     ingest.add_argument(
         "--idle-exit", type=float, default=None, metavar="S", help="exit after S seconds without pages (default: never)"
     )

@@ -143,6 +143,15 @@ def _claim_orphans(r: Any, keys: Keys, consumer: str) -> int:
             return claimed
 
 
+@dataclass
+class _Uncommitted:
+    """Entries written to the index but not committed yet, so not acknowledged yet."""
+
+    ids: list[Any] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)
+    since: float = 0.0
+
+
 def ingest(
     redis_url: str,
     index_dir: str,
@@ -150,19 +159,25 @@ def ingest(
     batch: int = 500,
     block_ms: int = 1000,
     idle_exit: float | None = None,
+    commit_seconds: float = 10.0,
     keys: Keys = KEYS,
     stop: Callable[[], bool] | None = None,
     **writer_options: Any,
 ) -> IngestStats:
     """Index the stream's pages until ``stop()`` says so or the stream stayed empty for
-    ``idle_exit`` seconds (None: forever)."""
+    ``idle_exit`` seconds (None: forever). A commit covers up to ``batch`` pages: it is
+    made once that many have arrived, ``commit_seconds`` after the first uncommitted one,
+    or as soon as the stream runs dry. (Committing whatever each read returned meant a
+    commit per handful of pages while crawlers trickled them in, and every commit of the
+    multiprocess writer starts its sub-writers again.)"""
     r = connect(redis_url)
     _ensure_group(r, keys)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    # One commit per batch, decided here: PageWriter's own triggers are switched off.
+    # Commits are decided here: PageWriter's own triggers are switched off.
     writer = PageWriter(index_dir, commit_docs=10**12, commit_seconds=float("inf"), **writer_options)
     writer.open()  # takes the index's session lock: a second indexer fails here
     stats = IngestStats()
+    pending = _Uncommitted()
     try:
         stats.claimed = _claim_orphans(r, keys, consumer)
         if stats.claimed:
@@ -171,27 +186,36 @@ def ingest(
         cursor = "0"
         idle_since = time.monotonic()
         while not (stop and stop()):
-            reply = r.xreadgroup(keys.group, consumer, {keys.stream: cursor}, count=batch, block=block_ms)
+            reply = r.xreadgroup(
+                keys.group, consumer, {keys.stream: cursor}, count=batch - len(pending.ids), block=block_ms
+            )
             entries = reply[0][1] if reply else []
             if cursor == "0" and not entries:
                 cursor = ">"
                 continue
-            if not entries:
-                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
-                    break
-                continue
-            idle_since = time.monotonic()
-            _write_batch(r, keys, writer, entries, stats)
+            if entries:
+                idle_since = time.monotonic()
+                _write_entries(writer, entries, pending, stats)
+            # Reading "0" returns our unacknowledged entries again: commit each such read.
+            full = len(pending.ids) >= batch or cursor == "0"
+            if pending.ids and (full or not entries or time.monotonic() - pending.since >= commit_seconds):
+                _commit(r, keys, writer, pending, stats)
+            if not entries and idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                break
+        if pending.ids:
+            _commit(r, keys, writer, pending, stats)
     finally:
+        # After an error, what is uncommitted is committed here but not acknowledged: it
+        # comes back to the next indexer and replaces the same pages.
         writer.close()
     return stats
 
 
-def _write_batch(r: Any, keys: Keys, writer: PageWriter, entries: list[Any], stats: IngestStats) -> None:
-    ids = []
-    states: dict[str, str] = {}
+def _write_entries(writer: PageWriter, entries: list[Any], pending: _Uncommitted, stats: IngestStats) -> None:
+    if not pending.ids:
+        pending.since = time.monotonic()
     for entry_id, fields in entries:
-        ids.append(entry_id)
+        pending.ids.append(entry_id)
         try:
             page = json.loads(fields["page"])
             docs = page_documents(page)
@@ -202,17 +226,22 @@ def _write_batch(r: Any, keys: Keys, writer: PageWriter, entries: list[Any], sta
             continue
         stats.documents += writer.add_page(docs)
         stats.pages += 1
-        states[page["url"]] = json.dumps(state_of(page), sort_keys=True)
+        pending.states[page["url"]] = json.dumps(state_of(page), sort_keys=True)
+
+
+def _commit(r: Any, keys: Keys, writer: PageWriter, pending: _Uncommitted, stats: IngestStats) -> None:
     writer.commit()
     stats.batches += 1
     # Only now, with the batch durable in the index: publish state, acknowledge, trim.
     with r.pipeline() as pipe:
-        if states:
-            pipe.hset(keys.state, mapping=states)
-        pipe.xack(keys.stream, keys.group, *ids)
-        pipe.xdel(keys.stream, *ids)
+        if pending.states:
+            pipe.hset(keys.state, mapping=pending.states)
+        pipe.xack(keys.stream, keys.group, *pending.ids)
+        pipe.xdel(keys.stream, *pending.ids)
         pipe.execute()
-    logger.info("indexed %d pages (%d entries), committed and acknowledged", len(states), len(ids))
+    logger.info("indexed %d pages (%d entries), committed and acknowledged", len(pending.states), len(pending.ids))
+    pending.ids.clear()
+    pending.states.clear()
 
 
 def finish_run(redis_url: str, index_dir: str, keys: Keys = KEYS, **writer_options: Any) -> int:
