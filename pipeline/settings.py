@@ -47,7 +47,7 @@ INDEX_SEGMENT_MAX_DOCS = 100_000
 # Whoosh writer memory before it spills sorted runs to disk (shared by the sub-writers).
 INDEX_WRITER_LIMITMB = 256
 # Whoosh sub-writer processes (its multiprocess writer); 0 = one per CPU, at most two.
-# 1 = one plain writer. Two wrote 1M documents in 0.55x the time of one on 2 cores.
+# 1 = one plain writer. Two wrote 1M documents in 0.65x the time of one on 2 cores.
 INDEX_WRITER_PROCS = 0
 # Each sub-writer commits its own segment. False merges them into one segment at every
 # commit, single-threaded, which measured no faster than one plain writer.
