@@ -1,8 +1,7 @@
 """Scrapy's ``crawl`` with a few differences: ``-a start=`` may be repeated (Scrapy's own
-keeps only the last value), and a crawl that cannot write its index exits non-zero at
-once instead of crawling in vain (75, EX_TEMPFAIL, when another crawl holds the index:
-cron and systemd treat it as "try again later"), and 1 when the index writer failed
-(the index then keeps its last commit)."""
+keeps only the last value), a crawl that cannot write its index exits non-zero at once
+instead of crawling in vain, and the exit status tells cron and systemd how the crawl
+ended (see ``pipeline.exitcodes``)."""
 
 from __future__ import annotations
 
@@ -13,9 +12,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
 
 from index.writer import IndexLocked, SessionLock
-
-EXIT_LOCKED = 75
-_FAILED = {"index_locked": EXIT_LOCKED, "index_error": 1}
+from pipeline.exitcodes import EXIT_LOCKED, exit_status
 
 
 class Command(ScrapyCrawl):
@@ -42,11 +39,5 @@ class Command(ScrapyCrawl):
         crawler = self._create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
-        if self.crawler_process.bootstrap_failed:
-            self.exitcode = 1
-        reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
-        self.exitcode = _FAILED.get(reason, self.exitcode)
-        if crawler.stats and crawler.stats.get_value("index/errors"):
-            # The crawl ran but its last writes did not land (disk full...): a refresh
-            # job must not look successful.
-            self.exitcode = self.exitcode or 1
+        stats = crawler.stats.get_stats() if crawler.stats else {}
+        self.exitcode = exit_status(stats, bootstrap_failed=self.crawler_process.bootstrap_failed)
