@@ -33,7 +33,7 @@ from whoosh import query as Q
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, _lenfield
 from whoosh.util.numeric import byte_to_length
 
-__all__ = ["Evaluation", "Unsupported", "doc_count", "evaluate", "facet_counts"]
+__all__ = ["Evaluation", "Unsupported", "doc_count", "evaluate", "facet_counts", "live_docnums"]
 
 # Arrays kept per process: posting lists, field lengths and facet ordinals.
 POSTINGS_CACHE_BYTES = 256 * 1024 * 1024
@@ -321,8 +321,11 @@ def _segments(searcher: Any) -> list[_Segment]:
     return out
 
 
-def evaluate(searcher: Any, q: Q.Query, filter_q: Q.Query | None = None) -> Evaluation:
-    """Every document matching ``q`` (and ``filter_q``), with Whoosh's scores."""
+def evaluate(
+    searcher: Any, q: Q.Query, filter_q: Q.Query | None = None, exclude: np.ndarray | None = None
+) -> Evaluation:
+    """Every document matching ``q`` (and ``filter_q``, and not in the sorted global
+    document numbers ``exclude``), with Whoosh's scores."""
     evaluator = _Evaluator(searcher)
     all_ids: list[np.ndarray] = []
     all_scores: list[np.ndarray] = []
@@ -336,7 +339,23 @@ def evaluate(searcher: Any, q: Q.Query, filter_q: Q.Query | None = None) -> Eval
         all_scores.append(scores)
     if not all_ids:
         return Evaluation(_EMPTY_IDS, _EMPTY_SCORES)
-    return Evaluation(np.concatenate(all_ids), np.concatenate(all_scores))
+    # Segments are in offset order, so the concatenation is sorted.
+    ids, scores = np.concatenate(all_ids), np.concatenate(all_scores)
+    if exclude is not None:
+        ids, scores = _without(ids, scores, exclude)
+    return Evaluation(ids, scores)
+
+
+def live_docnums(searcher: Any, fieldname: str, text: str) -> np.ndarray:
+    """Sorted global numbers of the live documents holding ``text`` in ``fieldname``."""
+    btext = searcher.schema[fieldname].to_bytes(text)
+    parts = [_EMPTY_IDS]
+    for seg in _segments(searcher):
+        ids, _ = _read_postings(seg.reader, fieldname, btext)
+        if seg.deleted is not None and len(ids):
+            ids = ids[~_positions(ids, seg.deleted)[0]]
+        parts.append(ids + seg.offset)
+    return np.concatenate(parts)
 
 
 def doc_count(searcher: Any, fieldname: str, text: str) -> int:

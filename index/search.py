@@ -13,11 +13,13 @@ import json
 import os
 import re
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from whoosh import highlight, sorting
 from whoosh import index as whoosh_index
 from whoosh import query as Q
@@ -42,7 +44,6 @@ __all__ = ["DEFAULT_FIELDS", "IndexMissing", "QueryError", "Results", "SearchErr
 DEFAULT_FIELDS = ("headline", "title", "caption", "alt", "tags")
 # headline > title > caption, as people expect from a headline-first result list.
 FIELD_BOOSTS = {"headline": 3.0, "title": 2.0, "caption": 1.0, "alt": 0.8, "tags": 1.5}
-PAGE_DOC_FIELDS = frozenset({"id", "kind", "page_url"})
 FACETS = ("domain", "site", "board", "author", "image_host")
 SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "domain": ("domain", False)}
 
@@ -135,6 +136,22 @@ def _searcher(index_dir: str | Path) -> Searcher:
             f"index at {index_dir} is empty", hint=f"fill it with: {CRAWL_HINT} -s INDEX_DIR={index_dir}"
         )
     return searcher
+
+
+# Per searcher (so they go when it goes): the page documents, as sorted numbers for the
+# fast path and as a set for Whoosh's `mask=`.
+_PAGE_DOCS: weakref.WeakKeyDictionary[Searcher, tuple[np.ndarray, set[int]]] = weakref.WeakKeyDictionary()
+
+
+def _page_docs(searcher: Searcher) -> tuple[np.ndarray, set[int]]:
+    found = _PAGE_DOCS.get(searcher)
+    if found is None:
+        try:
+            docs = fastsearch.live_docnums(searcher, "kind", "page")
+        except fastsearch.Unsupported:
+            docs = np.array(sorted(Q.Term("kind", "page").docs(searcher)), dtype=np.int64)
+        found = _PAGE_DOCS[searcher] = (docs, set(docs.tolist()))
+    return found
 
 
 _UNBALANCED = (("(", ")"), ("[", "]"))
@@ -385,7 +402,9 @@ def _collect_fast(
     return top
 
 
-def _count(searcher: Searcher, q: Q.Query, inner: Any, fetched: int, filter_q: Q.Query | None) -> tuple[int, bool]:
+def _count(
+    searcher: Searcher, q: Q.Query, inner: Any, fetched: int, filter_q: Q.Query | None, mask: set[int]
+) -> tuple[int, bool]:
     """Matching image documents: exact when all were collected or there are few enough to
     count in an unscored pass; otherwise Whoosh's estimate (an exact count walks every
     match, which is what makes common words slow at scale)."""
@@ -394,7 +413,7 @@ def _count(searcher: Searcher, q: Q.Query, inner: Any, fetched: int, filter_q: Q
         return collected, True
     estimate = q.estimate_size(searcher.reader())
     if estimate <= EXACT_COUNT_LIMIT:
-        counted = searcher.search(q, limit=None, scored=False, filter=filter_q)
+        counted = searcher.search(q, limit=None, scored=False, filter=filter_q, mask=mask or None)
         return len(counted), True
     return max(estimate, collected), False
 
@@ -448,19 +467,18 @@ def search(
         _RESULTS.move_to_end(key)
         return replace(cached, hits=[dict(h) for h in cached.hits], elapsed_ms=(time.perf_counter() - start) * 1000)
     q = parse_query(searcher.schema, query)
-    # Page documents carry only id/kind/page_url/record, so a query that names none of
-    # those fields cannot match them and needs no `kind:image` restriction. That matters:
-    # Whoosh turns a `filter=` into a bitset of every matching document on each search.
+    # Page documents hold a page's state (front matter, file facts), never a hit, whatever
+    # the query's shape (`*:*`, `-word`, `url:*`). Masked rather than filtered: there are
+    # far fewer pages than images, and Whoosh builds a set of its filter on each search.
+    page_docs, page_set = _page_docs(searcher)
     restrict: list[Q.Query] = []
-    if {getattr(leaf, "fieldname", None) for leaf in [q, *q.leaves()]} & PAGE_DOC_FIELDS:
-        restrict.append(Q.Term("kind", "image"))
     for name, value in (filters or {}).items():
         if name in EXACT_FIELDS and value:
             restrict.append(Q.Term(name, value.lower()))
     low, high = _parse_day(since, "since"), _parse_day(until, "until", end=True)
     if low or high:
         restrict.append(Q.DateRange("date", low, high))
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"mask": page_set} if page_set else {}
     if restrict:
         kwargs["filter"] = Q.And(restrict) if len(restrict) > 1 else restrict[0]
     sort_spec = SORTS[sort]
@@ -472,7 +490,7 @@ def search(
     evaluation = None
     if not sort_spec:
         try:
-            evaluation = fastsearch.evaluate(searcher, q, kwargs.get("filter"))
+            evaluation = fastsearch.evaluate(searcher, q, kwargs.get("filter"), exclude=page_docs)
         except fastsearch.Unsupported:
             evaluation = None
     if evaluation is not None:
@@ -481,7 +499,7 @@ def search(
         raw_facets = {name: fastsearch.facet_counts(searcher, evaluation, name) for name in facets}
     else:
         inner, top, fetched = _collect(searcher, q, window, collapse, kwargs)
-        total, total_exact = _count(searcher, q, inner, fetched, kwargs.get("filter"))
+        total, total_exact = _count(searcher, q, inner, fetched, kwargs.get("filter"), page_set)
         raw_facets = {name: inner.groups(name) for name in facets}
     marked = _highlighter(searcher, q, marks) if marks else None
     hits = []
