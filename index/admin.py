@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from index import _whoosh_fixes  # noqa: F401 - applies a Whoosh fix on import
 from index.search import IndexMissing, _open
 from index.writer import SessionLock
 
-__all__ = ["LAST_CRAWL", "check", "optimize", "record_crawl", "stats"]
+__all__ = ["LAST_CRAWL", "check", "counts", "optimize", "record_crawl", "stats"]
 
 LAST_CRAWL = "last_crawl.json"
 
@@ -30,22 +31,45 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
 
 
-def stats(index_dir: str | Path) -> dict[str, Any]:
+def _live_terms(searcher: Any, field: str) -> int:
+    """How many terms of ``field`` at least one live document carries. The lexicon keeps
+    the terms of deleted documents until a merge rewrites their segment, so counting it
+    would count domains and sites that are gone; postings skip deleted documents."""
+    return sum(1 for term in searcher.lexicon(field) if searcher.postings(field, term).is_active())
+
+
+def counts(index_dir: str | Path) -> dict[str, int]:
+    """Live image and page documents (what a refresh job reports after each crawl)."""
     ix = _open(index_dir)
     with ix.searcher() as s:
-        images = sum(1 for _ in s.document_numbers(kind="image"))
         pages = sum(1 for _ in s.document_numbers(kind="page"))
-        domains = sorted(v.decode() if isinstance(v, bytes) else v for v in s.lexicon("domain"))
-        sites = list(s.lexicon("site"))
-        segments = len(ix._segments())
+        # doc_count() leaves deleted documents out; only the (few) pages are walked.
+        return {"documents": s.doc_count() - pages, "pages": pages}
+
+
+def stats(index_dir: str | Path) -> dict[str, Any]:
+    """The index's figures: live documents only (a deleted page's documents, domains and
+    sites stop counting at once, not at the next merge)."""
+    ix = _open(index_dir)
+    with ix.searcher() as s:
+        pages = sum(1 for _ in s.document_numbers(kind="page"))
+        live = s.doc_count()
+        deleted = s.doc_count_all() - live
+        domains = _live_terms(s, "domain")
+        sites = _live_terms(s, "site")
+    segments = len(ix._segments())
+    generation = ix.latest_generation()
     last = Path(index_dir) / LAST_CRAWL
     return {
         "index": str(index_dir),
-        "documents": images,
+        "documents": live - pages,
         "pages": pages,
-        "domains": len(domains),
-        "sites": len(sites),
+        "domains": domains,
+        "sites": sites,
         "segments": segments,
+        "deleted_documents": deleted,
+        "generation": generation,
+        "last_commit": dt.datetime.fromtimestamp(ix.last_modified(), dt.UTC).isoformat(timespec="seconds"),
         "size_bytes": _size(Path(index_dir)),
         "last_crawl": json.loads(last.read_text("utf-8")) if last.exists() else None,
     }

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from index.documents import STATE_FIELDS, page_documents, start_key
+from index.progress import IngestProgress
 from index.state import load_page_states
 from index.writer import PageWriter
 
@@ -178,6 +179,7 @@ def ingest(
     writer.open()  # takes the index's session lock: a second indexer fails here
     stats = IngestStats()
     pending = _Uncommitted()
+    progress = IngestProgress(lambda: r.xlen(keys.stream))  # a live line on a terminal, else log lines
     try:
         stats.claimed = _claim_orphans(r, keys, consumer)
         if stats.claimed:
@@ -200,6 +202,7 @@ def ingest(
             full = len(pending.ids) >= batch or cursor == "0"
             if pending.ids and (full or not entries or time.monotonic() - pending.since >= commit_seconds):
                 _commit(r, keys, writer, pending, stats)
+            progress.update(stats.pages, stats.documents, stats.batches)
             if not entries and idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                 break
         if pending.ids:
@@ -207,6 +210,7 @@ def ingest(
     finally:
         # After an error, what is uncommitted is committed here but not acknowledged: it
         # comes back to the next indexer and replaces the same pages.
+        progress.stop()
         writer.close()
     return stats
 

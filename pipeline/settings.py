@@ -18,6 +18,13 @@ ITEM_PIPELINES = {
     "pipeline.distributed.RedisItemStream": 900,
 }
 ADDONS = {"pipeline.distributed.RedisAddon": 0}
+EXTENSIONS = {
+    # Progress replaces LogStats (one periodic line, not two saying the same); with
+    # PROGRESS=False it logs LogStats' own line.
+    "scrapy.extensions.logstats.LogStats": None,
+    "pipeline.progress.Progress": 0,
+    "pipeline.monitoring.MonitoringFiles": 0,
+}
 
 # --- distributed mode (scrapy-redis), off unless REDIS_URL is set ----------------------
 # e.g. -s REDIS_URL=redis://127.0.0.1:6379/0: shared scheduler queue and duplicate filter,
@@ -95,3 +102,15 @@ REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 FEED_EXPORT_ENCODING = "utf-8"
 # No listening sockets: a crawl contacts only the sources it was given.
 REMOTE_CONTROL_ENABLED = False
+
+# --- monitoring ----------------------------------------------------------------------
+# A progress line: redrawn in place when stderr is a terminal (no colour with NO_COLOR;
+# TERM=dumb and LOG_FILE count as no terminal), else a `progress:` log line every
+# LOGSTATS_INTERVAL. False: Scrapy's plain "Crawled N pages" line instead.
+PROGRESS = True
+# Written at the end of every crawl (atomically: a temporary file, then a rename), for
+# cron and systemd jobs: the final stats and summary as JSON...
+STATS_FILE = None
+# ...and the same in the Prometheus text format, for node_exporter's textfile collector
+# (e.g. /var/lib/node_exporter/textfile_collector/pages.prom).
+METRICS_FILE = None
