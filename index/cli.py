@@ -17,6 +17,20 @@ __all__ = ["add_search_arguments", "default_index_dir", "main", "run_search"]
 EXIT_HITS, EXIT_NONE, EXIT_ERROR = 0, 1, 2
 BOLD, RESET = "\x1b[1m", "\x1b[0m"
 FILTERS = ("domain", "site", "author", "board")
+# The search marks matches with private-use characters (never left in page text, see
+# index.search); they become BOLD/RESET only after the text has been made inert.
+MARK_START, MARK_END = "\ue000", "\ue001"
+
+# Crawled text may carry terminal escapes (`ESC ] 0 ; title BEL`, 8-bit CSI) or bidi
+# overrides that make one URL look like another: shown as `\x1b`, never obeyed.
+_INERT = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_INERT.update({c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F)})
+_JSON_INERT = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def clean(value: object) -> str:
+    """``value`` as text safe to print on a terminal."""
+    return str(value).translate(_INERT)
 
 
 def default_index_dir() -> str:
@@ -51,33 +65,42 @@ def _color(out: TextIO) -> bool:
     return not os.environ.get("NO_COLOR") and hasattr(out, "isatty") and out.isatty()
 
 
-def _print_human(results: Results, out: TextIO) -> None:
+def _print_human(results: Results, out: TextIO, color: bool = False) -> None:
     first = (results.page - 1) * results.limit + 1
+    bold, reset = (BOLD, RESET) if color else ("", "")
+    w = out.write
     for n, hit in enumerate(results.hits, start=first):
         headline = hit.get("headline_marked") or hit.get("headline") or hit.get("caption") or "(no caption)"
+        headline = clean(headline).replace(MARK_START, bold).replace(MARK_END, reset)
         uses = f"  (on {hit['uses']} pages)" if hit.get("uses", 0) > 1 else ""
-        out.write(f"{n:>3}. {headline}{uses}\n")
-        where = " · ".join(x for x in (hit.get("site"), hit.get("domain")) if x)
+        w(f"{n:>3}. {headline}{uses}\n")
+        where = " · ".join(clean(x) for x in (hit.get("site"), hit.get("domain")) if x)
         if where:
-            out.write(f"     {where}\n")
-        out.write(f"     {hit.get('image_url')}\n")
-        out.write(f"     {hit.get('title') or '(untitled)'} <{hit.get('page_url')}>\n")
+            w(f"     {where}\n")
+        w(f"     {clean(hit.get('image_url'))}\n")
+        w(f"     {clean(hit.get('title') or '(untitled)')} <{clean(hit.get('page_url'))}>\n")
     for name, counts in results.facets.items():
-        out.write(f"{name}:\n")
+        w(f"{name}:\n")
         for value, count in counts.items():
-            out.write(f"  {count:>7}  {value}\n")
+            w(f"  {count:>7}  {clean(value)}\n")
     if not results.hits and results.suggestion:
-        out.write(f"Did you mean: {results.suggestion}?\n")
+        w(f"Did you mean: {clean(results.suggestion)}?\n")
     about = "" if results.total_exact else "about "
-    out.write(f"{about}{results.total} results in {results.elapsed_ms:.0f} ms\n")
+    w(f"{about}{results.total} results in {results.elapsed_ms:.0f} ms\n")
+
+
+def _dumps(obj: object) -> str:
+    # Valid JSON either way; C1 controls and bidi overrides escaped as well, which JSON
+    # allows raw, so that `--json` on a terminal is as inert as the human output.
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True).translate(_JSON_INERT)
 
 
 def _print_json(results: Results, out: TextIO) -> None:
     for hit in results.hits:
-        out.write(json.dumps(hit, ensure_ascii=False, sort_keys=True) + "\n")
+        out.write(_dumps(hit) + "\n")
     if results.facets:
         summary = {"facets": results.facets, "total": results.total, "total_exact": results.total_exact}
-        out.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        out.write(_dumps(summary) + "\n")
 
 
 def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -86,7 +109,8 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = No
     err = err or sys.stderr
     filters = {name: getattr(opts, name) for name in FILTERS if getattr(opts, name, None)}
     facets = tuple(f.strip() for f in (opts.facet or "").split(",") if f.strip())
-    marks = (BOLD, RESET) if not opts.json and _color(out) else None
+    color = not opts.json and _color(out)
+    marks = (MARK_START, MARK_END) if color else None
     try:
         results = search(
             index_dir,
@@ -105,9 +129,12 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = No
         hint = f" ({exc.hint})" if exc.hint else ""
         err.write(f"error: {exc}{hint}\n")
         return EXIT_ERROR
-    (_print_json if opts.json else _print_human)(results, out)
+    if opts.json:
+        _print_json(results, out)
+    else:
+        _print_human(results, out, color)
     if opts.json and not results.hits and results.suggestion:
-        err.write(f"no results; did you mean: {results.suggestion}?\n")
+        err.write(f"no results; did you mean: {clean(results.suggestion)}?\n")
     return EXIT_HITS if results.hits else EXIT_NONE
 
 

@@ -320,6 +320,10 @@ def _highlighter(searcher: Searcher, q: Q.Query, marks: tuple[str, str]) -> Any:
     formatter, fragmenter = _Marks(*marks), highlight.WholeFragmenter()
 
     def mark(text: str) -> str:
+        # Page text that already holds the mark strings would unbalance them.
+        for m in marks:
+            if m and m in text:
+                text = text.replace(m, "\ufffd")
         if not text or not words:
             return text
         return highlight.highlight(text, words, analyzer, fragmenter, formatter, top=1, minscore=0) or text

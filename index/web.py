@@ -11,6 +11,7 @@ only http(s)/file URLs, and the Content-Security-Policy forbids any script but o
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "d
 # Private-use code points never occur in escaped captions, so they survive escaping and
 # can be turned into markup afterwards without ever trusting page text.
 MARK_START, MARK_END = "\ue000", "\ue001"
+_MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}")
 LINK_SCHEMES = frozenset({"http", "https", "file"})
 
 # Images may come from anywhere (that is the point of the page); code only from us.
@@ -53,8 +55,10 @@ SECURITY_HEADERS = {
 
 def marked(text: str | None) -> Markup:
     """Escape page text, then turn the search's highlight marks into ``<mark>`` tags."""
-    safe = str(escape(text or ""))
-    return Markup(safe.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+    safe = _MARKED.sub(r"<mark>\1</mark>", str(escape(text or "")))
+    # Marks only ever come in pairs from the search; a stray one (page text holding the
+    # private-use characters) never opens a tag.
+    return Markup(safe.replace(MARK_START, "").replace(MARK_END, ""))
 
 
 def safe_href(url: str | None) -> str | None:

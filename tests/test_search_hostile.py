@@ -3,12 +3,15 @@ escapes, sorts, out-of-range dates, argument errors, collapse totals, highlight 
 
 from __future__ import annotations
 
+import io
+import json
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
 from test_index import item, write
 
-from index.cli import main
+from index.cli import BOLD, RESET, main, run_search
 from index.search import search
 
 
@@ -21,6 +24,18 @@ def index(tmp_path_factory) -> Path:
         item("file:///b.md", ["Neck stretch at the desk"], title="Office", author="Bob", date="2019-05-01"),
     )
     return index
+
+
+def _opts(**kw) -> Namespace:
+    base = dict(query=["stretch"], limit=10, page=1, json=False, sort="relevance", facet="", collapse=True)
+    base |= dict(domain=None, site=None, author=None, board=None, since=None, until=None, exact=False)
+    return Namespace(**(base | kw))
+
+
+def _opts(**kw) -> Namespace:
+    base = dict(query=["stretch"], limit=10, page=1, json=False, sort="relevance", facet="", collapse=True)
+    base |= dict(domain=None, site=None, author=None, board=None, since=None, until=None, exact=False)
+    return Namespace(**(base | kw))
 
 
 def run_main(*argv: str, capsys) -> tuple[int, str, str]:
@@ -40,3 +55,61 @@ def test_no_query_shape_returns_page_state_documents(index, query):
     hits = search(index, query, limit=200, collapse=False).hits
     assert all("front_matter" not in h and h.get("position") is not None for h in hits), query
     assert search(index, query, limit=200, collapse=False).total == len(hits)
+
+
+# -- 5: no terminal escapes from crawled text ---------------------------------------------------
+
+NASTY = "\x1b]0;PWNED\x07\x1b[31m\x9b31m\u202e"
+
+
+@pytest.fixture(scope="module")
+def nasty_index(tmp_path_factory) -> Path:
+    index = tmp_path_factory.mktemp("nasty") / "ix"
+    page = item("file:///n.md", [f"Nasty stretch {NASTY}"], title=f"Title {NASTY}", author=f"Eve {NASTY}")
+    page["images"][0]["image_url"] = f"https://x.test/{NASTY}.jpg"
+    page["images"][0]["site"] = f"Site{NASTY}"
+    page["url"] = f"file:///n{NASTY}.md"
+    write(index, page)
+    return index
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_human_output_escapes_control_characters(nasty_index, tty, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out = _Tty() if tty else io.StringIO()
+    opts = _opts(query=["nasty"], facet="site,author")
+    assert run_search(opts, str(nasty_index), out=out, err=io.StringIO()) == 0
+    text = out.getvalue()
+    visible = text.replace(BOLD, "").replace(RESET, "")
+    assert not any(c in visible for c in "\x1b\x07\x9b\u202e"), visible
+    assert "\\x1b]0;PWNED\\x07" in visible  # shown, not obeyed
+    assert (BOLD in text) is tty
+
+
+def test_json_output_is_valid_json_without_raw_control_characters(nasty_index):
+    out = io.StringIO()
+    assert run_search(_opts(query=["nasty"], json=True, facet="site"), str(nasty_index), out=out) == 0
+    raw = out.getvalue()
+    assert not any(c in raw for c in "\x1b\x07\x9b\u202e")
+    hit = json.loads(raw.splitlines()[0])
+    assert hit["title"] == f"Title {NASTY}"  # the data itself is kept
+
+
+# -- 14: private-use characters in page text never unbalance <mark> ---------------------------
+
+
+def test_private_use_marks_in_page_text_stay_balanced(tmp_path):
+    from index.web import marked
+
+    index = tmp_path / "ix"
+    write(index, item("file:///m.md", ["Stretch \ue001 open \ue000 close \ue000\ue001"]))
+    hit = search(index, "stretch open", marks=("\ue000", "\ue001")).hits[0]
+    html = str(marked(hit["headline_marked"]))
+    assert html.count("<mark>") == html.count("</mark>") == 2
+    assert html.index("<mark>") < html.index("</mark>")
+    assert str(marked("a \ue001 b \ue000 c")) == "a  b  c"
