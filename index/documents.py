@@ -48,10 +48,12 @@ def index_date(value: str | None) -> dt.datetime | None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError, TypeError):
+        # `9999-12-31T23:59:59-01:00` is past the end of Python's calendar in UTC: the
+        # page is indexed without a date (its record keeps the text as written).
         return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
     return parsed
 
 
