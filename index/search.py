@@ -207,6 +207,8 @@ def _period(value: str) -> tuple[dt.datetime, dt.datetime]:
             return start, start
     except ValueError:
         raise QueryError(f"cannot read date in query: {value}") from None
+    except OverflowError:
+        raise QueryError(f"date out of range in query: {value}") from None
     return start, end - dt.timedelta(microseconds=1)
 
 
@@ -214,10 +216,13 @@ def _relative_dates(text: str) -> tuple[str, list[Q.Query]]:
     ranges: list[Q.Query] = []
 
     def take(m: re.Match[str]) -> str:
-        start, end = _period(m.group(2))
-        op = m.group(1)
-        low = start if op == ">=" else end + dt.timedelta(microseconds=1) if op == ">" else None
-        high = end if op == "<=" else start - dt.timedelta(microseconds=1) if op == "<" else None
+        op, value = m.group(1), m.group(2)
+        try:
+            start, end = _period(value)
+            low = start if op == ">=" else end + dt.timedelta(microseconds=1) if op == ">" else None
+            high = end if op == "<=" else start - dt.timedelta(microseconds=1) if op == "<" else None
+        except OverflowError:  # before year 1 or after 9999: Python's calendar ends there
+            raise QueryError(f"date out of range in query: {m.group(0).strip()}") from None
         ranges.append(Q.DateRange("date", low, high))
         return " "
 
@@ -508,7 +513,9 @@ def search(
     marked = _highlighter(searcher, q, marks) if marks else None
     hits = []
     for score, record in top[(page - 1) * limit : window]:
-        record["score"] = round(float(score or 0.0), 4)
+        # A sorted search's "score" is Whoosh's sort key (a timestamp, a domain's bytes):
+        # no relevance was computed, so none is reported.
+        record["score"] = None if sort_spec else round(float(score or 0.0), 4)
         record["uses"] = _uses(searcher, record.get("image_url"))
         if marked:
             record["headline_marked"] = marked(record.get("headline") or "")

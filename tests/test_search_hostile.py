@@ -12,7 +12,7 @@ import pytest
 from test_index import item, write
 
 from index.cli import BOLD, RESET, main, run_search
-from index.search import search
+from index.search import QueryError, search
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,45 @@ def test_private_use_marks_in_page_text_stay_balanced(tmp_path):
     assert html.count("<mark>") == html.count("</mark>") == 2
     assert html.index("<mark>") < html.index("</mark>")
     assert str(marked("a \ue001 b \ue000 c")) == "a  b  c"
+
+
+# -- 10: every sort works and a score is a score ----------------------------------------------
+
+
+@pytest.mark.parametrize("sort", ["relevance", "date", "-date", "domain"])
+def test_every_sort_runs_and_reports_a_relevance_score_or_none(index, sort):
+    hits = search(index, "stretch OR yoga", sort=sort, limit=10).hits
+    assert len(hits) == 3
+    for hit in hits:
+        assert hit["score"] is None or 0 < hit["score"] < 1000, hit["score"]
+    if sort == "date":
+        assert [h["date"][:4] for h in hits] == ["2019", "2020", "2020"]
+
+
+# -- 11 and 9: dates out of range are one-line errors, and pages with them are indexed -------------
+
+
+@pytest.mark.parametrize(
+    "query", ["date:<0001", "date:>=9999-12-31", "date:>9999", "date:<=0001-01-01", "date:9999-12-31", "date:0001"]
+)
+def test_dates_at_the_ends_of_the_calendar_never_raise(index, query):
+    try:
+        search(index, query)
+    except QueryError as exc:
+        assert "\n" not in str(exc)
+
+
+def test_cli_out_of_range_date_exits_2_with_one_line(index, capsys):
+    code, out, err = run_main("search", "--index", str(index), "date:<0001", capsys=capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ")
+
+
+@pytest.mark.parametrize("date", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "10000-01-01"])
+def test_a_page_dated_off_the_calendar_is_indexed(tmp_path, date):
+    from index.documents import index_date, page_documents
+
+    index_date(date)  # never raises
+    index = tmp_path / "ix"
+    write(index, item("file:///d.md", ["Calendar stretch"], date=date))
+    assert len(search(index, "calendar").hits) == 1
+    assert page_documents(item("file:///d.md", ["x"], date=date))
