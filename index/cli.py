@@ -8,13 +8,16 @@ import argparse
 import json
 import os
 import sys
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from index.search import FACETS, SORTS, Results, SearchError, search
 
 __all__ = ["add_search_arguments", "default_index_dir", "main", "run_search"]
 
 EXIT_HITS, EXIT_NONE, EXIT_ERROR = 0, 1, 2
+SEARCH_USAGE = "[options] QUERY..."
+# Option values that start with a dash and would otherwise read as options.
+_DASHED_VALUES = frozenset(v for v in SORTS if v.startswith("-"))
 BOLD, RESET = "\x1b[1m", "\x1b[0m"
 FILTERS = ("domain", "site", "author", "board")
 # The search marks matches with private-use characters (never left in page text, see
@@ -58,6 +61,34 @@ def add_search_arguments(parser: argparse.ArgumentParser, with_index: bool = Tru
         parser.add_argument(
             "--index", default=None, metavar="DIR", help="index directory (default: $PAGES_INDEX or data/index)"
         )
+
+
+def one_line_errors(parser: argparse.ArgumentParser, usage: str) -> argparse.ArgumentParser:
+    """Make ``parser`` report a bad command line in one line (message and short usage,
+    exit 2) and read ``--sort -date`` as the README writes it.
+
+    Done on the instance so that it also fits the parser Scrapy builds for ``scrapy
+    search``; the second override is the one Scrapy itself makes for ``-o -:json``."""
+    read_optional = parser._parse_optional
+
+    def parse_optional(arg_string: str):  # type: ignore[no-untyped-def]
+        return None if arg_string in _DASHED_VALUES else read_optional(arg_string)
+
+    def error(message: str) -> NoReturn:
+        parser.exit(EXIT_ERROR, f"{parser.prog}: error: {message} (usage: {usage}; --help for more)\n")
+
+    parser._parse_optional = parse_optional  # type: ignore[method-assign]
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def unknown_options(args: list[str], prog: str, usage: str, err: TextIO) -> bool:
+    """For a parser that keeps what it does not know (Scrapy's): report it as argparse
+    would have, in one line; a mistyped `--sitee YouTube` must not search unfiltered."""
+    if not args:
+        return False
+    err.write(f"{prog}: error: unrecognized arguments: {' '.join(args)} (usage: {usage}; --help for more)\n")
+    return True
 
 
 def _color(out: TextIO) -> bool:
@@ -212,7 +243,10 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m index", description="Search and operate the pages index.")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_search_arguments(sub.add_parser("search", help="search image captions, titles and tags"))
+    search_parser = sub.add_parser("search", help="search image captions, titles and tags")
+    add_search_arguments(search_parser)
+    one_line_errors(search_parser, f"python -m index search {SEARCH_USAGE}")
+    one_line_errors(parser, "python -m index {search,stats,check,optimize,serve,enqueue,ingest} ...")
     index_help = "index directory (default: $PAGES_INDEX or data/index)"
     stats = sub.add_parser("stats", help="documents, pages, domains, sites, size, last crawl")
     stats.add_argument("--json", action="store_true", help="machine-readable output")

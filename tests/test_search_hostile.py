@@ -142,7 +142,7 @@ def test_dates_at_the_ends_of_the_calendar_never_raise(index, query):
 
 
 def test_cli_out_of_range_date_exits_2_with_one_line(index, capsys):
-    code, out, err = run_main("search", "--index", str(index), "date:<0001", capsys=capsys)
+    code, _, err = run_main("search", "--index", str(index), "date:<0001", capsys=capsys)
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ")
 
 
@@ -155,3 +155,32 @@ def test_a_page_dated_off_the_calendar_is_indexed(tmp_path, date):
     write(index, item("file:///d.md", ["Calendar stretch"], date=date))
     assert len(search(index, "calendar").hits) == 1
     assert page_documents(item("file:///d.md", ["x"], date=date))
+
+
+# -- 14 and issue 17: argument errors --------------------------------------------------------
+
+
+def test_sort_minus_date_works_as_the_readme_writes_it(index, capsys):
+    for argv in (["--sort", "-date"], ["--sort=-date"]):
+        code, out, _ = run_main("search", "--index", str(index), *argv, "--json", "stretch", capsys=capsys)
+        dates = [json.loads(line)["date"] for line in out.splitlines()]
+        assert code == 0 and dates == sorted(dates, reverse=True) and len(dates) == 2
+
+
+@pytest.mark.parametrize(
+    "argv", [["--no-such-option", "stretch"], ["--sitee", "YouTube", "stretch"], ["--limit", "x", "stretch"], []]
+)
+def test_unknown_or_bad_options_exit_2_with_one_usage_line(index, capsys, argv):
+    code, out, err = run_main("search", "--index", str(index), *argv, capsys=capsys)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and "usage:" in err and "error:" in err
+
+
+def test_scrapy_search_refuses_unknown_options(index):
+    from conftest import run_scrapy
+
+    bad = run_scrapy("search", "-s", f"INDEX_DIR={index}", "--no-such-option", "stretch")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert len(bad.stderr.splitlines()) == 1 and "--no-such-option" in bad.stderr and "usage:" in bad.stderr
+    ok = run_scrapy("search", "-s", f"INDEX_DIR={index}", "--sort", "-date", "stretch")
+    assert ok.returncode == 0, ok.stderr
