@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import html
 import json
+import re
+import unicodedata
 
 import pytest
+from ftfy.badness import is_bad
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +82,33 @@ REPAIRS = [
     ("™ and ©", "™ and ©"),
     ("“curly” ‘quotes’", "“curly” ‘quotes’"),
     ("ＦＵＬＬ width", "ＦＵＬＬ width"),
+    # entities: only well-formed ones, with their `;`, decoded once
+    ("informal english &not html", "informal english &not html"),
+    ("not an entity &#20x6;", "not an entity &#20x6;"),
+    ("R&D &copy2020 &c", "R&D &copy2020 &c"),
+    ("&copy; 2020 &#169; &#xA9; &eacute;t&eacute;", "© 2020 © © été"),
+    ("&unknown; stays", "&unknown; stays"),
+    # terminal control sequences, removed whole, ASCII or not
+    ("\x1b[36;44mfoo", "foo"),
+    ("\x1b[31mred\x1b[0m text", "red text"),
+    ("\x1b]0;PWNED\x07title", "title"),
+    ("\x1b]8;;https://x.test\x1b\\link\x1b]8;;\x1b\\", "link"),
+    ("café \x1b[1;32mvert\x1b[m", "café vert"),
+    ("\x9b31mC1 CSI", "C1 CSI"),
+    ("bell\x07 and \x1bc reset", "bell and reset"),
+    # what ftfy leaves alone, our own steps leave alone too (issue 20)
+    ("I'm not such a fan of Charlotte Brontë…”", "I'm not such a fan of Charlotte Brontë…”"),
+    ("voce nao vai pegar o trem pra lá´´", "voce nao vai pegar o trem pra lá´´"),
+    ("There are a lot of Ã’s in mojibake text", "There are a lot of Ã’s in mojibake text"),
+    ("Bremer/Mccoy – DrÃ¥ber", "Bremer/Mccoy – DrÃ¥ber"),
+    ("ã†â€™ãƒâ€ ã¢â‚¬â„¢ãƒæ’", "ã†â€™ãƒâ€ ã¢â‚¬â„¢ãƒæ’"),  # hopeless: kept, not made worse
+    ("Ã and Â on their own", "Ã and Â on their own"),
+    ("Â is a letter", "Â is a letter"),
+    # ...while real mojibake around them is still fixed
+    ("Lovely therabandâ„¢ bands and the Goa…", "Lovely theraband™ bands and the Goa…"),
+    ("voilÃ le travail", "voilà le travail"),
+    ("jusqu'Ã nos jours, la rÃ©flexion", "jusqu'à nos jours, la réflexion"),
+    ("10Â km", "10 km"),
 ]
 
 
@@ -256,11 +286,56 @@ def test_never_raises_and_is_idempotent(raw):
 @settings(max_examples=500, deadline=None)
 @given(correct_text())
 def test_correct_text_without_suffixes_is_unchanged(text):
-    import unicodedata
-
     text = unicodedata.normalize("NFC", " ".join(text.split()))
     assume(text.isprintable())
     assume("&" not in text)
+    # Random letters can spell mojibake (`ßÄ a` is cp437 for a Cherokee letter).
+    assume(not has_mojibake_signature(text))
     info = normalize_caption(text, image_domain="example.com")
     assert info.caption == text
     assert info.headline == text
+
+
+# -- never damage good text ----------------------------------------------------------------
+
+NEGATIVE = json.loads((FIXTURES / "negative_captions.json").read_text("utf-8"))
+NEGATIVE_CASES = [(group, text) for group, texts in NEGATIVE.items() if not group.startswith("_") for text in texts]
+
+
+def test_negative_corpus_is_large_and_canonical():
+    assert len(NEGATIVE_CASES) >= 150
+    for _, text in NEGATIVE_CASES:
+        assert text == unicodedata.normalize("NFC", " ".join(text.split()))
+
+
+@pytest.mark.parametrize("group, text", NEGATIVE_CASES)
+def test_negative_corpus_is_never_changed(group, text):
+    assert repair(text) == text
+    info = normalize_caption(text, image_domain="example.com")
+    assert info.caption == text
+
+
+# What mojibake looks like, written here independently of the code under test: ftfy's
+# own badness measure, or one of the sequences our fallback steps repair, an entity,
+# a terminal escape.
+_CP1252 = "".join(bytes([b]).decode("cp1252", errors="ignore") for b in range(0x80, 0x100))
+_SIGNATURES = re.compile(f"â[{re.escape(_CP1252)}]{{2}}|â€|[\\d:;,.!?)%]Â |&#?[A-Za-z0-9]+;|\x1b|\x9b")
+
+
+def has_mojibake_signature(text: str) -> bool:
+    return is_bad(text) or _SIGNATURES.search(text) is not None
+
+
+# Printable text without the characters repair() is documented to remove (controls,
+# format characters such as zero-width spaces) and without surrogates; a pool of the
+# characters mojibake is made of makes near-misses likely.
+_GOOD_CHARS = st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+_NEAR_MISS = st.sampled_from(list("ÃÂâãÅÉÊÓÔÕÖ×ØÙÚÛÜßàáäåæçèéêëìíîïñòóôõö’”“‘…–—™®©°´¨·•€£¥§¶¿¡«»¬±²³µ½¼¾ë"))
+
+
+@settings(max_examples=fuzz(1000), deadline=None)
+@given(st.lists(st.one_of(_GOOD_CHARS, _NEAR_MISS, st.just(" "), st.sampled_from(ALPHABETS[1:])), max_size=40))
+def test_repair_never_changes_text_without_a_mojibake_signature(parts):
+    text = unicodedata.normalize("NFC", " ".join("".join(parts).split()))
+    assume(not has_mojibake_signature(text))
+    assert repair(text) == text

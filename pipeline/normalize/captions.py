@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import ftfy
+from ftfy.badness import is_bad
 
 from pipeline.normalize.data import load_table
 from pipeline.normalize.domains import PLATFORMS
@@ -42,7 +43,9 @@ _FTFY = ftfy.TextFixerConfig(
 
 # Mojibake ftfy leaves behind: UTF-8 bytes shown as Windows-1252/Latin-1 characters,
 # e.g. `â„¢` for `™`. A lead character (bytes C2–F4) followed by the right number of
-# continuation characters (bytes 80–BF) is re-encoded and decoded as UTF-8.
+# continuation characters (bytes 80–BF) is re-encoded and decoded as UTF-8, but only
+# where the evidence is unambiguous (see _redecode): when ftfy declines a text, it is
+# usually because the text is right.
 def _cp1252_char(b: int) -> str:
     try:
         return bytes([b]).decode("cp1252")
@@ -57,13 +60,38 @@ _LEAD3 = "".join(re.escape(_cp1252_char(b)) for b in range(0xE0, 0xF0))
 _LEAD4 = "".join(re.escape(_cp1252_char(b)) for b in range(0xF0, 0xF5))
 _SEQ = f"[{_LEAD2}][{_CONT}]|[{_LEAD3}][{_CONT}]{{2}}|[{_LEAD4}][{_CONT}]{{3}}"
 _MOJIBAKE = re.compile(f"(?:{_SEQ})+")
-# A lone two-character sequence is only trusted with the leads of Latin-1 mojibake
-# (`Ã©`, `Â°`); `CAFÉ™` or `Ä”` are correct text that merely looks like a sequence.
-_TRUSTED_LEADS = "ÂÃ"
+# `â` + two Windows-1252 symbols is how UTF-8 punctuation and symbols (U+2000–U+2BFF:
+# quotes, dashes, `…`, `™`, `€`, arrows, math) look as mojibake; no language writes
+# `â„¢` or `â€™`. Any other lead (`Ã’s`, `Brontë…”`, `lá´´`, `DrÃ¥ber`) is a letter
+# followed by punctuation in correct text often enough that it is left to ftfy.
+_TRUSTED_RANGE = range(0x2000, 0x2C00)
 # `â€` + the byte 9D (undefined in cp1252, so usually lost) was a closing double quote.
 _LOST_RDQUO = re.compile("â€(?=\\s|$)")
-# `Â` + NBSP whose NBSP became a plain space; a standalone `Â` after a non-letter.
-_LOST_NBSP = re.compile(r"(?<![^\W\d_])Â(?= )")
+# `Â` + NBSP whose NBSP became a plain space, right after a digit or a closing
+# punctuation mark (`Price:Â 10`, `10Â km`); elsewhere it may be the letter.
+_LOST_NBSP = re.compile(r"(?<=[\d:;,.!?)%])Â(?= )")
+# A capital `Â`/`Ã` standing alone before a space or the end is a word (`Ã and Â`), or
+# mojibake whose NBSP byte was lost (`jusqu'Ã nos jours`): alone, one character is no
+# evidence, but ftfy would decode it (`Â is` → `is`). Unless the text shows Latin-1
+# mojibake elsewhere (`rÃ©flexion`), it is hidden from ftfy behind private-use
+# stand-ins, then put back.
+_LONE_LEAD = re.compile(r"(?<![^\W\d_])[ÂÃ](?= |$)")
+# (Not counting the punctuation that follows a capital in correct text: `“Ã”`, `Ã’s`.)
+_LATIN1_MOJIBAKE = re.compile(
+    "[ÂÃ][" + "".join(sorted({_cp1252_char(b) for b in range(0x80, 0xC0)} - set("’”“‘…»›™®°´¨·•–—\xa0"))) + "]"
+)
+_HIDE = {"Â": "\uf8f0", "Ã": "\uf8f1"}
+_SHOW = {ord(v): k for k, v in _HIDE.items()}
+
+# Well-formed character references only, with their `;`: `&not html`, `&copy2020` and
+# `&#20x6;` are text, although HTML5's legacy rules would decode some of them.
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+# Terminal control sequences (ECMA-48): CSI (`ESC [ 36;44 m`), OSC (`ESC ] 0;title BEL`)
+# and two-character escapes, removed whole so that no parameter text is left behind.
+# Character classes are disjoint, so matching stays linear.
+_TERMINAL = re.compile(
+    "\x1b\\[[0-?]*[ -/]*[@-~]|\x9b[0-?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b\x9c]*(?:\x07|\x1b\\\\|\x9c)|\x1b[ -/]*[0-Z\\\\-~]"
+)
 
 # Zero-width characters that carry no meaning in a caption. ZWJ/ZWNJ are kept: emoji
 # sequences and several scripts (Persian, Indic) need them.
@@ -72,21 +100,43 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u200e\u200f\u00ad\u180e"
 
 def _redecode(match: re.Match[str]) -> str:
     s = match.group(0)
-    if len(s) == 2 and s[0] not in _TRUSTED_LEADS:
-        return s
     try:
-        return bytes(_CHAR_TO_BYTE[c] for c in s).decode("utf-8")
+        fixed = bytes(_CHAR_TO_BYTE[c] for c in s).decode("utf-8")
     except (KeyError, UnicodeDecodeError):
         return s
+    if s[0] == "â" and all(ord(c) in _TRUSTED_RANGE for c in fixed):
+        return fixed
+    return s
+
+
+def _unescape(s: str) -> str:
+    return _ENTITY.sub(lambda m: html.unescape(m.group(0)), s) if "&" in s else s
+
+
+def _ftfy(s: str) -> str:
+    hide = (
+        _LONE_LEAD.search(s) is not None
+        and _LATIN1_MOJIBAKE.search(s) is None
+        and "\uf8f0" not in s
+        and "\uf8f1" not in s
+    )
+    if not hide:
+        return ftfy.fix_text(s, _FTFY)
+    return ftfy.fix_text(_LONE_LEAD.sub(lambda m: _HIDE[m.group(0)], s), _FTFY).translate(_SHOW)
 
 
 def _repair_once(s: str) -> str:
+    if "\x1b" in s or "\x9b" in s:
+        s = _TERMINAL.sub("", s)
     if not s.isascii():
+        plain = _ftfy(s)
         # Before ftfy, which would read `â€ ` as the bytes of a dagger.
-        s = _LOST_RDQUO.sub("\u201d", s)
-        s = ftfy.fix_text(s, _FTFY)
-        s = _MOJIBAKE.sub(_redecode, s)
-        s = _LOST_NBSP.sub(" ", s)
+        quoted = _LOST_RDQUO.sub("\u201d", s)
+        ours = _ftfy(quoted) if quoted != s else plain
+        ours = _LOST_NBSP.sub(" ", _MOJIBAKE.sub(_redecode, ours))
+        # Our own steps are kept only when ftfy finds nothing wrong with what they
+        # made: a hopeless garble stays as ftfy leaves it instead of becoming another.
+        s = ours if ours == plain or not is_bad(ours) else plain
         s = s.translate(_INVISIBLE)
         s = unicodedata.normalize("NFC", s)
     if not s.isprintable():
@@ -97,9 +147,18 @@ def _repair_once(s: str) -> str:
 
 @lru_cache(maxsize=8192)
 def repair(text: str) -> str:
-    """Repair a caption: entities decoded once, mojibake fixed, NFC, invisible and
-    control characters removed, whitespace collapsed. Nothing else is removed."""
-    s = html.unescape(text) if "&" in text else text
+    """Repair a caption: well-formed entities decoded once, mojibake fixed, NFC,
+    terminal escapes, invisible and control characters removed, whitespace collapsed.
+    Nothing else is removed, and text without a mojibake signature is left as it is.
+
+    >>> repair("Fish &amp; chips &not html, AT&T &copy2020")
+    'Fish & chips &not html, AT&T &copy2020'
+    >>> repair("\x1b[36;44mblue\x1b[0m text")
+    'blue text'
+    >>> repair("Charlotte Brontë…” and SÃO PAULO")
+    'Charlotte Brontë…” and SÃO PAULO'
+    """
+    s = _unescape(text)
     # Text encoded twice needs two rounds (and one fix can expose another); repeat to a
     # fixed point so that repair(repair(x)) == repair(x). The bound keeps junk cheap.
     for _ in range(6):
@@ -131,7 +190,9 @@ _BOARD = re.compile(
     re.IGNORECASE,
 )
 _HASHTAG = re.compile(r"(?<![\w&/#])#(\w[\w-]*(?:…|\.\.\.)?)")
-_TRAILING_HASHTAGS = re.compile(r"(?:\s*#\w[\w-]*(?:…|\.\.\.)?)+\s*$")
+# A word made only of hashtags (`#yoga`, `#a#b`, `#desk…`). Matched word by word from
+# the end: a pattern anchored at `$` with a repeated group backtracks quadratically.
+_TAG_WORD = re.compile(r"(?:#\w[\w-]*(?:…|\.\.\.)?)+")
 _TRUNCATED = ("…", "...")
 
 
@@ -203,6 +264,14 @@ def _tag_trail(headline: str) -> tuple[str, list[str]]:
     return before.strip(), [t for t in tags if t]
 
 
+def _without_trailing_hashtags(headline: str) -> str:
+    words = headline.split()
+    end = len(words)
+    while end and _TAG_WORD.fullmatch(words[end - 1]):
+        end -= 1
+    return " ".join(words[:end])
+
+
 def normalize_caption(
     raw: str,
     *,
@@ -227,8 +296,7 @@ def normalize_caption(
         headline, tags = _tag_trail(headline)
     hashtags = [t for t in _HASHTAG.findall(headline) if not t.endswith(_TRUNCATED)]
     if hashtags:
-        stripped = _TRAILING_HASHTAGS.sub("", headline).strip()
-        headline = stripped or headline
+        headline = _without_trailing_hashtags(headline) or headline
     return CaptionInfo(
         caption=caption,
         headline=headline,
