@@ -96,6 +96,7 @@ def crawl_line(
     *,
     done: int,
     total: int | None,
+    total_final: bool = True,
     images: int,
     docs_per_s: float,
     pages_per_s: float,
@@ -104,6 +105,8 @@ def crawl_line(
     invalid: int,
 ) -> str:
     """The figures of a crawl in progress, one line (the same on a terminal and in a log).
+    ``total`` is what the listings named so far; only a ``total_final`` one (every listing
+    read to its end) gives a percentage and an ETA.
 
     >>> line = crawl_line(done=1250, total=12500, images=10321, docs_per_s=2351.4, pages_per_s=31.2,
     ...                   commits=3, unchanged=1000, invalid=2)
@@ -116,12 +119,18 @@ def crawl_line(
     3 commits
     skipped 1,000 unchanged + 2 invalid
     ETA 6m 01s
+    >>> print(crawl_line(done=190, total=194, total_final=False, images=0, docs_per_s=0, pages_per_s=9,
+    ...                  commits=0, unchanged=0, invalid=0))
+    pages 190 (194 listed so far), images 0 indexed, 0 docs/s, 9.0 pages/s, 0 commits, skipped 0 unchanged + 0 invalid
     >>> print(crawl_line(done=7, total=None, images=0, docs_per_s=0, pages_per_s=0, commits=None,
     ...                  unchanged=0, invalid=0))
     pages 7, images 0 indexed, 0 docs/s, 0.0 pages/s, skipped 0 unchanged + 0 invalid
     """
     parts = []
-    if total:
+    if total and not total_final:
+        parts.append(f"pages {done:,} ({total:,} listed so far)")
+        total = None
+    elif total:
         total = max(total, done)
         parts.append(f"pages {done:,} of {total:,} ({100 * done // total}%)")
     else:

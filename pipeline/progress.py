@@ -4,9 +4,12 @@
 It takes the place of Scrapy's LogStats (``Crawled N pages (at N pages/min)``) rather than
 adding a second periodic line that says less: the same interval, the same final
 ``responses_per_minute``/``items_per_minute`` stats, and with ``-s PROGRESS=False`` it *is*
-LogStats again. The figures come from the crawl stats only (the spider's ``pages/listed``
-as the total, ``pages/seen`` done); commits are read off the index as the writer process
-makes them (the ``index/commits`` stat only arrives when the writer closes).
+LogStats again. The figures come from the crawl stats only: ``pages/seen`` done, of the
+spider's ``pages/listed`` -- a total with a percentage and an ETA only once the spider sets
+``pages/listed_all`` (every start's listings read to their end; before that, Scrapy pulls
+the start requests, and so the folder walk, lazily, and the count runs just ahead of the
+pages done). Commits are read off the index as the writer process makes them (the
+``index/commits`` stat only arrives when the writer closes).
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class Progress(LogStats):
         return crawl_line(
             done=done,
             total=get("pages/listed") or None,
+            total_final=bool(get("pages/listed_all")),
             images=images,
             docs_per_s=self.docs_meter.rate(),
             pages_per_s=self.pages_meter.rate(),
