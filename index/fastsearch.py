@@ -33,7 +33,7 @@ from whoosh import query as Q
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, _lenfield
 from whoosh.util.numeric import byte_to_length
 
-__all__ = ["Evaluation", "Unsupported", "doc_count", "evaluate", "facet_counts", "live_docnums"]
+__all__ = ["Evaluation", "Unsupported", "distinct_count", "doc_count", "evaluate", "facet_counts", "live_docnums"]
 
 # Arrays kept per process: posting lists, field lengths and facet ordinals.
 POSTINGS_CACHE_BYTES = 256 * 1024 * 1024
@@ -391,6 +391,55 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
         shown = column[int(ids[0])] if column is not None else None
         values.append(shown if isinstance(shown, str) and shown else btext.decode("utf-8"))
     return _CACHE.put(key, (ords, values), ords.nbytes + 64 * len(values))
+
+
+# Below this many hits in a segment, values are read one by one from the column rather
+# than building (and caching) the whole segment's ordinals.
+DISTINCT_LOOKUP_LIMIT = 2_000
+
+
+def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[bytes]]:
+    """Per document of a segment, the index of its stored column value in the returned
+    list (-1: none), from the raw column: one pass, no posting lists."""
+    key = ("v", _segment_key(reader), fieldname)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    column = reader.column_reader(fieldname, translate=False)
+    count = reader.doc_count_all()
+    ords = np.full(count, -1, dtype=np.int64)
+    seen: dict[bytes, int] = {}
+    for docnum in range(count):
+        value = column[docnum]
+        if value:
+            ords[docnum] = seen.setdefault(value, len(seen))
+    return _CACHE.put(key, (ords, list(seen)), ords.nbytes + 96 * len(seen))
+
+
+def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str) -> int:
+    """How many distinct values of the sortable ``fieldname`` the documents ``docnums``
+    (sorted, global) hold; a document without a value counts on its own, as collapsing
+    keeps it."""
+    values: set[bytes] = set()
+    alone = 0
+    for seg in _segments(searcher):
+        local = docnums[(docnums >= seg.offset) & (docnums < seg.offset + seg.reader.doc_count_all())] - seg.offset
+        if not len(local):
+            continue
+        reader = seg.reader
+        if not reader.has_column(fieldname):
+            raise Unsupported(f"no column {fieldname}")
+        if len(local) <= DISTINCT_LOOKUP_LIMIT:
+            column = reader.column_reader(fieldname, translate=False)
+            found = [column[d] for d in local.tolist()]
+            values.update(v for v in found if v)
+            alone += sum(1 for v in found if not v)
+        else:
+            ords, names = _value_ordinals(reader, fieldname)
+            picked = ords[local]
+            values.update(names[i] for i in np.unique(picked[picked >= 0]).tolist())
+            alone += int(np.count_nonzero(picked < 0))
+    return len(values) + alone
 
 
 def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str) -> dict[str, int]:

@@ -424,7 +424,19 @@ def _count(
     if estimate <= EXACT_COUNT_LIMIT:
         counted = searcher.search(q, limit=None, scored=False, filter=filter_q, mask=mask or None)
         return len(counted), True
-    return max(estimate, collected), False
+    # Whoosh's estimate adds up every expanded term's documents (`exercise~2`): it can
+    # exceed the number of image documents, which no result set can.
+    return min(max(estimate, collected), searcher.doc_count() - len(mask)), False
+
+
+def _distinct_images(searcher: Searcher, docnums: Any) -> int:
+    """Hits left after collapsing: distinct image URLs among ``docnums``."""
+    ids = np.asarray(sorted(docnums) if not isinstance(docnums, np.ndarray) else docnums, dtype=np.int64)
+    try:
+        return fastsearch.distinct_count(searcher, ids, "image_url")
+    except fastsearch.Unsupported:
+        urls = [searcher.stored_fields(d).get("id") for d in ids.tolist()]
+        return len(set(urls))
 
 
 def search(
@@ -505,10 +517,15 @@ def search(
     if evaluation is not None:
         top = _collect_fast(searcher, evaluation, window, collapse)
         total, total_exact = len(evaluation), True
+        if collapse and total:
+            total = _distinct_images(searcher, evaluation.docnums)
         raw_facets = {name: fastsearch.facet_counts(searcher, evaluation, name) for name in facets}
     else:
         inner, top, fetched = _collect(searcher, q, window, collapse, kwargs)
         total, total_exact = _count(searcher, q, inner, fetched, kwargs.get("filter"), page_set)
+        if collapse and total_exact and total:
+            matched = searcher.search(q, limit=None, scored=False, filter=kwargs.get("filter"), mask=page_set or None)
+            total = _distinct_images(searcher, matched.docs())
         raw_facets = {name: inner.groups(name) for name in facets}
     marked = _highlighter(searcher, q, marks) if marks else None
     hits = []

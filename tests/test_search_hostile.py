@@ -184,3 +184,46 @@ def test_scrapy_search_refuses_unknown_options(index):
     assert len(bad.stderr.splitlines()) == 1 and "--no-such-option" in bad.stderr and "usage:" in bad.stderr
     ok = run_scrapy("search", "-s", f"INDEX_DIR={index}", "--sort", "-date", "stretch")
     assert ok.returncode == 0, ok.stderr
+
+
+# -- 14: collapsed totals, no empty pages, fuzzy totals ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_index(tmp_path_factory) -> Path:
+    """Three images, each shown on 30 pages (two segments), plus one image of its own."""
+    index = tmp_path_factory.mktemp("shared") / "ix"
+    pages = []
+    for n in range(30):
+        page = item(f"file:///p{n}.md", ["Shared chair one", "Shared chair two", "Shared chair three"])
+        for i, image in enumerate(page["images"]):
+            image["image_url"] = f"https://img.example.com/shared-{i}.jpg"
+        pages.append(page)
+    write(index, *pages[:15])
+    write(index, *pages[15:], item("file:///own.md", ["Own chair"]))
+    return index
+
+
+@pytest.mark.parametrize("query", ["chair", "chair*", "shared OR own", '"shared chair"'])
+def test_collapsed_results_count_images_not_pages(shared_index, query):
+    results = search(shared_index, query, limit=2)
+    expected = 3 if query.startswith('"') else 4
+    assert results.total == expected and results.total_exact
+    assert len(search(shared_index, query, limit=2, page=2).hits) == expected - 2
+    assert search(shared_index, query, collapse=False).total == 90 + (expected == 4)
+
+
+def test_collapsed_page_links_never_lead_to_an_empty_page(shared_index):
+    from starlette.testclient import TestClient
+
+    from index.web import create_app
+
+    html = TestClient(create_app(shared_index)).get("/", params={"q": "chair", "limit": 2}).text
+    assert "page 1 of 2" in html and 'rel="next"' in html
+    last = TestClient(create_app(shared_index)).get("/", params={"q": "chair", "limit": 2, "page": 2}).text
+    assert last.count('<li class="card"') == 2 and 'rel="next"' not in last
+
+
+def test_fuzzy_totals_never_exceed_the_documents(shared_index):
+    for query in ("chair~2", "shrd~2 OR chr~2", "c*"):
+        assert search(shared_index, query, collapse=False).total <= 91
