@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow fuzz serve lint format bench bench-large clean
+.PHONY: install demo test test-slow fuzz serve lint format bench bench-large clean psl-age
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ FUZZ_EXAMPLES ?= 20000
 fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m "not slow" \
 		-k "arbitrary or never_raises or any_query or idempotent or generated_queries"
+
+# The Public Suffix List shipped in the publicsuffixlist wheel: its date and age in days
+# (upgrade the package to get a newer list; nothing is ever downloaded at run time).
+psl-age: install
+	$(BIN)/python -m pipeline.normalize.domains
 
 serve: install
 	$(BIN)/python -m index serve

@@ -3,7 +3,8 @@
 The rules, in order: URL hygiene (resolve, trim, lowercase scheme/host, drop default
 port/userinfo/trailing dot, IDNA), unwrap known image proxies to the origin they serve,
 map platform CDNs to their platform, then the registrable domain from the Public Suffix
-List (ICANN section, tldextract's bundled snapshot: never a network fetch).
+List (ICANN section, the copy shipped in the `publicsuffixlist` wheel: never a network
+fetch; `make psl-age` tells its date).
 
 >>> normalize_image_url("https://i.pinimg.com/originals/7e/x.png").domain
 'pinterest.com'
@@ -12,10 +13,15 @@ List (ICANN section, tldextract's bundled snapshot: never a network fetch).
 ('i0.wp.com', 'medicalnewstoday.com')
 >>> normalize_image_url("//Assets.NHS.uk./x.jpg", base="https://www.nhs.uk/p").image_url
 'https://assets.nhs.uk/x.jpg'
+>>> registrable_domain("img.b.example.example")  # unknown TLD: the PSL's default `*` rule
+'example.example'
+>>> normalize_image_url("https://.example.com/x.jpg").bad_url  # empty label
+True
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -24,15 +30,28 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import idna
-import tldextract
+import publicsuffixlist
 
 from pipeline.normalize.data import load_table
 
-__all__ = ["PLATFORMS", "DomainInfo", "host_of", "normalize_image_url", "platform_for", "registrable_domain"]
+__all__ = [
+    "PLATFORMS",
+    "DomainInfo",
+    "host_of",
+    "normalize_image_url",
+    "platform_for",
+    "public_registrable",
+    "registrable_domain",
+    "suffix_list_age",
+]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters no valid hostname contains; their presence marks a URL we cannot trust.
 _BAD_HOST_CHARS = frozenset(" \t\n\r<>\"'{}|\\^`%")
+# DNS bounds (RFC 1035): a name of at most 253 characters, labels of at most 63. Longer
+# input is not a host, and bounding it keeps every per-label step cheap.
+MAX_HOST_CHARS = 253
+MAX_LABEL_CHARS = 63
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,29 +68,42 @@ _PROXIES: list[dict[str, Any]] = load_table("proxies.json")["proxies"]
 _PROXY_BY_HOST = {h: p for p in _PROXIES for h in p.get("hosts", ())}
 _PROXY_BY_PATH = [p for p in _PROXIES if "path_prefix" in p]
 
-# The bundled snapshot only: no suffix-list download, no cache directory written.
-_EXTRACT = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), include_psl_private_domains=False)
+# The list shipped in the wheel (publicsuffixlist reads only its own file unless given
+# another; its `update` module is never imported). ICANN section only: `github.io` is a
+# registrable domain here, not a suffix. Unknown TLDs follow the PSL's default `*` rule.
+_PSL = publicsuffixlist.PublicSuffixList(only_icann=True, accept_unknown=True)
+
+
+def _valid_dns_name(host: str) -> bool:
+    if len(host) > MAX_HOST_CHARS:
+        return False
+    labels = host.split(".")
+    return all(0 < len(label) <= MAX_LABEL_CHARS for label in labels)
 
 
 @lru_cache(maxsize=65536)
 def _idna_host(host: str) -> str | None:
-    host = host.strip().rstrip(".").lower()
-    if not host or any(c in _BAD_HOST_CHARS for c in host):
+    host = host.strip().lower()
+    # One trailing dot is the root (`example.com.`); more, a leading dot or `..` leave
+    # an empty label, which no host has.
+    host = host.removesuffix(".")
+    # Checked before the IDNA encoder, which costs far more than the bound on long input.
+    if not host or len(host) > 4 * MAX_HOST_CHARS or any(c in _BAD_HOST_CHARS for c in host):
         return None
     if host.startswith("["):
         try:
             return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
         except ValueError:
             return None
-    if host.isascii():
-        return host
-    try:
-        return idna.encode(host, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError, ValueError):
+    if not host.isascii():
         try:
-            return host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError, ValueError):
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                return None
+    return host if _valid_dns_name(host) else None
 
 
 def _split_host(netloc: str) -> tuple[str, str]:
@@ -125,27 +157,59 @@ def clean_url(raw: str, base: str | None = None) -> tuple[str, str | None]:
 
 
 @lru_cache(maxsize=65536)
+def public_registrable(host: str) -> str | None:
+    """The Public Suffix List's answer for an ASCII host: its registrable domain (one
+    label more than its public suffix, ICANN rules, default rule `*`), or None when the
+    host is itself a public suffix or not a DNS name (empty label, too long).
+
+    >>> public_registrable("www.city.kobe.jp"), public_registrable("c.kobe.jp")
+    ('city.kobe.jp', None)
+    """
+    host = host.lower()
+    if not _valid_dns_name(host):
+        return None
+    return _PSL.privatesuffix(host)
+
+
+@lru_cache(maxsize=65536)
 def registrable_domain(host: str) -> str:
-    """Registrable domain of an ASCII host (ICANN suffixes); IPs and single labels are their own."""
+    """Registrable domain of an ASCII host (ICANN suffixes); IPs, single labels and
+    hosts that are themselves a public suffix are their own."""
     bare = host.strip("[]")
     try:
         ipaddress.ip_address(bare)
         return bare
     except ValueError:
         pass
-    result = _EXTRACT(host)
-    return result.top_domain_under_public_suffix or host
+    return public_registrable(host) or host
 
 
 @lru_cache(maxsize=65536)
 def platform_for(host: str) -> dict[str, str] | None:
     """The platform entry whose host suffix matches (longest suffix wins)."""
-    labels = host.split(".")
-    for i in range(len(labels)):
-        entry = PLATFORMS.get(".".join(labels[i:]))
+    if len(host) > MAX_HOST_CHARS:
+        return None
+    start = 0
+    while True:
+        entry = PLATFORMS.get(host[start:])
         if entry is not None:
             return entry
-    return None
+        dot = host.find(".", start)
+        if dot < 0:
+            return None
+        start = dot + 1
+
+
+def suffix_list_age(today: dt.date | None = None) -> tuple[str, int]:
+    """(VERSION line of the bundled Public Suffix List, its age in days)."""
+    with open(publicsuffixlist.PSLFILE, encoding="utf-8") as f:
+        head = [next(f, "") for _ in range(20)]
+    version = next((line.split(":", 1)[1].strip() for line in head if line.startswith("// VERSION:")), "unknown")
+    try:
+        released = dt.date.fromisoformat(version[:10])
+    except ValueError:
+        return version, -1
+    return version, ((today or dt.datetime.now(dt.UTC).date()) - released).days
 
 
 def _origin_url(url: str, host: str) -> str | None:
@@ -219,3 +283,8 @@ def normalize_image_url(raw: str, base: str | None = None) -> DomainInfo:
         current, origin_host = origin_url, unwrapped
     domain, site_hint = _host_facts(origin_host)
     return DomainInfo(url, host.strip("[]"), domain, site_hint, False)
+
+
+if __name__ == "__main__":  # `make psl-age`
+    version, days = suffix_list_age()
+    print(f"Public Suffix List {version} (publicsuffixlist {publicsuffixlist.__version__}): {days} days old")
