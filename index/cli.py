@@ -256,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="a local search page with an image grid (read-only)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (repeatable; default: the bound address's names only)",
+    )
     enqueue = sub.add_parser("enqueue", help="distributed mode: give starts to the crawlers through Redis")
     enqueue.add_argument("starts", nargs="+", metavar="START", help="folder, file, page URL or sitemap")
     ingest = sub.add_parser("ingest", help="distributed mode: the one indexer, from the Redis Stream")
@@ -283,5 +290,5 @@ def main(argv: list[str] | None = None) -> int:
     if opts.command == "serve":
         from index.web import serve as run_server  # keeps Starlette out of `search`'s start
 
-        return run_server(opts.index or default_index_dir(), opts.host, opts.port)
+        return run_server(opts.index or default_index_dir(), opts.host, opts.port, opts.allow_host)
     return _admin(opts, sys.stdout, sys.stderr)

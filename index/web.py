@@ -11,14 +11,20 @@ only http(s)/file URLs, and the Content-Security-Policy forbids any script but o
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from markupsafe import Markup, escape
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -27,7 +33,7 @@ from starlette.templating import Jinja2Templates
 
 from index.search import IndexMissing, Results, SearchError, search
 
-__all__ = ["SIDEBAR_FACETS", "create_app", "serve"]
+__all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
 
 HERE = Path(__file__).parent
 SIDEBAR_FACETS = ("domain", "site", "board", "author")
@@ -107,7 +113,54 @@ def _link(request: Request, **changes: str | int | None) -> str:
     return "/?" + urlencode(params) if params else "/"
 
 
-def create_app(index_dir: str | Path) -> Starlette:
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # Starlette keeps IPv6 brackets
+
+
+def allowed_hosts(bind: str, extra: Sequence[str] = ()) -> list[str]:
+    """The Host header values the page answers: the names it is bound to. A page on
+    127.0.0.1 must not answer `Host: attacker.example` -- a DNS-rebinding page in the
+    user's browser would otherwise read /api/search as same-origin."""
+    names: list[str] = []
+    try:
+        loopback = bind == "localhost" or ipaddress.ip_address(bind.strip("[]")).is_loopback
+        wildcard = ipaddress.ip_address(bind.strip("[]")).is_unspecified
+    except ValueError:
+        loopback = wildcard = False
+    if loopback or wildcard:
+        names += LOOPBACK_HOSTS
+    if wildcard:  # every address of this machine: its own names (add others with --allow-host)
+        names += [socket.gethostname(), socket.getfqdn()]
+    elif not loopback:
+        bare = bind.strip("[]")
+        names.append(f"[{bare}]" if ":" in bare else bare)
+    names += extra
+    return list(dict.fromkeys(n.lower() for n in names if n))
+
+
+class _SecurityHeaders:
+    """The security headers on every response, the middleware's own 400 included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Starlette:
+    """The page over ``index_dir``, answering only requests whose Host is one of
+    ``hosts`` (default: the loopback names)."""
     index_dir = str(index_dir)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["marked"] = marked
@@ -174,15 +227,24 @@ def create_app(index_dir: str | Path) -> Starlette:
         Route("/api/search", api),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(_SecurityHeaders),
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts or LOOPBACK_HOSTS), www_redirect=False),
+        ],
+    )
+    # `/api/search/` would redirect to a URL built from the Host header: a 404 instead.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _json(body: dict[str, Any], status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 
-def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8000) -> int:
+def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8000, allow_hosts: Sequence[str] = ()) -> int:
     import uvicorn  # only the server needs it; `search` keeps its fast start
 
-    uvicorn.run(create_app(index_dir), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(index_dir, allowed_hosts(host, allow_hosts)), host=host, port=port, log_level="info")
     return 0

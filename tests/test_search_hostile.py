@@ -218,9 +218,17 @@ def test_collapsed_page_links_never_lead_to_an_empty_page(shared_index):
 
     from index.web import create_app
 
-    html = TestClient(create_app(shared_index)).get("/", params={"q": "chair", "limit": 2}).text
+    html = (
+        TestClient(create_app(shared_index), base_url="http://localhost")
+        .get("/", params={"q": "chair", "limit": 2})
+        .text
+    )
     assert "page 1 of 2" in html and 'rel="next"' in html
-    last = TestClient(create_app(shared_index)).get("/", params={"q": "chair", "limit": 2, "page": 2}).text
+    last = (
+        TestClient(create_app(shared_index), base_url="http://localhost")
+        .get("/", params={"q": "chair", "limit": 2, "page": 2})
+        .text
+    )
     assert last.count('<li class="card"') == 2 and 'rel="next"' not in last
 
 

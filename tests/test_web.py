@@ -35,7 +35,7 @@ def index(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(index) -> TestClient:
-    return TestClient(create_app(index))
+    return TestClient(create_app(index), base_url="http://127.0.0.1:8000")
 
 
 def cli_json(index: Path, *query: str, **options) -> list[dict]:
@@ -74,7 +74,7 @@ def test_api_filters_paging_and_errors(client):
 
 
 def test_missing_index_names_the_crawl_command(tmp_path):
-    client = TestClient(create_app(tmp_path / "nowhere"))
+    client = TestClient(create_app(tmp_path / "nowhere"), base_url="http://localhost")
     api = client.get("/api/search", params={"q": "chair"})
     assert api.status_code == 503 and "scrapy crawl pages -a start=" in api.json()["hint"]
     page = client.get("/", params={"q": "chair"})
@@ -145,7 +145,7 @@ def test_new_commits_show_up_without_a_restart(tmp_path):
     folder.mkdir()
     shutil.copy(EXAMPLES / "chair-exercises-upper-back.md", folder)
     assert crawl(index, str(folder)).returncode == 0
-    client = TestClient(create_app(index))
+    client = TestClient(create_app(index), base_url="http://localhost")
     assert client.get("/api/search", params={"q": "hostile"}).json()["hits"] == []
     shutil.copy(HOSTILE / "hostile.md", folder)
     assert crawl(index, str(folder)).returncode == 0
@@ -249,3 +249,34 @@ def test_browser_search_grid_facet_click_and_hostile_captions(browser, server):
     time.sleep(0.5)  # give any injected handler the chance it must not have
     assert browser.execute_script("return window.pwned === undefined")
     browser.save_screenshot(str(ARTIFACTS / "hostile-page.png"))
+
+
+# --- Host header (DNS rebinding) -----------------------------------------------------------
+
+
+def test_only_the_bound_host_names_are_served(index):
+    app = create_app(index)
+    for host in ("127.0.0.1:8000", "localhost", "LOCALHOST:1234", "[::1]:8000"):
+        assert TestClient(app, base_url=f"http://{host}").get("/api/search", params={"q": "chair"}).status_code == 200
+    evil = TestClient(app, base_url="http://attacker.example")
+    for path in ("/", "/api/search?q=chair", "/static/app.js", "/api/search/"):
+        response = evil.get(path, follow_redirects=False)
+        assert response.status_code == 400, path
+        assert response.headers["content-security-policy"] == CSP
+        assert "attacker.example" not in response.headers.get("location", "")
+    named = TestClient(create_app(index, hosts=["search.internal"]), base_url="http://search.internal")
+    assert named.get("/api/search", params={"q": "chair"}).status_code == 200
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_callers_host(client):
+    response = client.get("/api/search/?q=chair", follow_redirects=False, headers={"host": "localhost"})
+    assert response.status_code == 404 and "location" not in response.headers
+
+
+def test_serve_allows_loopback_names_and_the_bound_and_added_names():
+    from index.web import allowed_hosts
+
+    assert {"127.0.0.1", "localhost", "[::1]"} <= set(allowed_hosts("127.0.0.1"))
+    assert "[2001:db8::1]" in allowed_hosts("2001:db8::1")
+    assert "attacker.example" not in allowed_hosts("127.0.0.1")
+    assert set(allowed_hosts("192.0.2.7", ["pages.lan"])) == {"192.0.2.7", "pages.lan"}
