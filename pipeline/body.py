@@ -16,7 +16,6 @@ the same parser: HTML ``<img>``/``<figure>`` and static-site-generator figure sh
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import NamedTuple
@@ -25,7 +24,7 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 
-__all__ = ["Body", "ImageRef", "extract", "extract_body"]
+__all__ = ["Body", "ImageRef", "Shortcode", "extract", "extract_body", "scan_shortcode"]
 
 
 @dataclass(slots=True)
@@ -37,30 +36,212 @@ class ImageRef:
     caption: str = ""
 
 
-# Hugo: {{< figure src="a.jpg" caption="x" >}} and {{% figure ... %}}; the escaped form
-# used to *show* a shortcode ({{</* figure */>}}) deliberately does not match.
-_HUGO = re.compile(r"\{\{(?:<|(%))\s*(?:figure|img|image)\b(?P<args>.*?)\s*(?(1)%|>)\}\}", re.S)
-# Zola: {{ figure(src="a.jpg", caption="x") }} and the common image/resize_image variants.
-_ZOLA = re.compile(r"\{\{\s*(figure|image|img|resize_image)\s*\((?P<args>.*?)\)\s*\}\}", re.S)
-_ARG = re.compile(r"""(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([^\s,"']+))""", re.S)
+# Static-site-generator figure shortcodes, read by a small lexer that follows Hugo's own
+# (gohugoio/hugo parser/pageparser/pagelexer_shortcode.go): `{{< name params >}}` and
+# `{{% name params %}}`, whitespace (spaces, tabs, newlines) anywhere between tokens and
+# around `=`, values in double quotes (with `\"`), backticks (raw, may span lines) or
+# bare, and positional parameters. Single quotes are accepted too (Hugo keeps them as part
+# of a bare value). The commented form that *shows* a shortcode, `{{</* figure */>}}`, is
+# not one. Zola's `{{ figure(src="a.jpg", caption="x") }}` is read by the same scanner.
+# Each scan stops at the first character its grammar does not allow, so scans started at
+# every `{{` of a hostile page cost linear time in total (a regex with `.*?` up to the
+# closing delimiter was quadratic).
+_SHORTCODE_NAMES = frozenset({"figure", "img", "image"})
+_ZOLA_NAMES = frozenset({"figure", "image", "img", "resize_image"})
+_SPACE = " \t\r\n"
 
 
-def _shortcode_args(args: str) -> dict[str, str]:
-    out = {}
-    for m in _ARG.finditer(args):
-        value = m.group(2) if m.group(2) is not None else (m.group(3) or m.group(4) or "")
-        out[m.group(1).lower()] = value.replace('\\"', '"')
-    return out
+class _Scanner:
+    __slots__ = ("pos", "src")
+
+    def __init__(self, src: str, pos: int) -> None:
+        self.src = src
+        self.pos = pos
+
+    def skip_space(self, chars: str = _SPACE) -> None:
+        src, pos = self.src, self.pos
+        while pos < len(src) and src[pos] in chars:
+            pos += 1
+        self.pos = pos
+
+    def word(self) -> str:
+        """Letters, digits, `_`, `-`, `.` and `/` (Hugo's names and bare parameters)."""
+        src, start = self.src, self.pos
+        pos = start
+        while pos < len(src) and (src[pos].isalnum() or src[pos] in "_-./"):
+            pos += 1
+        self.pos = pos
+        return src[start:pos]
+
+    def quoted(self) -> str | None:
+        """A "double" (backslash escapes the quote), 'single' or `raw` string, or None."""
+        src, quote = self.src, self.src[self.pos]
+        out = []
+        pos = self.pos + 1
+        while True:
+            end = src.find(quote, pos)
+            if end < 0:
+                return None
+            if quote == '"' and src[end - 1] == "\\" and end - 1 >= pos:
+                out.append(src[pos : end - 1] + '"')
+                pos = end + 1
+                continue
+            out.append(src[pos:end])
+            self.pos = end + 1
+            return "".join(out)
+
+    def bare(self, stops: str) -> str:
+        """A bare value: up to whitespace, a closing delimiter or a `{{` (where the next
+        shortcode starts: a bare value running into it would make scans quadratic)."""
+        src, start = self.src, self.pos
+        pos = start
+        while pos < len(src) and src[pos] not in _SPACE and src[pos] not in stops:
+            if src.startswith("{{", pos):
+                break
+            pos += 1
+        self.pos = pos
+        return src[start:pos]
+
+    def value(self, stops: str) -> str | None:
+        if self.pos < len(self.src) and self.src[self.pos] in "\"'`":
+            return self.quoted()
+        return self.bare(stops)
+
+
+class Shortcode(NamedTuple):
+    end: int
+    name: str
+    args: dict[str, str]
+    positional: list[str]
+
+
+def _scan_hugo(src: str, start: int) -> Shortcode | None:
+    """The Hugo shortcode at ``src[start:]`` (which starts with `{{<` or `{{%`)."""
+    close = ">}}" if src[start + 2] == "<" else "%}}"
+    sc = _Scanner(src, start + 3)
+    if src.startswith("/*", sc.pos):
+        return None
+    sc.skip_space()
+    name = sc.word()
+    if not name or not name[0].isalnum():
+        return None
+    args: dict[str, str] = {}
+    positional: list[str] = []
+    while True:
+        sc.skip_space()
+        if src.startswith(close, sc.pos):
+            return Shortcode(sc.pos + 3, name, args, positional)
+        if src.startswith("/" + close, sc.pos):  # self-closing `{{< figure ... />}}`
+            return Shortcode(sc.pos + 4, name, args, positional)
+        if sc.pos >= len(src):
+            return None
+        c = src[sc.pos]
+        if c in "\"'`":
+            value = sc.quoted()
+            if value is None:
+                return None
+            positional.append(value)
+            continue
+        token_start = sc.pos
+        key = sc.word()
+        sc.skip_space()
+        if key and sc.pos < len(src) and src[sc.pos] == "=":
+            sc.pos += 1
+            sc.skip_space(" \t")
+            value = sc.value(close[0])
+            if value is None:
+                return None
+            args[key.lower()] = value
+        else:
+            # A bare positional value, up to whitespace (`/a.jpg`, `https://…`; Hugo
+            # itself wants those quoted); quotes or `=` inside mean a parameter we misread.
+            sc.pos = token_start
+            value = sc.bare(close[0])
+            if not value or any(c in value for c in "\"'`="):
+                return None
+            positional.append(value)
+
+
+def _scan_zola(src: str, start: int) -> Shortcode | None:
+    """The Zola shortcode call at ``src[start:]`` (which starts with `{{`)."""
+    sc = _Scanner(src, start + 2)
+    sc.skip_space()
+    name = sc.word()
+    sc.skip_space()
+    if name not in _ZOLA_NAMES or not src.startswith("(", sc.pos):
+        return None
+    sc.pos += 1
+    args: dict[str, str] = {}
+    while True:
+        sc.skip_space()
+        if src.startswith(")", sc.pos):
+            sc.pos += 1
+            sc.skip_space()
+            return Shortcode(sc.pos + 2, name, args, []) if src.startswith("}}", sc.pos) else None
+        key = sc.word()
+        sc.skip_space()
+        if not key or not src.startswith("=", sc.pos):
+            return None
+        sc.pos += 1
+        sc.skip_space()
+        value = sc.value("),")
+        if value is None:
+            return None
+        args[key.lower()] = value
+        sc.skip_space()
+        if src.startswith(",", sc.pos):
+            sc.pos += 1
+
+
+def scan_shortcode(src: str, start: int) -> Shortcode | None:
+    """The figure shortcode starting at ``src[start]``, or None.
+
+    >>> scan_shortcode('{{< figure\\n\\tsrc= "/img/x.png" >}}', 0).args
+    {'src': '/img/x.png'}
+    """
+    if not src.startswith("{{", start):
+        return None
+    if src.startswith(("{{<", "{{%"), start):
+        found = _scan_hugo(src, start)
+        return found if found is not None and found.name in _SHORTCODE_NAMES else None
+    return _scan_zola(src, start)
+
+
+def _join_multiline_shortcodes(markdown: str) -> str:
+    """Put every multi-line figure shortcode on one line before Markdown parsing.
+
+    Hugo replaces shortcodes before Markdown sees the page; here Markdown comes first, and
+    a parameter line such as `>}}` or `  - x` would be read as a block quote or a list and
+    split the shortcode. Only spans that scan as a complete shortcode are joined."""
+    if "{{" not in markdown:
+        return markdown
+    out: list[str] = []
+    last = 0
+    pos = markdown.find("{{")
+    while pos >= 0:
+        found = scan_shortcode(markdown, pos)
+        if found is None:
+            pos = markdown.find("{{", pos + 2)
+            continue
+        span = markdown[pos : found.end]
+        if "\n" in span or "\r" in span:
+            out.append(markdown[last:pos])
+            out.append(span.replace("\r\n", " ").replace("\r", " ").replace("\n", " "))
+            last = found.end
+        pos = markdown.find("{{", found.end)
+    out.append(markdown[last:])
+    return "".join(out)
 
 
 def _shortcode_rule(state: StateInline, silent: bool) -> bool:
     if state.src[state.pos] != "{" or not state.src.startswith("{{", state.pos):
         return False
-    m = _HUGO.match(state.src, state.pos) or _ZOLA.match(state.src, state.pos)
-    if not m:
+    found = scan_shortcode(state.src, state.pos)
+    if found is None:
         return False
-    args = _shortcode_args(m.group("args"))
-    src = args.get("src") or args.get("path") or args.get("url")
+    args = found.args
+    # Hugo's `figure` reads `src`; image shortcodes of themes often take it first, by position.
+    src = args.get("src") or args.get("path") or args.get("url") or (found.positional or [""])[0]
     if not src:
         return False
     if not silent:
@@ -72,7 +253,7 @@ def _shortcode_rule(state: StateInline, silent: bool) -> bool:
             "caption": args.get("caption", ""),
             "link": args.get("link", ""),
         }
-    state.pos = m.end()
+    state.pos = found.end
     return True
 
 
@@ -158,8 +339,18 @@ def _parse_html(fragment: str) -> _HTMLImages:
 
 
 def _alt_text(token: Token) -> str:
-    # markdown-it renders alt from the image's children (emphasis etc. flattened).
-    return "".join(c.content for c in token.children or () if c.type in ("text", "code_inline"))
+    """The alt text as CommonMark renders it: the plain text of the image's children,
+    markup flattened, nested images by their own alt text (`![foo ![bar](/u)](/v)` →
+    `foo bar`); the same walk as markdown-it's renderInlineAsText."""
+    out: list[str] = []
+    for child in token.children or ():
+        if child.type in ("text", "code_inline", "html_inline"):
+            out.append(child.content)
+        elif child.type == "image":
+            out.append(_alt_text(child))
+        elif child.type in ("softbreak", "hardbreak"):
+            out.append("\n")
+    return "".join(out)
 
 
 class _Paragraph:
@@ -250,7 +441,7 @@ def extract_body(markdown: str) -> Body:
     refs: list[ImageRef] = []
     blocks: list[str] = []
     deepest = 0
-    for tok in _MD.parse(markdown):
+    for tok in _MD.parse(_join_multiline_shortcodes(markdown)):
         deepest = max(deepest, tok.level)
         if tok.type == "inline":
             text: list[str] = []
