@@ -220,7 +220,9 @@ class MonitoringFiles:
     def from_crawler(cls, crawler: Crawler) -> Self:
         s = crawler.settings
         if not s.get("STATS_FILE") and not s.get("METRICS_FILE"):
-            raise NotConfigured("neither STATS_FILE nor METRICS_FILE is set")
+            # Off unless STATS_FILE or METRICS_FILE is set. (No message: Scrapy logs a
+            # NotConfigured with one as a warning, and a default crawl logs none.)
+            raise NotConfigured
         local_index = s.getbool("INDEX_ENABLED", True) and not s.get("REDIS_URL")
         o = cls(crawler, s.get("STATS_FILE"), s.get("METRICS_FILE"), s.get("INDEX_DIR") if local_index else None)
         crawler.signals.connect(o.engine_stopped, signal=signals.engine_stopped)

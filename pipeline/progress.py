@@ -61,7 +61,7 @@ class Progress(LogStats):
         # A log file is "not a terminal" even when the crawl was started from one.
         live = enabled and not s.get("LOG_FILE") and wants_live(sys.stderr)
         if not interval and not live:
-            raise NotConfigured("LOGSTATS_INTERVAL is 0")
+            raise NotConfigured  # LOGSTATS_INTERVAL=0 and no terminal: nothing to show
         local_index = s.getbool("INDEX_ENABLED", True) and not s.get("REDIS_URL")
         o = cls(
             crawler.stats, interval, enabled=enabled, live=live, index_dir=s.get("INDEX_DIR") if local_index else None
