@@ -183,11 +183,11 @@ def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             else:
                 for key, value in info.items():
                     if key != "last_crawl":
-                        out.write(f"{key:>12}: {value}\n")
+                        out.write(f"{key.replace('_', ' '):>17}: {value}\n")
                 last = info["last_crawl"] or {}
                 if last:
                     counts = ", ".join(f"{k} {v}" for k, v in last.get("counts", {}).items())
-                    out.write(f"  last crawl: {last.get('finished_at')} ({last.get('reason')}): {counts}\n")
+                    out.write(f"{'last crawl':>17}: {last.get('finished_at')} ({last.get('reason')}): {counts}\n")
             return 0
         if opts.command == "check":
             problems = admin.check(index_dir)
