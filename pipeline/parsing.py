@@ -35,6 +35,10 @@ MAX_FRONT_MATTER_CHARS = 256 * 1024
 # Bound on the JSON-safe copy of the metadata: YAML aliases can make a 1 KB document
 # expand into billions of nodes ("billion laughs").
 MAX_FRONT_MATTER_NODES = 100_000
+# Metadata nested deeper than this is refused (`front_matter_too_deep`), and so is a YAML
+# alias that contains itself (`a: &x [*x]`, infinitely deep): walking either would
+# exhaust Python's stack far from the page-error path.
+MAX_FRONT_MATTER_DEPTH = 64
 
 
 class PageError(ValueError):
@@ -141,6 +145,9 @@ def _split(fmt: str, text: str) -> tuple[dict[str, Any], str]:
     handler, error = _HANDLERS[fmt]
     try:
         fm, content = handler.split(text)
+    except RecursionError:
+        # The JSON decoder finds the end of the object by parsing it.
+        raise PageError("front_matter_too_deep", "nested beyond the parser's stack") from None
     except ValueError as exc:
         if isinstance(exc, json.JSONDecodeError):
             raise PageError("invalid_json", str(exc)) from None
@@ -149,7 +156,9 @@ def _split(fmt: str, text: str) -> tuple[dict[str, Any], str]:
         raise PageError("front_matter_too_large", f"{len(fm)} characters")
     try:
         meta = handler.load(fm)
-    except (error, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise PageError("front_matter_too_deep", "nested beyond the parser's stack") from None
+    except (error, ValueError) as exc:
         raise PageError(f"invalid_{fmt}", " ".join(str(exc).split())[:200]) from None
     if meta is None:
         meta = {}
@@ -158,7 +167,7 @@ def _split(fmt: str, text: str) -> tuple[dict[str, Any], str]:
     return meta, content
 
 
-def _json_safe(value: Any, budget: list[int]) -> Any:
+def _json_safe(value: Any, budget: list[int], depth: int = 0) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
         raise PageError("front_matter_too_large", f"more than {MAX_FRONT_MATTER_NODES} values")
@@ -168,10 +177,12 @@ def _json_safe(value: Any, budget: list[int]) -> Any:
         return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
+    if isinstance(value, (dict, list, tuple, set)) and depth >= MAX_FRONT_MATTER_DEPTH:
+        raise PageError("front_matter_too_deep", f"nested deeper than {MAX_FRONT_MATTER_DEPTH} levels")
     if isinstance(value, dict):
-        return {str(k): _json_safe(v, budget) for k, v in value.items()}
+        return {str(k): _json_safe(v, budget, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
-        return [_json_safe(v, budget) for v in value]
+        return [_json_safe(v, budget, depth + 1) for v in value]
     return str(value)
 
 

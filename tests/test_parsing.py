@@ -246,6 +246,50 @@ def test_yaml_alias_bomb_is_refused_quickly():
     assert info.value.reason == "front_matter_too_large"
 
 
+DEEP = 900
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"---\na: &x [*x]\n---\nbody",  # an alias inside itself: infinitely deep
+        b"---\na: &x {b: *x}\n---\nbody",
+        b"---\nx: &x [1, [2, *x]]\ntitle: t\n---\nbody",
+        b"---\na: " + b"[" * DEEP + b"]" * DEEP + b"\n---\nbody",
+        b"---\na: " + b"{b: " * DEEP + b"1" + b"}" * DEEP + b"\n---\nbody",
+        b"---\ntitle: " + b"[" * 400 + b"x" + b"]" * 400 + b"\n---\nbody",
+        b"+++\na = " + b"[" * DEEP + b"]" * DEEP + b"\n+++\nbody",
+        b'{"a": ' + b"[" * DEEP + b"]" * DEEP + b"}\nbody",
+        b'{"a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}\nbody",
+    ],
+    ids=[
+        "yaml-self-list",
+        "yaml-self-map",
+        "yaml-cycle",
+        "yaml-900",
+        "yaml-900-maps",
+        "title-400",
+        "toml-900",
+        "json-900",
+        "json-20000",
+    ],
+)
+def test_recursive_and_deep_front_matter_is_a_page_error(body):
+    # Issue 16, item 13: these raised RecursionError outside the page-error path, so the
+    # crawl skipped the page without counting it.
+    with pytest.raises(PageError) as info:
+        parse_page("file:///deep.md", body)
+    assert info.value.reason == "front_matter_too_deep"
+
+
+def test_front_matter_nested_within_the_bound_is_kept():
+    page = parse("---\ntitle: t\na: " + "[" * 60 + "1" + "]" * 60 + "\n---\nbody")
+    value = page.front_matter["a"]
+    for _ in range(59):
+        value = value[0]
+    assert value == [1]
+
+
 @settings(max_examples=fuzz(300), deadline=None)
 @given(st.binary(max_size=2000))
 def test_parse_page_on_arbitrary_bytes_only_raises_page_error(body):
