@@ -26,7 +26,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from pipeline.exitcodes import EXIT_OK, exit_status
+from pipeline.exitcodes import EXIT_LOCKED, EXIT_OK, exit_status
 
 __all__ = ["MonitoringFiles", "metrics_text", "previous_success", "report", "write_atomically"]
 
@@ -242,6 +242,12 @@ class MonitoringFiles:
 
     def engine_stopped(self) -> None:
         stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
+        if exit_status(stats) == EXIT_LOCKED:
+            # Another crawl holds the index: this one did nothing, and the one holding it
+            # writes these files when it ends (the crawl command refuses most such runs
+            # before they start; this is the one that lost the race for the lock).
+            logger.info("monitoring files left alone: another crawl holds the index")
+            return
         index_counts = self._index_counts()
         now = dt.datetime.now(dt.UTC).timestamp()
         for path, render in ((self.stats_file, _json_text), (self.metrics_file, metrics_text)):
