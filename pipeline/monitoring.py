@@ -134,7 +134,9 @@ def metrics_text(doc: Mapping[str, Any]) -> str:
     family("last_run_commits", "Index commits of the last crawl.", [("", summary["commits"])])
     family("last_run_duration_seconds", "How long the last crawl ran.", [("", doc.get("duration_seconds") or 0.0)])
     family(
-        "last_run_exit_status", "Exit status of the last crawl (0 ok, 1 failed, 25, 75).", [("", doc["exit_status"])]
+        "last_run_exit_status",
+        "Exit status of the last crawl (0 ok, 1 failed, 25 mass deletion refused).",
+        [("", doc["exit_status"])],
     )
     family(
         "last_run_finish_reason",
