@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="server processes (default 1; each searches in 4 threads)"
+    )
+    serve.add_argument(
         "--allow-host",
         action="append",
         default=[],
@@ -290,5 +293,5 @@ def main(argv: list[str] | None = None) -> int:
     if opts.command == "serve":
         from index.web import serve as run_server  # keeps Starlette out of `search`'s start
 
-        return run_server(opts.index or default_index_dir(), opts.host, opts.port, opts.allow_host)
+        return run_server(opts.index or default_index_dir(), opts.host, opts.port, opts.allow_host, opts.workers)
     return _admin(opts, sys.stdout, sys.stderr)

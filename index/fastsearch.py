@@ -24,6 +24,7 @@ order, scores, totals and facets against Whoosh's searcher on many queries.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -54,20 +55,27 @@ class _Postings:
         self.limit = limit
         self.size = 0
         self.items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
+        self.lock = threading.Lock()
 
     def get(self, key: tuple[Any, ...]) -> Any:
-        found = self.items.get(key)
-        if found is None:
-            return None
-        self.items.move_to_end(key)
-        return found[0]
+        with self.lock:
+            found = self.items.get(key)
+            if found is None:
+                return None
+            self.items.move_to_end(key)
+            return found[0]
 
     def put(self, key: tuple[Any, ...], value: Any, nbytes: int) -> Any:
-        self.items[key] = (value, nbytes)
-        self.size += nbytes
-        while self.size > self.limit and len(self.items) > 1:
-            _, (_, old) = self.items.popitem(last=False)
-            self.size -= old
+        # The search page's worker threads share the arrays (read-only once built).
+        with self.lock:
+            old_entry = self.items.pop(key, None)
+            if old_entry is not None:
+                self.size -= old_entry[1]
+            self.items[key] = (value, nbytes)
+            self.size += nbytes
+            while self.size > self.limit and len(self.items) > 1:
+                _, (_, old) = self.items.popitem(last=False)
+                self.size -= old
         return value
 
 

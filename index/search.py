@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import re
+import threading
 import time
 import weakref
 from collections import OrderedDict
@@ -37,6 +38,7 @@ from index import (
     _whoosh_fixes,  # noqa: F401 - reads segments in place (see there)
     fastsearch,
 )
+from index.query import Budget, BudgetExceeded, Cancelled, bounded_collector, check_size, expand_multiterms
 from index.schema import EXACT_FIELDS
 
 __all__ = ["DEFAULT_FIELDS", "IndexMissing", "QueryError", "Results", "SearchError", "search"]
@@ -70,6 +72,10 @@ class QueryError(SearchError):
     pass
 
 
+class SearchCancelled(SearchError):
+    """The caller cancelled the search (its client went away)."""
+
+
 @dataclass
 class Results:
     query: str
@@ -100,11 +106,14 @@ def _open(index_dir: str | Path) -> whoosh_index.Index:
 # One searcher per index, refreshed (not reopened) when a writer has committed since:
 # a long-lived caller (the web page, the benchmarks) pays the open cost once, and every
 # search still sees the last committed state. Readers never wait for the writer.
-_SEARCHERS: dict[str, Searcher] = {}
+# One per thread, too: the search page searches in worker threads, and a Whoosh searcher
+# is not meant to be shared between threads.
+_SEARCHERS: dict[tuple[str, int], Searcher] = {}
 # Recent results per searcher: people page back and forth and repeat queries; a hit
 # costs a dict copy instead of a search. Bounded, and stale the moment the index changes.
 RESULT_CACHE_SIZE = 256
 _RESULTS: OrderedDict[tuple[Any, ...], Results] = OrderedDict()
+_RESULTS_LOCK = threading.Lock()
 # Results are keyed by their searcher's serial number. Not by id(): a refreshed searcher
 # could reuse the address of the one it replaced (found by a test whose searches saw
 # totals go back to an older commit's).
@@ -112,14 +121,15 @@ _SERIAL = itertools.count()
 
 
 def _searcher(index_dir: str | Path) -> Searcher:
-    key = os.path.abspath(index_dir)
+    path = os.path.abspath(index_dir)
+    key = (path, threading.get_ident())
     searcher = _SEARCHERS.get(key)
     if searcher is not None:
         try:
             fresh = searcher.refresh()
         except Exception:  # noqa: BLE001 - the index moved or vanished: open again
             fresh = None
-        if fresh is not None and Path(key).is_dir():
+        if fresh is not None and Path(path).is_dir():
             if fresh is not searcher:
                 fresh._pages_serial = next(_SERIAL)
             _SEARCHERS[key] = fresh
@@ -373,8 +383,15 @@ def _take(
     return len(top)
 
 
+def _run(searcher: Searcher, q: Q.Query, budget: Budget, **kwargs: Any) -> Any:
+    """``searcher.search(q, **kwargs)``, within the query's budget."""
+    collector = bounded_collector(searcher, budget, **kwargs)
+    searcher.search_with_collector(q, collector)
+    return collector.results()
+
+
 def _collect(
-    searcher: Searcher, q: Q.Query, window: int, collapse: bool, kwargs: dict[str, Any]
+    searcher: Searcher, q: Q.Query, window: int, collapse: bool, kwargs: dict[str, Any], budget: Budget
 ) -> tuple[Any, list[tuple[float, dict[str, Any]]], int]:
     """The first ``window`` hits, one per image URL when collapsing.
 
@@ -383,7 +400,7 @@ def _collect(
     search keeps Whoosh's block-skipping, which is what keeps common words fast."""
     fetch = window * COLLAPSE_OVERSAMPLE if collapse else window
     while True:
-        inner = searcher.search(q, limit=fetch, **kwargs)
+        inner = _run(searcher, q, budget, limit=fetch, **kwargs)
         top: list[tuple[float, dict[str, Any]]] = []
         seen: set[str] = set()
         for hit in inner:
@@ -412,7 +429,13 @@ def _collect_fast(
 
 
 def _count(
-    searcher: Searcher, q: Q.Query, inner: Any, fetched: int, filter_q: Q.Query | None, mask: set[int]
+    searcher: Searcher,
+    q: Q.Query,
+    inner: Any,
+    fetched: int,
+    filter_q: Q.Query | None,
+    mask: set[int],
+    budget: Budget,
 ) -> tuple[int, bool]:
     """Matching image documents: exact when all were collected or there are few enough to
     count in an unscored pass; otherwise Whoosh's estimate (an exact count walks every
@@ -422,7 +445,7 @@ def _count(
         return collected, True
     estimate = q.estimate_size(searcher.reader())
     if estimate <= EXACT_COUNT_LIMIT:
-        counted = searcher.search(q, limit=None, scored=False, filter=filter_q, mask=mask or None)
+        counted = _run(searcher, q, budget, limit=None, scored=False, filter=filter_q, mask=mask or None)
         return len(counted), True
     # Whoosh's estimate adds up every expanded term's documents (`exercise~2`): it can
     # exceed the number of image documents, which no result set can.
@@ -452,13 +475,52 @@ def search(
     until: str | None = None,
     collapse: bool = True,
     marks: tuple[str, str] | None = None,
+    budget: Budget | None = None,
 ) -> Results:
     """Run ``query`` against the image documents of the index at ``index_dir``.
 
     ``filters`` are exact-field filters (domain, site, author, board, image_host);
     ``since``/``until`` bound the page date (inclusive days); ``collapse`` keeps one hit
     per image URL (each hit's ``uses`` says on how many pages it appears); ``marks``
-    adds ``headline_marked`` with matched terms wrapped in the two strings."""
+    adds ``headline_marked`` with matched terms wrapped in the two strings; ``budget``
+    bounds the time (a :class:`QueryError` past it) and can cancel the search."""
+    check_size(query)
+    try:
+        return _search(
+            index_dir,
+            query,
+            limit=limit,
+            page=page,
+            sort=sort,
+            facets=facets,
+            filters=filters,
+            since=since,
+            until=until,
+            collapse=collapse,
+            marks=marks,
+            budget=budget or Budget(),
+        )
+    except BudgetExceeded as exc:
+        raise QueryError(str(exc)) from None
+    except Cancelled as exc:
+        raise SearchCancelled(str(exc)) from None
+
+
+def _search(
+    index_dir: str | Path,
+    query: str,
+    *,
+    limit: int = 10,
+    page: int = 1,
+    sort: str = "relevance",
+    facets: tuple[str, ...] | list[str] = (),
+    filters: dict[str, str] | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    collapse: bool = True,
+    marks: tuple[str, str] | None = None,
+    budget: Budget,
+) -> Results:
     if limit < 1:
         raise QueryError("--limit must be at least 1")
     if page < 1:
@@ -468,6 +530,7 @@ def search(
     unknown = [f for f in facets if f not in FACETS]
     if unknown:
         raise QueryError(f"unknown facet {unknown[0]!r}; use any of {', '.join(FACETS)}")
+    budget.check()  # a search queued behind others may already be unwanted
     start = time.perf_counter()
     searcher = _searcher(index_dir)
     key = (
@@ -483,11 +546,13 @@ def search(
         collapse,
         marks,
     )
-    cached = _RESULTS.get(key)
+    with _RESULTS_LOCK:
+        cached = _RESULTS.get(key)
+        if cached is not None:
+            _RESULTS.move_to_end(key)
     if cached is not None:
-        _RESULTS.move_to_end(key)
         return replace(cached, hits=[dict(h) for h in cached.hits], elapsed_ms=(time.perf_counter() - start) * 1000)
-    q = parse_query(searcher.schema, query)
+    q = expand_multiterms(parse_query(searcher.schema, query), searcher.reader())
     # Page documents hold a page's state (front matter, file facts), never a hit, whatever
     # the query's shape (`*:*`, `-word`, `url:*`). Masked rather than filtered: there are
     # far fewer pages than images, and Whoosh builds a set of its filter on each search.
@@ -521,10 +586,12 @@ def search(
             total = _distinct_images(searcher, evaluation.docnums)
         raw_facets = {name: fastsearch.facet_counts(searcher, evaluation, name) for name in facets}
     else:
-        inner, top, fetched = _collect(searcher, q, window, collapse, kwargs)
-        total, total_exact = _count(searcher, q, inner, fetched, kwargs.get("filter"), page_set)
+        inner, top, fetched = _collect(searcher, q, window, collapse, kwargs, budget)
+        total, total_exact = _count(searcher, q, inner, fetched, kwargs.get("filter"), page_set, budget)
         if collapse and total_exact and total:
-            matched = searcher.search(q, limit=None, scored=False, filter=kwargs.get("filter"), mask=page_set or None)
+            matched = _run(
+                searcher, q, budget, limit=None, scored=False, filter=kwargs.get("filter"), mask=page_set or None
+            )
             total = _distinct_images(searcher, matched.docs())
         raw_facets = {name: inner.groups(name) for name in facets}
     marked = _highlighter(searcher, q, marks) if marks else None
@@ -543,6 +610,7 @@ def search(
         facet_counts[name] = dict(ordered)
     suggestion = None
     if not hits:
+        budget.check()
         try:
             corrected = searcher.correct_query(q, query)
         except Exception:  # noqa: BLE001 - a suggestion is best effort (Whoosh fails on e.g. `00:00`)
@@ -561,7 +629,8 @@ def search(
         suggestion=suggestion,
         total_exact=total_exact,
     )
-    _RESULTS[key] = replace(results, hits=[dict(h) for h in hits])
-    if len(_RESULTS) > RESULT_CACHE_SIZE:
-        _RESULTS.popitem(last=False)
+    with _RESULTS_LOCK:
+        _RESULTS[key] = replace(results, hits=[dict(h) for h in hits])
+        if len(_RESULTS) > RESULT_CACHE_SIZE:
+            _RESULTS.popitem(last=False)
     return results

@@ -11,7 +11,10 @@ only http(s)/file URLs, and the Content-Security-Policy forbids any script but o
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
+import os
 import re
 import socket
 import time
@@ -20,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import anyio
+import anyio.to_thread
 from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -31,7 +36,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from index.search import IndexMissing, Results, SearchError, search
+from index.query import Budget
+from index.search import IndexMissing, Results, SearchCancelled, SearchError, search
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
 
@@ -39,6 +45,12 @@ HERE = Path(__file__).parent
 SIDEBAR_FACETS = ("domain", "site", "board", "author")
 FILTERS = ("domain", "site", "author", "board")
 PAGE_SIZE = 24
+# Searches run in worker threads (each with its own searcher), at most this many at
+# once per process; more processes with `serve --workers N`.
+SEARCH_THREADS = 4
+# A query's time budget on the page: past it, a one-line error instead of a stalled page.
+SEARCH_SECONDS = 3.0
+DISCONNECT_POLL = 0.05
 MAX_LIMIT = 200
 SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
 # Private-use code points never occur in escaped captions, so they survive escaping and
@@ -165,6 +177,20 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Sta
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["marked"] = marked
     templates.env.globals["safe_href"] = safe_href
+    limiter = anyio.CapacityLimiter(SEARCH_THREADS)
+
+    async def off_loop(request: Request, query: str, **options: Any) -> Results:
+        """The search in a worker thread, so that the event loop keeps answering, with
+        the query's time budget, cancelled when the client goes away meanwhile."""
+        budget = Budget(SEARCH_SECONDS)
+        call = functools.partial(search, index_dir, query, budget=budget, **options)
+        task = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=limiter))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL)
+            if done:
+                return task.result()
+            if not budget.cancel.is_set() and await request.is_disconnected():
+                budget.cancel.set()
 
     async def page(request: Request) -> Response:
         query = (request.query_params.get("q") or "").strip()
@@ -175,7 +201,9 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Sta
         error = hint = None
         if query:
             try:
-                results = search(index_dir, query, marks=(MARK_START, MARK_END), **opts)
+                results = await off_loop(request, query, marks=(MARK_START, MARK_END), **opts)
+            except SearchCancelled:
+                return Response(status_code=499)  # nobody is there to read it
             except SearchError as exc:
                 error, hint = str(exc), exc.hint
         pages = 0
@@ -204,7 +232,9 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Sta
         if not query:
             return _json({"error": "missing q= parameter"}, 400)
         try:
-            results = search(index_dir, query, **opts)
+            results = await off_loop(request, query, **opts)
+        except SearchCancelled:
+            return Response(status_code=499)
         except IndexMissing as exc:
             return _json({"error": str(exc), "hint": exc.hint}, 503)
         except SearchError as exc:
@@ -243,8 +273,23 @@ def _json(body: dict[str, Any], status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 
-def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8000, allow_hosts: Sequence[str] = ()) -> int:
+def app_from_env() -> Starlette:
+    """The app for ``serve --workers N``: uvicorn starts each worker process from an
+    import string, so the options travel in the environment."""
+    hosts = [h for h in os.environ.get("PAGES_SERVE_HOSTS", "").split(",") if h]
+    return create_app(os.environ["PAGES_SERVE_INDEX"], hosts or None)
+
+
+def serve(
+    index_dir: str, host: str = "127.0.0.1", port: int = 8000, allow_hosts: Sequence[str] = (), workers: int = 1
+) -> int:
     import uvicorn  # only the server needs it; `search` keeps its fast start
 
-    uvicorn.run(create_app(index_dir, allowed_hosts(host, allow_hosts)), host=host, port=port, log_level="info")
+    hosts = allowed_hosts(host, allow_hosts)
+    if workers > 1:
+        os.environ["PAGES_SERVE_INDEX"] = index_dir
+        os.environ["PAGES_SERVE_HOSTS"] = ",".join(hosts)
+        uvicorn.run("index.web:app_from_env", factory=True, workers=workers, host=host, port=port, log_level="info")
+    else:
+        uvicorn.run(create_app(index_dir, hosts), host=host, port=port, log_level="info")
     return 0

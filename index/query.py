@@ -1,0 +1,196 @@
+"""What one query may cost, and the lexicon work that keeps it bounded.
+
+A search page is shared: one query must not hold everyone up. So a query has a budget
+(its length, its number of words, a time limit checked while Whoosh collects, and a
+cancel flag for a caller that has gone), and every word that stands for many index words
+(``stretc*``, ``exer?ise``, ``exercise~2``, a word read with typo tolerance) is expanded
+here, with Whoosh's own lexicon tools, to at most :data:`MAX_EXPANSIONS` index words, the
+most frequent first. The expanded query is plain terms, which the NumPy fast path
+evaluates (index.fastsearch) with the same scores as Whoosh.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from whoosh import collectors
+from whoosh import query as Q
+from whoosh.automata import lev
+from whoosh.codec.base import Automata
+
+__all__ = [
+    "MAX_EXPANSIONS",
+    "MAX_QUERY_CHARS",
+    "MAX_QUERY_TERMS",
+    "Budget",
+    "BudgetExceeded",
+    "Cancelled",
+    "bounded_collector",
+    "check_size",
+    "expand_multiterms",
+    "prefix_terms",
+    "terms_within",
+]
+
+MAX_QUERY_CHARS = 1_000
+MAX_QUERY_TERMS = 32
+MAX_FUZZY_DISTANCE = 2
+# Index words one query word may stand for (the most frequent), and how many candidate
+# words a wildcard may look at to find them.
+MAX_EXPANSIONS = 50
+MAX_SCANNED = 20_000
+# Whoosh's collectors check the budget every this many matches.
+CHECK_EVERY = 64
+
+
+class BudgetExceeded(Exception):
+    """The query used up its time; ``str()`` is the message for the user."""
+
+
+class Cancelled(Exception):
+    """The caller went away (a closed browser tab); nobody wants the answer."""
+
+
+@dataclass
+class Budget:
+    """A deadline (``seconds`` from creation; ``None``: no limit) and a cancel flag."""
+
+    seconds: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("the client went away")
+        if self.seconds is not None and time.monotonic() - self.started > self.seconds:
+            raise BudgetExceeded(f"query stopped after {self.seconds:g} s: make it more specific")
+
+
+class _Bounded(collectors.WrappingCollector):
+    """Whoosh's collector, checking the budget as the matches are walked (a phrase or a
+    collapse over much-shared images can walk many documents). It sits under the
+    filter collector, so filtered-out matches count too."""
+
+    def __init__(self, child: Any, budget: Budget) -> None:
+        super().__init__(child)
+        self.budget = budget
+
+    def matches(self) -> Any:
+        check = self.budget.check
+        for n, sub_docnum in enumerate(self.child.matches()):
+            if not n % CHECK_EVERY:
+                check()
+            yield sub_docnum
+
+    def collect_matches(self) -> None:
+        collect = self.child.collect
+        for sub_docnum in self.matches():
+            collect(sub_docnum)
+
+
+def bounded_collector(searcher: Any, budget: Budget, **kwargs: Any) -> Any:
+    allow, restrict = kwargs.pop("filter", None), kwargs.pop("mask", None)
+    collector: Any = _Bounded(searcher.collector(**kwargs), budget)
+    if allow is not None or restrict is not None:
+        collector = collectors.FilterCollector(collector, allow, restrict)
+    return collector
+
+
+_WORDISH = re.compile(r"\w+")
+
+
+def check_size(text: str) -> None:
+    """Refuse what no person types and what would cost every other user: a 26 KB query
+    of 3,000 words took 83 s."""
+    from index.search import QueryError  # the error type lives with the search
+
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"query too long: {len(text)} characters (at most {MAX_QUERY_CHARS})")
+    words = len(_WORDISH.findall(text))
+    if words > MAX_QUERY_TERMS:
+        raise QueryError(f"query has {words} words (at most {MAX_QUERY_TERMS})")
+
+
+# -- lexicon ------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=2048)
+def _dfa(word: str, maxdist: int, prefix: int) -> Any:
+    return lev.levenshtein_automaton(word, maxdist, prefix).to_dfa()
+
+
+def _leaves(reader: Any) -> list[Any]:
+    return [r for r, _ in reader.leaf_readers()] if hasattr(reader, "leaf_readers") else [reader]
+
+
+def terms_within(reader: Any, fieldname: str, word: str, maxdist: int, prefix: int = 0) -> set[str]:
+    """Index words within ``maxdist`` edits of ``word`` (Levenshtein), found by walking
+    Whoosh's Levenshtein automaton over each segment's sorted term list -- what a segment
+    reader's ``terms_within`` does, without the multi-segment reader's fallback, which
+    scans the whole lexicon in Python."""
+    if maxdist <= 0:
+        return {word} if (fieldname, word) in reader else set()
+    dfa = _dfa(word, maxdist, min(prefix, len(word)))
+    found: set[str] = set()
+    for leaf in _leaves(reader):
+        if fieldname not in leaf.schema or not hasattr(leaf, "cursor"):
+            found.update(leaf.terms_within(fieldname, word, maxdist, prefix))
+            continue
+        found.update(Automata.find_matches(dfa, leaf.cursor(fieldname)))
+    return found
+
+
+def _most_frequent(reader: Any, fieldname: str, words: Any, limit: int) -> list[str]:
+    return heapq.nlargest(limit, words, key=lambda w: (reader.doc_frequency(fieldname, w), w))
+
+
+def prefix_terms(reader: Any, fieldname: str, prefix: str, limit: int = MAX_EXPANSIONS) -> list[str]:
+    """The ``limit`` most frequent index words starting with ``prefix`` (Whoosh's
+    ``iter_prefix``: one pass over that range of the sorted term list, bounded)."""
+    seen = itertools.islice(reader.iter_prefix(fieldname, prefix), MAX_SCANNED)
+    best = heapq.nlargest(limit, seen, key=lambda item: (item[1].doc_frequency(), item[0]))
+    return [_text(word) for word, _ in best]
+
+
+def _text(word: Any) -> str:
+    return word.decode("utf-8") if isinstance(word, bytes) else str(word)
+
+
+def _or(fieldname: str, words: list[str], original: Q.Query, fallback: str) -> Q.Query:
+    if not words:
+        # Nothing matches; a term that is not in the index keeps `And` semantics
+        # (Whoosh drops a NullQuery from an And, which would widen the query).
+        return Q.Term(fieldname, fallback, boost=original.boost)
+    if len(words) == 1:
+        return Q.Term(fieldname, words[0], boost=original.boost)
+    return Q.Or([Q.Term(fieldname, w) for w in words], boost=original.boost)
+
+
+def expand_multiterms(q: Q.Query, reader: Any) -> Q.Query:
+    """``q`` with every prefix, wildcard and fuzzy word replaced by an OR of at most
+    :data:`MAX_EXPANSIONS` index words (fuzzy distance at most 2)."""
+    kind = type(q)
+    if kind is Q.Prefix:
+        return _or(q.fieldname, prefix_terms(reader, q.fieldname, q.text), q, q.text)
+    if kind is Q.FuzzyTerm:
+        maxdist = max(0, min(int(q.maxdist), MAX_FUZZY_DISTANCE))
+        words = terms_within(reader, q.fieldname, q.text, maxdist, q.prefixlength)
+        return _or(q.fieldname, _most_frequent(reader, q.fieldname, words, MAX_EXPANSIONS), q, q.text)
+    if kind is Q.Wildcard:
+        pattern = re.compile(q._get_pattern())  # Whoosh's own translation of * and ?
+        literal = re.split(r"[*?]", q.text, maxsplit=1)[0]
+        scanned = itertools.islice(reader.expand_prefix(q.fieldname, literal), MAX_SCANNED)
+        words = [w for w in map(_text, scanned) if pattern.match(w)]
+        return _or(q.fieldname, _most_frequent(reader, q.fieldname, words, MAX_EXPANSIONS), q, q.text)
+    if isinstance(q, Q.MultiTerm) and not isinstance(q, (Q.Every,)):
+        return q  # ranges and the like: bounded by the collector's budget
+    if q.is_leaf():
+        return q
+    return q.apply(lambda sub: expand_multiterms(sub, reader))
