@@ -24,8 +24,10 @@ order, scores, totals and facets against Whoosh's searcher on many queries.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -399,6 +401,25 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
         shown = column[int(ids[0])] if column is not None else None
         values.append(shown if isinstance(shown, str) and shown else btext.decode("utf-8"))
     return _CACHE.put(key, (ords, values), ords.nbytes + 64 * len(values))
+
+
+def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
+    """A function from a global document number to its raw column value of
+    ``fieldname`` (b"": none): what collapsing compares, without reading and decoding
+    the stored record of every repeat of a much-shared image."""
+    segments = _segments(searcher)
+    offsets = [seg.offset for seg in segments]
+    columns = []
+    for seg in segments:
+        if not seg.reader.has_column(fieldname):
+            raise Unsupported(f"no column {fieldname}")
+        columns.append(seg.reader.column_reader(fieldname, translate=False))
+
+    def value(docnum: int) -> bytes:
+        i = bisect.bisect_right(offsets, docnum) - 1
+        return columns[i][docnum - offsets[i]]
+
+    return value
 
 
 # Below this many hits in a segment, values are read one by one from the column rather

@@ -368,18 +368,35 @@ def _parse_day(value: str | None, name: str, end: bool = False) -> dt.datetime |
     return day
 
 
+def _image_key(searcher: Searcher) -> Any:
+    """Docnum → what collapsing compares (the image URL, else the document itself)."""
+    try:
+        lookup = fastsearch.column_lookup(searcher, "image_url")
+    except fastsearch.Unsupported:
+
+        def lookup(docnum: int) -> Any:
+            return json.loads(searcher.stored_fields(docnum)["record"]).get("image_url")
+
+    return lambda docnum: lookup(docnum) or ("doc", docnum)
+
+
 def _take(
-    top: list[tuple[float, dict[str, Any]]], seen: set[str], score: float, fields: dict[str, Any], collapse: bool
+    searcher: Searcher,
+    top: list[tuple[float, dict[str, Any]]],
+    seen: set[Any],
+    score: float,
+    docnum: int,
+    key: Any,
 ) -> int:
-    """Add one hit's record to ``top`` unless collapsing and its image URL is already
-    there; returns how many hits ``top`` holds."""
-    record = json.loads(fields["record"])
-    if collapse:
-        url = record.get("image_url") or fields["id"]
+    """Add one hit's record to ``top`` unless ``key`` (collapsing) says its image is
+    already there; returns how many hits ``top`` holds. The record is read only for a
+    hit that is kept."""
+    if key is not None:
+        url = key(docnum)
         if url in seen:
             return len(top)
         seen.add(url)
-    top.append((score, record))
+    top.append((score, json.loads(searcher.stored_fields(docnum)["record"])))
     return len(top)
 
 
@@ -399,12 +416,13 @@ def _collect(
     collector, which must score every match (and cannot count them, in 2.7): the top-N
     search keeps Whoosh's block-skipping, which is what keeps common words fast."""
     fetch = window * COLLAPSE_OVERSAMPLE if collapse else window
+    key = _image_key(searcher) if collapse else None
     while True:
         inner = _run(searcher, q, budget, limit=fetch, **kwargs)
         top: list[tuple[float, dict[str, Any]]] = []
-        seen: set[str] = set()
+        seen: set[Any] = set()
         for hit in inner:
-            if _take(top, seen, hit.score, hit.fields(), collapse) >= window:
+            if _take(searcher, top, seen, hit.score, hit.docnum, key) >= window:
                 break
         if len(top) >= window or inner.scored_length() < fetch:
             return inner, top, fetch
@@ -417,12 +435,13 @@ def _collect_fast(
     """The first ``window`` hits of a whole-array evaluation, one per image URL when
     collapsing (records are read only for the ranks looked at)."""
     top: list[tuple[float, dict[str, Any]]] = []
-    seen: set[str] = set()
+    seen: set[Any] = set()
+    key = _image_key(searcher) if collapse else None
     start, fetch = 0, window * COLLAPSE_OVERSAMPLE if collapse else window
     while len(top) < window and start < len(evaluation):
         docnums, scores = evaluation.ranked(start, fetch)
         for docnum, score in zip(docnums.tolist(), scores.tolist(), strict=True):
-            if _take(top, seen, score, searcher.stored_fields(docnum), collapse) >= window:
+            if _take(searcher, top, seen, score, docnum, key) >= window:
                 break
         start, fetch = fetch, fetch * COLLAPSE_OVERSAMPLE
     return top
