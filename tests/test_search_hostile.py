@@ -9,8 +9,11 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_index import item, write
 
+from conftest import fuzz
 from index.cli import BOLD, RESET, main, run_search
 from index.search import QueryError, search
 
@@ -235,3 +238,79 @@ def test_collapsed_page_links_never_lead_to_an_empty_page(shared_index):
 def test_fuzzy_totals_never_exceed_the_documents(shared_index):
     for query in ("chair~2", "shrd~2 OR chr~2", "c*"):
         assert search(shared_index, query, collapse=False).total <= 91
+
+
+# -- the query fuzzer (make fuzz): any query, any option, through main() -----------------------
+
+_QUERY_PIECES = st.sampled_from(
+    [
+        "stretch",
+        "chair",
+        "*",
+        "?",
+        "~",
+        "~9",
+        "^2",
+        ":",
+        "date:",
+        "date:<",
+        "date:>=",
+        "0001",
+        "9999-12-31",
+        "[",
+        "]",
+        "(",
+        ")",
+        '"',
+        "-",
+        "NOT",
+        "OR",
+        "AND",
+        "url:",
+        "kind:",
+        "site:",
+        "tag:",
+        "\x1b",
+        "\ue000",
+        "title:",
+        "to",
+        "2020",
+        "*:*",
+        "\\",
+        "/",
+        "{",
+        "}",
+        "TO",
+    ]
+)
+_QUERY = st.one_of(
+    st.text(max_size=60), st.lists(st.one_of(_QUERY_PIECES, st.text(max_size=5)), max_size=12).map("".join)
+)
+
+
+@settings(max_examples=fuzz(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=_QUERY,
+    options=st.lists(
+        st.sampled_from(
+            [
+                ["--sort", "date"],
+                ["--sort", "-date"],
+                ["--sort", "domain"],
+                ["--json"],
+                ["--no-collapse"],
+                ["--facet", "domain,author"],
+                ["--page", "2"],
+                ["--limit", "1"],
+                ["--since", "2020-01-01"],
+            ]
+        ),
+        max_size=3,
+    ),
+)
+def test_any_query_through_main_exits_0_1_or_2_without_a_traceback(index, capsys, text, options):
+    argv = ["search", "--index", str(index), *[a for o in options for a in o], "--", text]
+    code, _, err = run_main(*argv, capsys=capsys)
+    assert code in (0, 1, 2), (text, code)
+    assert "Traceback" not in err
+    assert len(err.splitlines()) <= 1, err
