@@ -38,14 +38,13 @@ from index import (
     _whoosh_fixes,  # noqa: F401 - reads segments in place (see there)
     fastsearch,
 )
+from index.documents import TEXT_SECTIONS
 from index.query import Budget, BudgetExceeded, Cancelled, bounded_collector, check_size, expand_multiterms
 from index.schema import EXACT_FIELDS
 
 __all__ = ["DEFAULT_FIELDS", "IndexMissing", "QueryError", "Results", "SearchError", "search"]
 
 DEFAULT_FIELDS = ("headline", "title", "caption", "alt", "tags")
-# headline > title > caption, as people expect from a headline-first result list.
-FIELD_BOOSTS = {"headline": 3.0, "title": 2.0, "caption": 1.0, "alt": 0.8, "tags": 1.5}
 FACETS = ("domain", "site", "board", "author", "image_host")
 SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "domain": ("domain", False)}
 
@@ -180,9 +179,18 @@ def _check_syntax(text: str) -> None:
         raise QueryError(f"nothing after '{m.group(1)}:' in query")
 
 
+def query_boosts(schema: Any) -> dict[str, float]:
+    """What the parser multiplies each default field's words by: the field's weight
+    (index.documents.TEXT_SECTIONS) over the boost its postings already carry from the
+    index (the schema's ``field_boost``), so the weight counts once, not twice."""
+    return {
+        name: TEXT_SECTIONS[name] / (getattr(schema[name].format, "field_boost", 1.0) or 1.0) for name in DEFAULT_FIELDS
+    }
+
+
 def make_parser(schema: Any) -> tuple[MultifieldParser, list[str]]:
     errors: list[str] = []
-    parser = MultifieldParser(list(DEFAULT_FIELDS), schema, fieldboosts=FIELD_BOOSTS)
+    parser = MultifieldParser(list(DEFAULT_FIELDS), schema, fieldboosts=query_boosts(schema))
     parser.add_plugin(FieldAliasPlugin({"tags": ["tag"], "page_url": ["url"]}))
     # `-word` as a second spelling of `NOT word`, only at the start of a term, so that
     # `tag:page-tag` stays one term. (Whoosh's PlusMinusPlugin would turn AND into OR.)
@@ -242,14 +250,14 @@ def _relative_dates(text: str) -> tuple[str, list[Q.Query]]:
 _EXPANDABLE = (Q.Term, Q.Prefix, Q.Wildcard, Q.FuzzyTerm)
 
 
-def combine_fields(q: Q.Query) -> Q.Query:
+def combine_fields(q: Q.Query, head_boost: float = 1.0) -> Q.Query:
     """Turn each default-field word (the parser's run of the same term in all five
     default fields, in ``DEFAULT_FIELDS`` order) into that term in the combined ``text``
     field: same matches, far less work per document (see index.schema.BoostedText).
     Phrases and words a person aimed at one field stay as they are."""
     if not isinstance(q, Q.Or):
-        return q.apply(combine_fields)
-    subs = [combine_fields(sub) for sub in q.subqueries]
+        return q.apply(lambda sub: combine_fields(sub, head_boost))
+    subs = [combine_fields(sub, head_boost) for sub in q.subqueries]
     out: list[Q.Query] = []
     width = len(DEFAULT_FIELDS)
     i = 0
@@ -265,7 +273,7 @@ def combine_fields(q: Q.Query) -> Q.Query:
             combined = copy.copy(head)
             combined.fieldname = "text"
             # The parser multiplied the word's own boost (`word^2`) by the field's.
-            combined.boost = head.boost / FIELD_BOOSTS["headline"]
+            combined.boost = head.boost / head_boost
             out.append(combined)
             i += width
         else:
@@ -302,7 +310,7 @@ def parse_query(schema: Any, text: str) -> Q.Query:
     if q is Q.NullQuery or isinstance(q, type(Q.NullQuery)):
         raise QueryError("query matches nothing it can parse")
     if "text" in schema:  # an index built before the combined field searches the old way
-        q = combine_fields(q)
+        q = combine_fields(q, query_boosts(schema)["headline"])
     return q
 
 
