@@ -10,6 +10,7 @@ import os
 import sys
 from typing import NoReturn, TextIO
 
+from index.deletion import EXIT_DELETE_REFUSED
 from index.search import FACETS, SORTS, Results, SearchError, search
 
 __all__ = ["add_search_arguments", "default_index_dir", "main", "run_search"]
@@ -51,6 +52,11 @@ def add_search_arguments(parser: argparse.ArgumentParser, with_index: bool = Tru
         parser.add_argument(f"--{name}", default=None, metavar=name.upper(), help=f"only hits with this {name}")
     parser.add_argument("--since", default=None, metavar="DATE", help="only pages dated on/after DATE (2020-01-31)")
     parser.add_argument("--until", default=None, metavar="DATE", help="only pages dated on/before DATE")
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="words as typed: no typo tolerance, the last word not read as a word start",
+    )
     parser.add_argument(
         "--collapse",
         action=argparse.BooleanOptionalAction,
@@ -100,6 +106,8 @@ def _print_human(results: Results, out: TextIO, color: bool = False) -> None:
     first = (results.page - 1) * results.limit + 1
     bold, reset = (BOLD, RESET) if color else ("", "")
     w = out.write
+    if results.corrections:
+        w(", ".join(f"{clean(typed)} → {clean(word)}" for typed, word in results.corrections.items()) + "\n")
     for n, hit in enumerate(results.hits, start=first):
         headline = hit.get("headline_marked") or hit.get("headline") or hit.get("caption") or "(no caption)"
         headline = clean(headline).replace(MARK_START, bold).replace(MARK_END, reset)
@@ -129,8 +137,11 @@ def _dumps(obj: object) -> str:
 def _print_json(results: Results, out: TextIO) -> None:
     for hit in results.hits:
         out.write(_dumps(hit) + "\n")
-    if results.facets:
-        summary = {"facets": results.facets, "total": results.total, "total_exact": results.total_exact}
+    if results.facets or results.corrections:
+        summary: dict[str, object] = {"facets": results.facets, "total": results.total}
+        summary["total_exact"] = results.total_exact
+        if results.corrections:
+            summary["corrections"] = results.corrections
         out.write(_dumps(summary) + "\n")
 
 
@@ -155,6 +166,7 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = No
             until=opts.until,
             collapse=opts.collapse,
             marks=marks,
+            exact=getattr(opts, "exact", False),
         )
     except SearchError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""
@@ -225,8 +237,14 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"{stats.claimed} claimed from a stopped indexer; {len(stats.errors)} bad entries dropped\n"
         )
         if opts.finish:
-            deleted = ingest.finish_run(opts.redis, index_dir)
-            out.write(f"run finished: {deleted} vanished pages deleted\n")
+            plan = ingest.finish_run(opts.redis, index_dir, guard={"accept_mass_delete": opts.accept_mass_delete})
+            out.write(f"run finished: {len(plan.delete)} vanished pages deleted\n")
+            if plan.refused:
+                err.write(
+                    f"refused to delete {plan.refused_pages} pages of {len(plan.refused)} starts (mass-deletion "
+                    "guard); nothing of them deleted. If this is real: --finish --accept-mass-delete\n"
+                )
+                return EXIT_DELETE_REFUSED
         return 0
     except (IndexLocked, WriterError, RuntimeError, OSError) as exc:
         err.write(f"error: {exc}\n")
@@ -280,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ingest.add_argument(
         "--finish", action="store_true", help="then end the run: delete vanished pages of complete starts"
+    )
+    ingest.add_argument(
+        "--accept-mass-delete",
+        action="store_true",
+        help="with --finish: delete even when a start loses more than 20%% of its pages (exit 25 otherwise)",
     )
     for p in (enqueue, ingest):
         p.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")

@@ -43,6 +43,8 @@ POSTINGS_CACHE_BYTES = 256 * 1024 * 1024
 _BYTE_TO_LENGTH = np.array([byte_to_length(b) for b in range(256)], dtype=np.float64)
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _EMPTY_SCORES = np.zeros(0, dtype=np.float64)
+# Above any BM25 score: tier t ranks as t * _TIER_GAP - score when partitioning.
+_TIER_GAP = 1e7
 
 
 class Unsupported(Exception):
@@ -157,13 +159,16 @@ class Evaluation:
 
     docnums: np.ndarray
     scores: np.ndarray
+    # Per document, the corrections it needed (typo tolerance): fewer rank first,
+    # whatever the scores. None: all documents in one tier.
+    tiers: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.docnums)
 
     def ranked(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions [start, stop) of the ranking: score descending, then docnum
-        ascending (Whoosh's tie-break)."""
+        """Positions [start, stop) of the ranking: tier ascending, score descending,
+        then docnum ascending (Whoosh's tie-break)."""
         n = len(self.docnums)
         stop = min(stop, n)
         if start >= stop:
@@ -171,13 +176,16 @@ class Evaluation:
         # Scores summed in a different order differ in the last bits; rounded, equal
         # scores tie and the lower document number wins, whatever the summation order.
         key = -np.round(self.scores, 9)
+        tiers = self.tiers
         if stop < n // 4:
             # Partition first: only the candidates that can be in the top `stop`.
-            cut = np.partition(key, stop - 1)[stop - 1]
-            keep = np.flatnonzero(key <= cut)
+            rank = key if tiers is None else tiers * _TIER_GAP + key
+            cut = np.partition(rank, stop - 1)[stop - 1]
+            keep = np.flatnonzero(rank <= cut + (0 if tiers is None else 1e-6))
         else:
             keep = np.arange(n)
-        order = keep[np.lexsort((self.docnums[keep], key[keep]))]
+        keys = (self.docnums[keep], key[keep]) if tiers is None else (self.docnums[keep], key[keep], tiers[keep])
+        order = keep[np.lexsort(keys)]
         return self.docnums[order[start:stop]], self.scores[order[start:stop]]
 
 
@@ -332,7 +340,11 @@ def _segments(searcher: Any) -> list[_Segment]:
 
 
 def evaluate(
-    searcher: Any, q: Q.Query, filter_q: Q.Query | None = None, exclude: np.ndarray | None = None
+    searcher: Any,
+    q: Q.Query,
+    filter_q: Q.Query | None = None,
+    exclude: np.ndarray | None = None,
+    tiers: list[list[tuple[str, str, int]]] | None = None,
 ) -> Evaluation:
     """Every document matching ``q`` (and ``filter_q``, and not in the sorted global
     document numbers ``exclude``), with Whoosh's scores."""
@@ -353,7 +365,22 @@ def evaluate(
     ids, scores = np.concatenate(all_ids), np.concatenate(all_scores)
     if exclude is not None:
         ids, scores = _without(ids, scores, exclude)
-    return Evaluation(ids, scores)
+    return Evaluation(ids, scores, _tiers(searcher, ids, tiers) if tiers else None)
+
+
+def _tiers(searcher: Any, ids: np.ndarray, groups: list[list[tuple[str, str, int]]]) -> np.ndarray:
+    """Per result, the sum over the query's tolerant words of the cheapest variant it
+    holds (0: the word as typed); a result holding none of a word's variants (the other
+    side of an OR) pays nothing for it."""
+    total = np.zeros(len(ids), dtype=np.float64)
+    for group in groups:
+        best = np.full(len(ids), np.inf)
+        for fieldname, word, cost in group:
+            found, pos = _positions(live_docnums(searcher, fieldname, word), ids)
+            np.minimum.at(best, pos[found], float(cost))
+        best[np.isinf(best)] = 0.0
+        total += best
+    return total
 
 
 def live_docnums(searcher: Any, fieldname: str, text: str) -> np.ndarray:

@@ -39,7 +39,16 @@ from index import (
     fastsearch,
 )
 from index.documents import TEXT_SECTIONS
-from index.query import Budget, BudgetExceeded, Cancelled, bounded_collector, check_size, expand_multiterms
+from index.query import (
+    Budget,
+    BudgetExceeded,
+    Cancelled,
+    Tolerance,
+    bounded_collector,
+    check_size,
+    expand_multiterms,
+    tolerate,
+)
 from index.schema import EXACT_FIELDS
 
 __all__ = ["DEFAULT_FIELDS", "IndexMissing", "QueryError", "Results", "SearchError", "search"]
@@ -87,6 +96,8 @@ class Results:
     parsed: str = ""
     suggestion: str | None = None
     total_exact: bool = True
+    # Typo tolerance: each word as typed → the index word its results needed instead.
+    corrections: dict[str, str] = field(default_factory=dict)
 
 
 def _open(index_dir: str | Path) -> whoosh_index.Index:
@@ -364,6 +375,23 @@ def _uses(searcher: Searcher, image_url: str | None) -> int:
         return sum(1 for _ in Q.Term("image_url", image_url).docs(searcher))
 
 
+def _shown_corrections(searcher: Searcher, corrections: dict[str, str], hits: list[dict[str, Any]]) -> dict[str, str]:
+    """Corrections as words a person reads: the index holds stems (`exercis`), so each
+    is shown as the first hit's word with that stem (`exercises`)."""
+    analyzer = searcher.schema["text"].analyzer if "text" in searcher.schema else None
+    shown = {}
+    for typed, stem in corrections.items():
+        word = stem
+        for hit in hits[:10]:
+            text = " ".join(str(hit.get(k) or "") for k in ("headline", "title", "alt"))
+            surface = next((t.original for t in analyzer(text, keeporiginal=True) if t.text == stem), None)
+            if surface:
+                word = surface.lower()
+                break
+        shown[typed] = word
+    return shown
+
+
 def _parse_day(value: str | None, name: str, end: bool = False) -> dt.datetime | None:
     if not value:
         return None
@@ -502,6 +530,7 @@ def search(
     until: str | None = None,
     collapse: bool = True,
     marks: tuple[str, str] | None = None,
+    exact: bool = False,
     budget: Budget | None = None,
 ) -> Results:
     """Run ``query`` against the image documents of the index at ``index_dir``.
@@ -525,6 +554,7 @@ def search(
             until=until,
             collapse=collapse,
             marks=marks,
+            exact=exact,
             budget=budget or Budget(),
         )
     except BudgetExceeded as exc:
@@ -546,6 +576,7 @@ def _search(
     until: str | None = None,
     collapse: bool = True,
     marks: tuple[str, str] | None = None,
+    exact: bool = False,
     budget: Budget,
 ) -> Results:
     if limit < 1:
@@ -572,6 +603,7 @@ def _search(
         until,
         collapse,
         marks,
+        exact,
     )
     with _RESULTS_LOCK:
         cached = _RESULTS.get(key)
@@ -579,7 +611,11 @@ def _search(
             _RESULTS.move_to_end(key)
     if cached is not None:
         return replace(cached, hits=[dict(h) for h in cached.hits], elapsed_ms=(time.perf_counter() - start) * 1000)
-    q = expand_multiterms(parse_query(searcher.schema, query), searcher.reader())
+    q = plain = parse_query(searcher.schema, query)
+    tolerance = Tolerance()
+    if not exact and "text" in searcher.schema:
+        q, tolerance = tolerate(q, searcher.reader(), searcher.schema["text"].analyzer, query)
+    q = expand_multiterms(q, searcher.reader())
     # Page documents hold a page's state (front matter, file facts), never a hit, whatever
     # the query's shape (`*:*`, `-word`, `url:*`). Masked rather than filtered: there are
     # far fewer pages than images, and Whoosh builds a set of its filter on each search.
@@ -603,7 +639,9 @@ def _search(
     evaluation = None
     if not sort_spec:
         try:
-            evaluation = fastsearch.evaluate(searcher, q, kwargs.get("filter"), exclude=page_docs)
+            evaluation = fastsearch.evaluate(
+                searcher, q, kwargs.get("filter"), exclude=page_docs, tiers=tolerance.groups
+            )
         except fastsearch.Unsupported:
             evaluation = None
     if evaluation is not None:
@@ -639,10 +677,10 @@ def _search(
     if not hits:
         budget.check()
         try:
-            corrected = searcher.correct_query(q, query)
+            corrected = searcher.correct_query(plain, query)
         except Exception:  # noqa: BLE001 - a suggestion is best effort (Whoosh fails on e.g. `00:00`)
             corrected = None
-        if corrected is not None and corrected.query != q:
+        if corrected is not None and corrected.query != plain:
             suggestion = corrected.string
     results = Results(
         query=query,
@@ -655,6 +693,7 @@ def _search(
         parsed=str(q),
         suggestion=suggestion,
         total_exact=total_exact,
+        corrections=_shown_corrections(searcher, tolerance.corrections, hits) if hits else {},
     )
     with _RESULTS_LOCK:
         _RESULTS[key] = replace(results, hits=[dict(h) for h in hits])

@@ -108,6 +108,7 @@ def _options(request: Request, limit_default: int) -> dict[str, Any]:
         "since": p.get("since") or None,
         "until": p.get("until") or None,
         "collapse": p.get("collapse", "1") not in {"0", "false", "no", "off"},
+        "exact": p.get("exact", "0") in {"1", "true", "yes", "on"},
         "facets": tuple(f for f in (facets_param or "").split(",") if f) if facets_param is not None else None,
     }
 
@@ -249,6 +250,7 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Sta
             "limit": results.limit,
             "elapsed_ms": round(results.elapsed_ms, 2),
             "suggestion": results.suggestion,
+            "corrections": results.corrections,
         }
         return _json(body, 200)
 
