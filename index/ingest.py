@@ -31,12 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from index.contract import page_problem
+from index.deletion import DeletionPlan, plan_deletions
 from index.documents import STATE_FIELDS, page_documents, start_key
 from index.progress import IngestProgress
 from index.state import load_page_states
 from index.writer import PageWriter
 
-__all__ = ["KEYS", "IngestStats", "enqueue", "finish_run", "ingest", "state_of"]
+__all__ = ["KEYS", "IngestStats", "enqueue", "ensure_group", "finish_run", "ingest", "state_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,18 @@ class Keys:
     @property
     def incomplete(self) -> str:  # starts that did not complete, or "*" for the run
         return f"{self.prefix}:run:incomplete"
+
+    @property
+    def listings(self) -> str:  # start -> its listings opened less those read to the end
+        return f"{self.prefix}:run:listings"
+
+    @property
+    def listed(self) -> str:  # start -> entries its listings yielded
+        return f"{self.prefix}:run:listed"
+
+    @property
+    def dead(self) -> str:  # entries the indexer could not use, with the reason
+        return f"{self.prefix}:dead"
 
 
 KEYS = Keys()
@@ -118,11 +132,11 @@ class IngestStats:
     pages: int = 0
     documents: int = 0
     claimed: int = 0
-    deleted_pages: int = 0
+    dead: int = 0
     errors: list[str] = field(default_factory=list)
 
 
-def _ensure_group(r: Any, keys: Keys) -> None:
+def ensure_group(r: Any, keys: Keys) -> None:
     import redis
 
     try:
@@ -172,7 +186,7 @@ def ingest(
     commit per handful of pages while crawlers trickled them in, and every commit of the
     multiprocess writer starts its sub-writers again.)"""
     r = connect(redis_url)
-    _ensure_group(r, keys)
+    ensure_group(r, keys)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     # Commits are decided here: PageWriter's own triggers are switched off.
     writer = PageWriter(index_dir, commit_docs=10**12, commit_seconds=float("inf"), **writer_options)
@@ -197,7 +211,7 @@ def ingest(
                 continue
             if entries:
                 idle_since = time.monotonic()
-                _write_entries(writer, entries, pending, stats)
+                _write_entries(r, keys, writer, entries, pending, stats)
             # Reading "0" returns our unacknowledged entries again: commit each such read.
             full = len(pending.ids) >= batch or cursor == "0"
             if pending.ids and (full or not entries or time.monotonic() - pending.since >= commit_seconds):
@@ -215,18 +229,32 @@ def ingest(
     return stats
 
 
-def _write_entries(writer: PageWriter, entries: list[Any], pending: _Uncommitted, stats: IngestStats) -> None:
+def _page_of(fields: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An entry's page and its documents, or ValueError saying why it cannot be indexed."""
+    page = json.loads(fields["page"])
+    problem = page_problem(page)
+    if problem:
+        raise ValueError(problem)
+    return page, page_documents(page)
+
+
+def _write_entries(
+    r: Any, keys: Keys, writer: PageWriter, entries: list[Any], pending: _Uncommitted, stats: IngestStats
+) -> None:
     if not pending.ids:
         pending.since = time.monotonic()
     for entry_id, fields in entries:
         pending.ids.append(entry_id)
         try:
-            page = json.loads(fields["page"])
-            docs = page_documents(page)
-        except (KeyError, ValueError, TypeError) as exc:
-            # A malformed entry would come back forever: log it, count it, drop it.
-            stats.errors.append(f"{entry_id}: {exc}")
-            logger.warning("dropped stream entry %s: %s", entry_id, exc)
+            page, docs = _page_of(fields)
+        except Exception as exc:  # noqa: BLE001 - whatever a poison entry raises, it must not stop the indexer
+            # It would come back at every restart and block everything after it: it goes
+            # to the dead-letter stream with its reason, and is acknowledged with its batch.
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            stats.errors.append(f"{entry_id}: {reason}")
+            stats.dead += 1
+            r.xadd(keys.dead, {"id": str(entry_id), "reason": reason, "page": str(fields.get("page", ""))[:1_000_000]})
+            logger.warning("stream entry %s moved to %s: %s", entry_id, keys.dead, reason)
             continue
         stats.documents += writer.add_page(docs)
         stats.pages += 1
@@ -248,11 +276,15 @@ def _commit(r: Any, keys: Keys, writer: PageWriter, pending: _Uncommitted, stats
     pending.states.clear()
 
 
-def finish_run(redis_url: str, index_dir: str, keys: Keys = KEYS, **writer_options: Any) -> int:
-    """The end of a distributed run: delete the pages of this run's starts that no crawler
-    reached -- unless a crawler ended early, which makes its starts incomplete (``*``:
-    all of them), exactly as in a local crawl -- then forget the run. Returns the number
-    of pages deleted."""
+def finish_run(
+    redis_url: str, index_dir: str, keys: Keys = KEYS, *, guard: dict[str, Any] | None = None, **writer_options: Any
+) -> DeletionPlan:
+    """The end of a distributed run: delete the pages of this run's complete starts that
+    no crawler reached, by the same rule as a local crawl (:mod:`index.deletion`: positive
+    evidence of completeness, the mass-deletion guard), then forget the run. A crawler
+    that ended early or was killed before it reported (``*``, ``crawler:<id>`` in the
+    incomplete set) makes the whole run incomplete. A run whose keys are gone (Redis
+    restarted without persistence) has no complete start, so deletes nothing."""
     r = connect(redis_url)
     backlog = r.xlen(keys.stream) if r.exists(keys.stream) else 0
     if backlog:
@@ -261,27 +293,32 @@ def finish_run(redis_url: str, index_dir: str, keys: Keys = KEYS, **writer_optio
     # "*": a crawler ended early; "crawler:<host>-<pid>": one is running or was killed
     # before it reported what it saw. Either way nobody knows what vanished.
     interrupted = any(m == "*" or m.startswith("crawler:") for m in incomplete)
-    complete = set() if interrupted else {start_key(s) for s in r.smembers(keys.starts)} - incomplete
+    # Crawlers add up, per start, the listings they opened less those they read to their
+    # end (a sitemap may be opened by one crawler and read by another): 0 is the proof.
+    listings = r.hgetall(keys.listings)
+    complete = set() if interrupted else {s for s, n in listings.items() if int(n) == 0} - incomplete
     seen = r.smembers(keys.seen)
+    listed = {k: int(v) for k, v in r.hgetall(keys.listed).items()}
     states = load_page_states(index_dir)
-    vanished = sorted(
-        url
-        for url, state in states.items()
-        if state.get("start") and start_key(state["start"]) in complete and url not in seen
-    )
-    if vanished:
+    plan = plan_deletions(states, complete, seen, listed=listed, **(guard or {}))
+    for start, (would, known) in plan.refused.items():
+        logger.warning(
+            "refused to delete %d of the %d pages of %s (mass-deletion guard); nothing of it deleted", would, known, start
+        )
+    if plan.delete:
         writer = PageWriter(index_dir, **writer_options)
         writer.open()
         try:
-            writer.delete_pages(vanished)
+            writer.delete_pages(plan.delete)
         finally:
             writer.close()
-        r.hdel(keys.state, *vanished)
-    r.delete(keys.starts, keys.seen, keys.incomplete)
+        r.hdel(keys.state, *plan.delete)
+    r.delete(keys.starts, keys.seen, keys.incomplete, keys.listings, keys.listed)
     logger.info(
-        "run finished: %d complete starts, %d pages seen, %d vanished pages deleted",
+        "run finished: %d complete starts, %d pages seen, %d vanished pages deleted, %d refused",
         len(complete),
         len(seen),
-        len(vanished),
+        len(plan.delete),
+        plan.refused_pages,
     )
-    return len(vanished)
+    return plan

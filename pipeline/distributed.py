@@ -30,10 +30,11 @@ from typing import Any, Self
 from itemadapter import is_item
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.settings import BaseSettings
+from scrapy.utils.defer import deferred_from_coro
 
-from index.ingest import KEYS, connect
+from index.ingest import KEYS, connect, ensure_group
 from pipeline.pipelines import stamped_page
 from pipeline.refresh import RefreshState
 
@@ -47,8 +48,9 @@ def enabled(settings: BaseSettings) -> bool:
 
 
 class RedisAddon:
-    """Shares the scheduler queue and duplicate filter through scrapy-redis when
-    REDIS_URL is set; leaves every setting alone otherwise."""
+    """With REDIS_URL set: shares the scheduler queue and duplicate filter through
+    scrapy-redis, and swaps the IndexWriter pipeline for :class:`RedisItemStream`.
+    Leaves every setting alone otherwise, so a plain crawl loads nothing of Redis."""
 
     def update_settings(self, settings: BaseSettings) -> None:
         if not enabled(settings):
@@ -60,6 +62,10 @@ class RedisAddon:
         settings.set("REDIS_START_URLS_KEY", KEYS.start_urls, priority="addon")
         settings["DOWNLOADER_MIDDLEWARES"]["pipeline.distributed.InflightRequests"] = 50
         settings["SPIDER_MIDDLEWARES"]["pipeline.distributed.InflightRequests"] = 50
+        # Pages go to the Redis Stream; the one indexer (`python -m index ingest`) writes.
+        pipelines = settings["ITEM_PIPELINES"]
+        order = pipelines.pop("pipeline.pipelines.IndexWriter", None) or 900
+        pipelines["pipeline.distributed.RedisItemStream"] = order
 
 
 def crawler_token() -> str:
@@ -215,6 +221,7 @@ class RedisItemStream:
         # dies before it reports what it saw blocks the run's deletions, as an
         # interrupted local crawl does.
         self.token = crawler_token()
+        self.lost = False
         self.counts = {"new": 0, "changed": 0, "images": 0, "waits": 0}
 
     @classmethod
@@ -230,15 +237,17 @@ class RedisItemStream:
             self.stats.inc_value(key, n)
 
     def open_spider(self) -> None:
+        spider = self.crawler.spider
+        if isinstance(getattr(spider, "refresh", None), RefreshState):
+            self.refresh = spider.refresh
         self.redis = connect(self.url)
+        # From here on, pages are added only to an existing stream: if Redis loses it
+        # (a restart without persistence), the crawler notices instead of starting anew.
+        ensure_group(self.redis, KEYS)
         self.redis.sadd(KEYS.incomplete, self.token)
         self.refresh.states = {url: json.loads(v) for url, v in self.redis.hgetall(KEYS.state).items()}
-        spider = self.crawler.spider
-        if spider is not None and hasattr(spider, "starts"):
-            self.refresh.starts = list(spider.starts)
-            spider.refresh = self.refresh
-            if spider.starts:
-                self.redis.sadd(KEYS.starts, *spider.starts_keys())
+        if spider is not None and getattr(spider, "starts", None):
+            self.redis.sadd(KEYS.starts, *spider.starts_keys())
         logger.info("redis %s: %d pages known, items to %s", self.url, len(self.refresh.states), KEYS.stream)
 
     async def process_item(self, item: Any) -> Any:
@@ -247,7 +256,16 @@ class RedisItemStream:
         while self.redis.xlen(KEYS.stream) >= self.maxlen:
             self.counts["waits"] += 1
             await asyncio.sleep(0.2)
-        self.redis.xadd(KEYS.stream, {"page": json.dumps(page, ensure_ascii=False)})
+        try:
+            added = self.redis.xadd(KEYS.stream, {"page": json.dumps(page, ensure_ascii=False)}, nomkstream=True)
+        except Exception as exc:  # noqa: BLE001 - redis' errors (connection, OOM, READONLY...)
+            added = None
+            detail = f"{type(exc).__name__}: {exc}"
+        else:
+            detail = f"the stream {KEYS.stream} is gone (Redis restarted without persistence?)"
+        if added is None:
+            self._lost_redis(detail)
+            raise DropItem(f"not queued: {detail}")
         inflight = InflightRequests.of(self.crawler)
         if inflight is not None:
             inflight.done(page["url"])
@@ -258,17 +276,43 @@ class RedisItemStream:
         self.inc("images/queued", len(page.get("images") or []))
         return item
 
+    def _lost_redis(self, detail: str) -> None:
+        """Pages can no longer reach the indexer: stop, exit 1, and let the run be
+        incomplete (this crawler's token stays in the incomplete set)."""
+        self.inc("redis/errors")
+        if self.lost:
+            return
+        self.lost = True
+        logger.error("lost Redis at %s: %s; stopping (the run stays incomplete)", self.url, detail)
+        engine = self.crawler.engine
+        if engine is not None:
+            from twisted.internet import reactor
+
+            reactor.callLater(0, lambda: deferred_from_coro(engine.close_spider_async(reason="redis_error")))
+
     def spider_closed(self, reason: str) -> None:
         if self.redis is None:
             return
+        try:
+            self._report(reason)
+        except Exception as exc:  # noqa: BLE001 - redis' errors: the token stays, the run is incomplete
+            self._lost_redis(f"{type(exc).__name__}: {exc}")
+            return
+
+    def _report(self, reason: str) -> None:
         with self.redis.pipeline() as pipe:
             if self.refresh.seen:
                 pipe.sadd(KEYS.seen, *self.refresh.seen)
             if self.refresh.incomplete:
                 pipe.sadd(KEYS.incomplete, *self.refresh.incomplete)
-            if reason != "finished":
+            for start, n in self.refresh.open_listings.items():
+                pipe.hincrby(KEYS.listings, start, n)
+            for start, n in self.refresh.listed.items():
+                pipe.hincrby(KEYS.listed, start, n)
+            if reason != "finished" or self.lost:
                 pipe.sadd(KEYS.incomplete, "*")
-            pipe.srem(KEYS.incomplete, self.token)
+            else:
+                pipe.srem(KEYS.incomplete, self.token)
             pipe.execute()
         self.inc("redis/backpressure_waits", self.counts["waits"])
         logger.info(

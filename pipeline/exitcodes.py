@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from index.deletion import EXIT_DELETE_REFUSED
+
+__all__ = ["EXIT_DELETE_REFUSED", "EXIT_FAILED", "EXIT_LOCKED", "EXIT_OK", "exit_status"]
+
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_DELETE_REFUSED = 25
 EXIT_LOCKED = 75
 
 # Finish reasons set by this project's components when they stop a crawl.

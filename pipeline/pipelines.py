@@ -11,11 +11,12 @@ from typing import Any, Self
 from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem, NotConfigured
+from scrapy.exceptions import CloseSpider, DropItem, NotConfigured
 from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import deferred_from_coro
 
 from index.admin import record_crawl
+from index.contract import page_problem
 from index.documents import page_documents
 from index.state import load_page_states
 from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess, peak_rss_kb
@@ -24,8 +25,6 @@ from pipeline.normalize.domains import host_of, normalize_image_url, registrable
 from pipeline.refresh import RefreshState
 
 logger = logging.getLogger(__name__)
-
-_FORMATS = frozenset({"toml", "yaml", "json", "none"})
 
 
 class _StatsPipeline:
@@ -41,30 +40,12 @@ class _StatsPipeline:
             self.stats.inc_value(key, count)
 
 
-def contract_problem(adapter: ItemAdapter) -> str | None:
-    """Why an item breaks the item contract, as a stats slug, or None."""
-    if not isinstance(adapter.get("url"), str) or not adapter.get("url"):
-        return "no_url"
-    if adapter.get("format") not in _FORMATS:
-        return "bad_format"
-    content_hash = adapter.get("content_hash")
-    if not isinstance(content_hash, str) or len(content_hash) != 64:
-        return "no_content_hash"
-    images = adapter.get("images")
-    if not isinstance(images, list):
-        return "bad_images"
-    for i, image in enumerate(images):
-        if not isinstance(image, dict) or image.get("position") != i or not isinstance(image.get("image_url"), str):
-            return "bad_image_record"
-    return None
-
-
 class ValidatePage(_StatsPipeline):
     """Drops items that break the contract (logged with URL and reason, counted)."""
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
-        problem = contract_problem(adapter)
+        problem = page_problem(adapter)
         if problem:
             self.inc(f"pages/invalid/{problem}")
             self.inc("pages/invalid")
@@ -144,6 +125,7 @@ class IndexWriter(_StatsPipeline):
         in_process: bool = False,
         queue_pages: int = 64,
         lock_wait: bool = False,
+        guard: dict[str, Any] | None = None,
         **writer_options: Any,
     ) -> None:
         super().__init__(stats)
@@ -154,7 +136,9 @@ class IndexWriter(_StatsPipeline):
         self.lock = SessionLock(index_dir, wait=lock_wait)
         self.locked = False
         self.writer: PageWriter | WriterProcess | None = None
+        # The spider's record of what it listed and saw (its own when it has one).
         self.refresh = RefreshState()
+        self.guard = guard or {}
         self.crawler: Crawler | None = None
         self.counts = {"new": 0, "changed": 0, "images": 0}
 
@@ -173,6 +157,11 @@ class IndexWriter(_StatsPipeline):
             in_process=not s.getbool("INDEX_WRITER_PROCESS", True),
             queue_pages=s.getint("INDEX_QUEUE_PAGES", 64),
             lock_wait=s.getbool("INDEX_LOCK_WAIT", False),
+            guard={
+                "max_share": s.getfloat("REFRESH_MAX_DELETE_SHARE", 0.2),
+                "few": s.getint("REFRESH_MAX_DELETE_FEW", 5),
+                "accept_mass_delete": s.getbool("REFRESH_ACCEPT_MASS_DELETE", False),
+            },
             commit_docs=s.getint("INDEX_COMMIT_DOCS", 100_000),
             commit_seconds=s.getfloat("INDEX_COMMIT_SECONDS", 60.0),
             limitmb=s.getint("INDEX_WRITER_LIMITMB", 256),
@@ -185,6 +174,9 @@ class IndexWriter(_StatsPipeline):
         return pipeline
 
     def open_spider(self) -> None:
+        spider = self.crawler.spider if self.crawler is not None else None
+        if isinstance(getattr(spider, "refresh", None), RefreshState):
+            self.refresh = spider.refresh
         try:
             self.lock.acquire()
             self.locked = True
@@ -192,12 +184,9 @@ class IndexWriter(_StatsPipeline):
         except (IndexLocked, OSError) as exc:
             logger.error("cannot write the index: %s", exc)
             self.inc("index/errors")
-            self._close_crawl("index_locked" if isinstance(exc, IndexLocked) else "index_error")
-            return
-        spider = self.crawler.spider if self.crawler is not None else None
-        if spider is not None and hasattr(spider, "starts"):
-            self.refresh.starts = list(spider.starts)
-            spider.refresh = self.refresh
+            # Scrapy closes the spider once it is open (closing it from here, before the
+            # spider_opened signal, broke CoreStats: an AssertionError and exit 1, not 75).
+            raise CloseSpider("index_locked" if isinstance(exc, IndexLocked) else "index_error") from None
         jobdir = self.crawler.settings.get("JOBDIR") if self.crawler is not None else None
         if jobdir:
             self.refresh.resume(Path(jobdir) / "pages-seen.txt")
@@ -258,8 +247,20 @@ class IndexWriter(_StatsPipeline):
 
     def _finish(self, reason: str) -> None:
         finished = reason == "finished"
-        vanished = self.refresh.vanished(finished)
+        plan = self.refresh.deletions(finished, **self.guard)
+        vanished = plan.delete
         images_deleted = sum(int(self.refresh.states[url].get("image_count") or 0) for url in vanished)
+        for start, (would, known) in plan.refused.items():
+            logger.warning(
+                "refused to delete %d of the %d pages of %s: more than REFRESH_MAX_DELETE_SHARE=%s, or its "
+                "listing came back empty; nothing of it deleted. If this is real, crawl once more with "
+                "-s REFRESH_ACCEPT_MASS_DELETE=True",
+                would,
+                known,
+                start,
+                self.guard.get("max_share", 0.2),
+            )
+        self.inc("pages/delete_refused", plan.refused_pages)
         if vanished:
             self._writer().delete_pages(vanished)
             for url in vanished:
@@ -297,6 +298,8 @@ class IndexWriter(_StatsPipeline):
             "invalid": get("pages/invalid", 0),
             "images_indexed": self.counts["images"],
             "images_deleted": images_deleted,
+            "delete_refused": plan.refused_pages,
+            "starts_incomplete": len(self.refresh.unfinished_starts()),
         }
         record_crawl(
             self.index_dir, {"finished_at": _now(), "reason": reason, "starts": self.refresh.starts, "counts": counts}
@@ -315,8 +318,19 @@ class IndexWriter(_StatsPipeline):
             images_deleted,
             self.index_dir,
             result.get("commits", 0),
-            "" if finished else "; nothing deleted: the crawl did not finish",
+            _deletion_note(finished, plan.refused_pages, len(self.refresh.unfinished_starts())),
         )
+
+
+def _deletion_note(finished: bool, refused: int, incomplete: int) -> str:
+    if not finished:
+        return "; nothing deleted: the crawl did not finish"
+    notes = []
+    if incomplete:
+        notes.append(f"{incomplete} starts incomplete, none of their pages deleted")
+    if refused:
+        notes.append(f"{refused} deletions refused (REFRESH_MAX_DELETE_SHARE)")
+    return "".join(f"; {n}" for n in notes)
 
 
 def stamped_page(item: Any) -> dict[str, Any]:

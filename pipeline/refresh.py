@@ -1,28 +1,36 @@
-"""What a refresh crawl knows and decides: one object per crawl, shared by the spider
-(which skips unchanged files and sends conditional requests) and the IndexWriter
-pipeline (which skips unchanged pages, counts new/changed, deletes vanished pages).
+"""What a refresh crawl knows and decides: one object per crawl, owned by the spider
+(which skips unchanged files, sends conditional requests and records what it listed and
+saw) and read by the pipeline that writes the index (which loads the page states into it
+and, at the end, deletes what vanished).
 
 Pure bookkeeping: no Scrapy, no Whoosh. The rules:
 
 * a page is *seen* when this crawl reached it, whatever the outcome (new, changed,
   unchanged, or a network error/5xx, which keeps the old documents);
-* a page is *vanished* when its start completed and the crawl did not see it (a deleted
-  file, a 404/410, a URL dropped from a sitemap);
-* only a crawl that finished normally deletes anything, and only for starts that
-  completed: an interrupted crawl (Ctrl-C, kill, ``CLOSESPIDER_*``) deletes nothing.
+* a start is *complete* only on positive evidence: every listing it depends on (its start
+  requests, the folder walk, each sitemap) was opened and then read to its end with no
+  error, and nothing of that start raised. A listing that never reports its end (an
+  exception nobody foresaw, a generator closed by a shutdown, a dropped request) leaves
+  its start incomplete: default deny;
+* only a crawl that finished normally deletes anything, only for complete starts, and
+  only what :func:`index.deletion.plan_deletions`'s mass-deletion guard lets through.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from index.deletion import DeletionPlan, plan_deletions
 from index.documents import start_key
 
-__all__ = ["RefreshState", "start_key"]
+__all__ = ["RUN", "RefreshState", "start_key"]
+
+# The key that marks the whole run incomplete: a failure that names no start.
+RUN = "*"
 
 
 @dataclass
@@ -30,7 +38,12 @@ class RefreshState:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     starts: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
-    incomplete: set[str] = field(default_factory=set)
+    # start key (or RUN) -> the first reason it is incomplete
+    incomplete: dict[str, str] = field(default_factory=dict)
+    # start key -> listings opened and not yet read to their end
+    open_listings: Counter[str] = field(default_factory=Counter)
+    # start key -> entries its listings yielded (files, sitemap URLs)
+    listed: Counter[str] = field(default_factory=Counter)
     seen_log: Path | None = None
     _log_handle: Any = None
 
@@ -57,12 +70,45 @@ class RefreshState:
                 self._log_handle.write(url + "\n")
                 self._log_handle.flush()
 
-    def mark_incomplete(self, start: str) -> None:
-        self.incomplete.add(start_key(start))
+    def mark_incomplete(self, start: str | None, reason: str) -> None:
+        """``start`` None (a failure that cannot be traced to a start) marks the run."""
+        key = start_key(start) if start and start != RUN else RUN
+        self.incomplete.setdefault(key, reason)
 
-    def known(self, url: str) -> dict[str, Any] | None:
-        return self.states.get(url)
+    def listing_opened(self, start: str) -> None:
+        self.open_listings[start_key(start)] += 1
 
+    def listing_read(self, start: str) -> None:
+        """A listing of ``start`` was read to its end without an error."""
+        self.open_listings[start_key(start)] -= 1
+
+    def count_listed(self, start: str, n: int = 1) -> None:
+        self.listed[start_key(start)] += n
+
+    def complete_starts(self) -> set[str]:
+        if RUN in self.incomplete:
+            return set()
+        return {
+            key
+            for key in map(start_key, self.starts)
+            if key in self.open_listings and self.open_listings[key] == 0 and key not in self.incomplete
+        }
+
+    def unfinished_starts(self) -> dict[str, str]:
+        """Every start that is not complete, with why (for the log and the stats)."""
+        if RUN in self.incomplete:
+            return {key: self.incomplete[RUN] for key in map(start_key, self.starts)} or {RUN: self.incomplete[RUN]}
+        reasons = dict(self.incomplete)
+        for key in map(start_key, self.starts):
+            if key in reasons:
+                continue
+            if key not in self.open_listings:
+                reasons[key] = "not_started"
+            elif self.open_listings[key]:
+                reasons[key] = "listing_unfinished"
+        return reasons
+
+    # -- what is unchanged ------------------------------------------------------------------
     def file_unchanged(self, url: str, stat: os.stat_result) -> bool:
         """The fast path: same size and mtime as when the page was indexed."""
         state = self.states.get(url)
@@ -87,13 +133,9 @@ class RefreshState:
         return headers
 
     # -- what vanished -----------------------------------------------------------------------
-    def vanished(self, finished: bool, starts: Iterable[str] | None = None) -> list[str]:
-        """Pages to delete: those of completed starts that this crawl did not see."""
+    def deletions(self, finished: bool, **guard: Any) -> DeletionPlan:
+        """Pages to delete (see :func:`index.deletion.plan_deletions`); nothing unless
+        the crawl finished normally."""
         if not finished:
-            return []
-        complete = {start_key(s) for s in (starts if starts is not None else self.starts)} - self.incomplete
-        return sorted(
-            url
-            for url, state in self.states.items()
-            if state.get("start") and start_key(state["start"]) in complete and url not in self.seen
-        )
+            return DeletionPlan()
+        return plan_deletions(self.states, self.complete_starts(), self.seen, listed=self.listed, **guard)

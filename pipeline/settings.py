@@ -13,11 +13,12 @@ ITEM_PIPELINES = {
     "pipeline.pipelines.NormalizeDomains": 200,
     "pipeline.pipelines.NormalizeCaptions": 300,
     "pipeline.pipelines.DeduplicateImages": 400,
+    # With REDIS_URL, RedisAddon puts pipeline.distributed.RedisItemStream here instead.
     "pipeline.pipelines.IndexWriter": 900,
-    # Only with REDIS_URL, instead of IndexWriter (each disables itself otherwise).
-    "pipeline.distributed.RedisItemStream": 900,
 }
 ADDONS = {"pipeline.distributed.RedisAddon": 0}
+# Before RobotsTxtMiddleware (100): a refused redirect hop must not even fetch robots.txt.
+DOWNLOADER_MIDDLEWARES = {"pipeline.middlewares.HopCheck": 50}
 EXTENSIONS = {
     # Progress replaces LogStats (one periodic line, not two saying the same); with
     # PROGRESS=False it logs LogStats' own line.
@@ -76,6 +77,24 @@ PAGES_ALLOWED_HOSTS: list[str] = []
 # pages/images_truncated): 100,000 images on one page is a generated page, and would
 # cost the single index writer a minute on its own. 0 = no limit.
 PAGES_MAX_IMAGES = 10_000
+# A symlinked file in a folder start is read only when its target lies inside the start
+# folder (a link to /etc/passwd must not become searchable). True follows it anywhere.
+PAGES_FOLLOW_SYMLINKS_OUTSIDE = False
+# Sitemaps have their own size limit (after gunzip): the protocol allows 50 MB
+# uncompressed and 50,000 URLs, far above a page's DOWNLOAD_MAXSIZE. A sitemap over it is
+# invalid and its start incomplete (nothing of it deleted).
+SITEMAP_MAXSIZE = 50 * 1024 * 1024
+
+# --- refresh: when pages are deleted -----------------------------------------------------
+# A page is deleted only when its start was read completely and the page was not seen.
+# Even then, a start that would lose more than this share of its pages (and more than
+# REFRESH_MAX_DELETE_FEW pages), or whose listing came back empty, deletes none of them:
+# the crawl logs a warning, counts pages/delete_refused and exits 25 (as rsync's
+# --max-delete). An unmounted share or a sitemap replaced by a login page looks like that.
+REFRESH_MAX_DELETE_SHARE = 0.2
+REFRESH_MAX_DELETE_FEW = 5
+# Accept a real mass deletion once: scrapy crawl pages -a start=... -s REFRESH_ACCEPT_MASS_DELETE=True
+REFRESH_ACCEPT_MASS_DELETE = False
 
 # --- politeness and limits -----------------------------------------------------------
 ROBOTSTXT_OBEY = True

@@ -3,6 +3,13 @@
 It only moves bytes: every response goes to the pure ``parse_page``; a page that cannot
 be parsed is logged with its URL and reason, counted under ``pages/invalid/<reason>``,
 and skipped, and the crawl goes on.
+
+It also keeps the refresh record (:class:`pipeline.refresh.RefreshState`): which pages it
+saw, and which starts it read completely. A start counts as complete only when each of
+its listings (the start itself, the folder walk, every sitemap) reported that it was read
+to its end; any failure on the way, foreseen or not (an exception in any callback or
+errback, a dropped request, a shutdown), leaves the start incomplete, and an incomplete
+start deletes nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -24,21 +31,26 @@ except ImportError:  # pragma: no cover - old Scrapy
 
 import scrapy
 from scrapy import signals
-from scrapy.exceptions import DontCloseSpider
+from scrapy.exceptions import DontCloseSpider, IgnoreRequest
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.gz import gunzip, gzip_magic_number
-from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+from scrapy.utils.sitemap import sitemap_urls_from_robots
 
 from pipeline.items import PageItem
 from pipeline.parsing import PageError, parse_page
 from pipeline.refresh import RefreshState, start_key
+from pipeline.sitemaps import SitemapError, read_sitemap
 
 logger = logging.getLogger(__name__)
 
 LOCAL_META = {"download_slot": "local-files", "autothrottle_dont_adjust_delay": True}
 # 304 is "unchanged" and 404/410 "gone": the callback decides, not HttpErrorMiddleware.
 PAGE_META = {"handle_httpstatus_list": [304, 404, 410]}
+# Requests whose response is a listing of their start (sitemaps, robots.txt).
+LISTING = "pages_listing"
+# Hosts every hop of a request may reach (checked by pipeline.middlewares.HopCheck).
+ALLOWED_HOSTS = "pages_allowed_hosts"
 
 
 def split_starts(start: str | Iterable[str] | None) -> list[str]:
@@ -49,13 +61,12 @@ def split_starts(start: str | Iterable[str] | None) -> list[str]:
     return [s.strip() for v in values for s in v.splitlines() if s.strip()]
 
 
-def walk_pages(root: Path, extensions: Iterable[str]) -> Iterator[Path]:
-    """Page files under ``root``, sorted, without following symlinked folders (loops)."""
+def walk_pages(
+    root: Path, extensions: Iterable[str], onerror: Callable[[OSError], None] | None = None
+) -> Iterator[Path]:
+    """Page files under ``root``, sorted, without following symlinked folders (loops).
+    ``onerror`` hears of every folder that could not be read."""
     exts = tuple(e.lower() for e in extensions)
-
-    def onerror(err: OSError) -> None:
-        logger.warning("cannot read folder %s: %s", err.filename, err.strerror)
-
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames.sort()
         for name in sorted(filenames):
@@ -73,21 +84,27 @@ def _header(response: Response, name: bytes) -> str | None:
     return value.decode("latin-1") if value else None
 
 
+def _start_of(request: Any) -> str | None:
+    return getattr(request, "cb_kwargs", {}).get("start") if request is not None else None
+
+
 class PagesSpider(scrapy.Spider):
     name = "pages"
 
     def __init__(self, start: str | list[str] | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.starts = split_starts(start)
-        # Set by the IndexWriter pipeline when it opens the index; without an index
-        # (INDEX_ENABLED=False) every page is fetched and yielded.
-        self.refresh: RefreshState | None = None
+        # The pipeline that writes the index loads the known page states into it; without
+        # an index (INDEX_ENABLED=False) it stays empty and every page is fetched.
+        self.refresh = RefreshState(starts=[start_key(s) for s in self.starts])
         self._redis: Any = None
         self._idle_since = 0.0
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider._on_spider_error, signal=signals.spider_error)
+        crawler.signals.connect(spider._on_request_dropped, signal=signals.request_dropped)
         if crawler.settings.get("REDIS_URL"):
             # Distributed mode: when idle, take more starts from Redis (see
             # pipeline.distributed); stay open until REDIS_IDLE_CLOSE seconds of nothing.
@@ -109,8 +126,7 @@ class PagesSpider(scrapy.Spider):
         for start in starts:
             self._idle_since = time.monotonic()
             self.starts.append(start)
-            if self.refresh is not None:
-                self.refresh.starts.append(start)
+            self.refresh.starts.append(start_key(start))
             for request in self._requests_or_error(start):
                 self.crawler.engine.crawl(request)
         if starts:
@@ -124,9 +140,31 @@ class PagesSpider(scrapy.Spider):
         self.crawler.stats.inc_value(key, n)
 
     def _unchanged(self, url: str) -> None:
-        assert self.refresh is not None
         self.refresh.mark_seen(url)
         self._count("pages/unchanged")
+
+    def _listed(self, start: str, n: int = 1) -> None:
+        self.refresh.count_listed(start, n)
+        self._count("pages/listed", n)
+
+    def _incomplete(self, start: str | None, reason: str) -> None:
+        self.refresh.mark_incomplete(start, reason)
+
+    # -- failures nobody listed ---------------------------------------------------------
+    def _on_spider_error(self, failure: Any, response: Any, spider: Any = None) -> None:
+        """Any exception in a callback or errback: its start (or, when it cannot be told,
+        the whole run) is incomplete."""
+        request = getattr(response, "request", None)
+        self._incomplete(_start_of(request), f"error:{type(failure.value).__name__}")
+
+    def _on_request_dropped(self, request: scrapy.Request, spider: Any = None) -> None:
+        if request.meta.get(LISTING):
+            # Its listing stays open, so its start stays incomplete; say why.
+            self._incomplete(_start_of(request), "listing_dropped")
+        else:
+            # A page listed twice, or resumed from a JOBDIR: keep what was indexed.
+            self.refresh.mark_seen(request.url)
+        self._count("requests/dropped")
 
     # -- starts -------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Any]:
@@ -137,48 +175,82 @@ class PagesSpider(scrapy.Spider):
                 yield request
 
     def _requests_or_error(self, start: str) -> Iterator[scrapy.Request]:
-        """A start's requests; a start that fails is logged, counted and marked incomplete,
-        and the other starts go on."""
+        """A start's requests; a start that fails is logged, counted and left incomplete,
+        and the other starts go on. Reaching the end is the start's first proof of
+        completeness; a generator closed before (a shutdown) leaves it open."""
+        key = start_key(start)
+        self.refresh.listing_opened(key)
         try:
-            yield from self._requests_for(start)
+            yield from self._requests_for(key)
         except Exception as exc:  # noqa: BLE001 - one bad start must not end the others
             logger.error("start %s failed: %s: %s", start, type(exc).__name__, exc)
             self._count("starts/errors")
-            if self.refresh is not None:
-                self.refresh.mark_incomplete(start)
+            self._incomplete(key, f"error:{type(exc).__name__}")
+        else:
+            self.refresh.listing_read(key)
 
     def _requests_for(self, start: str) -> Iterator[scrapy.Request]:
         # Pages remember their start in one spelling (absolute path, or the URL), so a
         # later refresh from another directory, or with `./docs` for `docs`, matches it.
-        start = start_key(start)
         scheme = urlsplit(start).scheme.lower()
         if scheme in ("http", "https"):
             if is_sitemap_url(start):
-                yield scrapy.Request(
-                    start, callback=self.parse_sitemap, errback=self.on_sitemap_error, cb_kwargs={"start": start}
-                )
+                yield self._listing_request(start, start)
             else:
+                self._listed(start)
                 yield self._page_request(start, start)
             return
         path = Path(start[len("file://") :] if scheme == "file" else start).expanduser()
         if path.is_dir():
-            exts = self.settings.getlist("PAGES_EXTENSIONS")
-            for file in walk_pages(path, exts):
-                request = self._file_request(file, start)
-                if request is not None:
-                    yield request
+            yield from self._walk(path, start)
         elif path.is_file():
             if is_sitemap_url(path.name):
-                yield scrapy.Request(path.resolve().as_uri(), callback=self.parse_sitemap, cb_kwargs={"start": start})
+                yield self._listing_request(path.resolve().as_uri(), start, local=True)
             else:
+                self._listed(start)
                 request = self._file_request(path, start)
                 if request is not None:
                     yield request
         else:
             logger.error("start %s: no such file, folder or URL", start)
             self._count("pages/invalid/missing_start")
-            if self.refresh is not None:
-                self.refresh.mark_incomplete(start)
+            self._incomplete(start, "missing_start")
+
+    def _walk(self, root: Path, start: str) -> Iterator[scrapy.Request]:
+        def onerror(err: OSError) -> None:
+            # Every page under an unreadable folder would look deleted: not this start.
+            logger.warning("cannot read folder %s: %s; nothing of %s is deleted", err.filename, err.strerror, start)
+            self._count("starts/unreadable_folders")
+            self._incomplete(start, "unreadable_folder")
+
+        real_root = root.resolve()
+        outside_ok = self.settings.getbool("PAGES_FOLLOW_SYMLINKS_OUTSIDE")
+        for file in walk_pages(root, self.settings.getlist("PAGES_EXTENSIONS"), onerror):
+            self._listed(start)
+            if file.is_symlink() and not outside_ok and not _inside(file, real_root):
+                self._count("pages/refused/symlink")
+                logger.warning(
+                    "refused %s: a symlink to a file outside %s (see PAGES_FOLLOW_SYMLINKS_OUTSIDE)", file, root
+                )
+                continue
+            request = self._file_request(file, start)
+            if request is not None:
+                yield request
+
+    def _listing_request(
+        self, url: str, start: str, *, local: bool = False, allowed_hosts: list[str] | None = None
+    ) -> scrapy.Request:
+        """A sitemap (or robots.txt) request: a listing its start waits for."""
+        self.refresh.listing_opened(start)
+        maxsize = self.settings.getint("SITEMAP_MAXSIZE")
+        meta: dict[str, Any] = {LISTING: True, "download_maxsize": maxsize, "download_warnsize": maxsize}
+        if local:
+            meta.update(LOCAL_META)
+        if allowed_hosts is not None:
+            meta[ALLOWED_HOSTS] = allowed_hosts
+        return scrapy.Request(
+            url, callback=self.parse_sitemap, errback=self.on_sitemap_error, meta=meta, cb_kwargs={"start": start}
+        )
 
     def _file_request(self, path: Path, start: str) -> scrapy.Request | None:
         try:
@@ -189,10 +261,9 @@ class PagesSpider(scrapy.Spider):
             self._count("pages/invalid")
             self._count("pages/invalid/unreadable")
             logger.warning("skipped %s: unreadable (%s)", url, getattr(exc, "strerror", None) or exc)
-            if self.refresh is not None:
-                self.refresh.mark_seen(url)  # keep what was indexed; it may come back
+            self.refresh.mark_seen(url)  # keep what was indexed; it may come back
             return None
-        if self.refresh is not None and self.refresh.file_unchanged(url, stat):
+        if self.refresh.file_unchanged(url, stat):
             self._count("pages/seen")
             self._unchanged(url)
             return None
@@ -205,9 +276,13 @@ class PagesSpider(scrapy.Spider):
         meta = dict(LOCAL_META, fetch={"start": start, "size": stat.st_size, "mtime": stat.st_mtime_ns})
         return scrapy.Request(url, callback=self.parse, errback=self.on_error, meta=meta, cb_kwargs={"start": start})
 
-    def _page_request(self, url: str, start: str, lastmod: str | None = None) -> scrapy.Request:
-        headers = self.refresh.validators(url) if self.refresh is not None else {}
-        meta = dict(PAGE_META, fetch={"start": start, "lastmod": lastmod})
+    def _page_request(
+        self, url: str, start: str, lastmod: str | None = None, allowed_hosts: list[str] | None = None
+    ) -> scrapy.Request:
+        headers = self.refresh.validators(url)
+        meta: dict[str, Any] = dict(PAGE_META, fetch={"start": start, "lastmod": lastmod})
+        if allowed_hosts is not None:
+            meta[ALLOWED_HOSTS] = allowed_hosts
         return scrapy.Request(
             url, callback=self.parse, errback=self.on_error, headers=headers, meta=meta, cb_kwargs={"start": start}
         )
@@ -221,11 +296,16 @@ class PagesSpider(scrapy.Spider):
             self._count("pages/gone")
             logger.info("gone (%d): %s", response.status, url)
             return
-        if self.refresh is not None:
-            if response.status == 304:
-                self._unchanged(url)
-                return
-            self.refresh.mark_seen(url)
+        if response.status == 304:
+            self._unchanged(url)
+            return
+        self.refresh.mark_seen(url)
+        for earlier in response.meta.get("redirect_urls", ()):
+            self.refresh.mark_seen(earlier)  # the listed URL answered, by way of a redirect
+        if "dataloss" in response.flags:
+            self._count("pages/errors")
+            logger.warning("could not fetch %s (the body was cut short); kept as it was", url)
+            return
         try:
             page = parse_page(url, response.body)
         except PageError as exc:
@@ -233,7 +313,7 @@ class PagesSpider(scrapy.Spider):
             self._count(f"pages/invalid/{exc.reason}")
             logger.warning("skipped %s: %s", url, exc)
             return
-        if self.refresh is not None and self.refresh.content_unchanged(url, page.content_hash):
+        if self.refresh.content_unchanged(url, page.content_hash):
             self._count("pages/unchanged")
             return
         for note in page.notes:
@@ -265,22 +345,21 @@ class PagesSpider(scrapy.Spider):
         )
 
     def _too_large(self, url: str, detail: str) -> None:
-        if self.refresh is not None:
-            self.refresh.mark_seen(url)  # keep what was indexed before it grew
+        self.refresh.mark_seen(url)  # keep what was indexed before it grew
         self._count("pages/invalid")
         self._count("pages/invalid/too_large")
         logger.warning("skipped %s: too_large: %s", url, detail)
 
     def on_error(self, failure: Any) -> None:
-        """Network errors, timeouts, 5xx, unreadable files: keep the old documents."""
+        """Network errors, timeouts, 5xx, unreadable files, refused hops: keep the old
+        documents."""
         request = failure.request
         value = failure.value
-        if isinstance(value, (CancelledError, DownloadCancelledError)) and "max size" in str(value):
+        self.refresh.mark_seen(request.url)
+        if _over_maxsize(value):
             self._count("pages/seen")
             self._too_large(request.url, f"larger than DOWNLOAD_MAXSIZE {self.settings.getint('DOWNLOAD_MAXSIZE')}")
             return
-        if self.refresh is not None:
-            self.refresh.mark_seen(request.url)
         if isinstance(value, HttpError) and 300 <= value.response.status < 400:
             location = _header(value.response, b"Location") or ""
             if urlsplit(location).scheme.lower() not in ("", "http", "https"):
@@ -288,6 +367,8 @@ class PagesSpider(scrapy.Spider):
                 self._count("pages/refused/scheme")
                 logger.warning("refused redirect from %s to %s: only http(s) pages", request.url, location)
                 return
+        if isinstance(value, IgnoreRequest) and request.meta.get("pages_refused_hop"):
+            return  # HopCheck counted and logged it
         self._count("pages/errors")
         logger.warning(
             "could not fetch %s (%s: %s); kept as it was", request.url, type(failure.value).__name__, failure.value
@@ -295,72 +376,126 @@ class PagesSpider(scrapy.Spider):
 
     def on_sitemap_error(self, failure: Any) -> None:
         # Without its sitemap, nothing can be said about what a start no longer lists.
-        start = failure.request.cb_kwargs.get("start")
-        if self.refresh is not None and start:
-            self.refresh.mark_incomplete(start)
+        start = _start_of(failure.request)
+        reason = "too_large" if _over_maxsize(failure.value) else "fetch_error"
+        self._incomplete(start, f"sitemap_{reason}")
         self._count("sitemaps/errors")
         logger.warning(
-            "could not fetch sitemap %s (%s: %s)", failure.request.url, type(failure.value).__name__, failure.value
+            "could not fetch sitemap %s (%s: %s); nothing of %s is deleted",
+            failure.request.url,
+            type(failure.value).__name__,
+            failure.value,
+            start,
         )
 
     # -- sitemaps -----------------------------------------------------------------------
-    def _allowed(self, url: str, sitemap_url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            # Remote content must never make the crawler read local files.
-            self._count("pages/refused/scheme")
-            logger.warning("refused %s listed in %s: only http(s) pages", url, sitemap_url)
+    def _allowed_hosts(self, listing_url: str) -> list[str] | None:
+        """Hosts a listing may send the crawler to; None for a local listing the user
+        named (its pages may live anywhere)."""
+        parts = urlsplit(listing_url)
+        if parts.scheme == "file":
+            return None
+        return sorted({parts.hostname or "", *self.settings.getlist("PAGES_ALLOWED_HOSTS")})
+
+    def _allowed(self, url: str, listing_url: str, start: str | None) -> bool:
+        """Whether a URL a listing names may be fetched: http(s) only (remote content must
+        never make the crawler read local files), on the listing's host unless allowed."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError as exc:
+            # An entry that cannot be read: the listing is not whole.
+            self._count("sitemaps/bad_loc")
+            self._incomplete(start, "sitemap_bad_loc")
+            logger.warning("skipped %r listed in %s: %s; nothing of %s is deleted", url, listing_url, exc, start)
             return False
-        home = urlsplit(sitemap_url).hostname
-        allowed = {home, *self.settings.getlist("PAGES_ALLOWED_HOSTS")}
-        if urlsplit(sitemap_url).scheme == "file" or parts.hostname in allowed:
+        if parts.scheme not in ("http", "https") or not host:
+            self._count("pages/refused/scheme")
+            logger.warning("refused %s listed in %s: only http(s) pages", url, listing_url)
+            return False
+        allowed = self._allowed_hosts(listing_url)
+        if allowed is None or host in allowed:
             return True
         self._count("pages/refused/host")
-        logger.warning("refused %s listed in %s: other host (see PAGES_ALLOWED_HOSTS)", url, sitemap_url)
+        logger.warning("refused %s listed in %s: other host (see PAGES_ALLOWED_HOSTS)", url, listing_url)
         return False
 
-    def _sitemap_invalid(self, url: str, start: str | None, exc: Exception) -> None:
+    def _sitemap_invalid(self, url: str, start: str | None, reason: str, detail: object) -> None:
         self._count("sitemaps/invalid")
-        logger.warning("skipped sitemap %s: %s", url, exc)
-        if self.refresh is not None and start:
-            self.refresh.mark_incomplete(start)
+        self._count(f"sitemaps/invalid/{reason}")
+        self._incomplete(start, f"sitemap_{reason}")
+        logger.warning("skipped sitemap %s: %s: %s; nothing of %s is deleted", url, reason, detail, start)
 
     def parse_sitemap(self, response: Response, start: str | None = None) -> Iterator[scrapy.Request]:
-        if response.url.endswith("/robots.txt"):
-            urls: Iterable[str] = sitemap_urls_from_robots(response.text, base_url=response.url)
-            for url in urls:
-                yield response.follow(url, callback=self.parse_sitemap, cb_kwargs={"start": start})
+        start = start or response.url
+        yield from self._read_listing(response, start)
+        # Reached only when every entry was read and followed: the proof of completeness.
+        self.refresh.listing_read(start)
+
+    def _read_listing(self, response: Response, start: str) -> Iterator[scrapy.Request]:
+        if "dataloss" in response.flags:
+            self._sitemap_invalid(response.url, start, "truncated", "the body was cut short")
             return
+        if urlsplit(response.url).path.endswith("/robots.txt"):
+            for url in sitemap_urls_from_robots(response.body, base_url=response.url):
+                if self._allowed(url, response.url, start):
+                    yield self._listing_request(url, start, allowed_hosts=self._allowed_hosts(response.url))
+            return
+        maxsize = self.settings.getint("SITEMAP_MAXSIZE")
         body = response.body
         if gzip_magic_number(response):
             try:
-                body = gunzip(body, max_size=self.settings.getint("DOWNLOAD_MAXSIZE"))
-            except OSError as exc:
-                self._sitemap_invalid(response.url, start, exc)
+                body = gunzip(body, max_size=maxsize)
+            except Exception as exc:  # noqa: BLE001 - OSError, EOFError, zlib.error, ValueError (size)...
+                reason = "too_large" if "max" in str(exc).lower() else "bad_gzip"
+                self._sitemap_invalid(response.url, start, reason, exc)
                 return
+        if maxsize and len(body) > maxsize:
+            self._sitemap_invalid(response.url, start, "too_large", f"{len(body)} bytes > SITEMAP_MAXSIZE {maxsize}")
+            return
         try:
-            sitemap = Sitemap(body)
-        except Exception as exc:  # noqa: BLE001 - lxml raises many types on junk
-            self._sitemap_invalid(response.url, start, exc)
+            sitemap = read_sitemap(body)
+        except SitemapError as exc:
+            self._sitemap_invalid(response.url, start, exc.reason, exc)
             return
         self._count("sitemaps/read")
-        meta = LOCAL_META if response.url.startswith("file:") else {}
-        for entry in sitemap:
-            loc = entry.get("loc")
-            if not loc or not self._allowed(loc, response.url):
+        hosts = self._allowed_hosts(response.url)
+        for entry in sitemap.entries:
+            loc = entry["loc"]
+            if sitemap.type == "urlset":
+                self._listed(start)
+            if not self._allowed(loc, response.url, start):
                 continue
             if sitemap.type == "sitemapindex":
-                yield scrapy.Request(
-                    loc,
-                    callback=self.parse_sitemap,
-                    errback=self.on_sitemap_error,
-                    cb_kwargs={"start": start},
-                    meta=dict(meta),
-                )
-            elif sitemap.type == "urlset":
-                lastmod = entry.get("lastmod")
-                if self.refresh is not None and self.refresh.sitemap_unchanged(loc, lastmod):
-                    self._count("pages/seen")
-                    self._unchanged(loc)
-                    continue
-                yield self._page_request(loc, start or response.url, lastmod)
+                yield self._listing_request(loc, start, allowed_hosts=hosts)
+                continue
+            lastmod = entry.get("lastmod")
+            if self.refresh.sitemap_unchanged(loc, lastmod):
+                self._count("pages/seen")
+                self._unchanged(loc)
+                continue
+            yield self._page_request(loc, start, lastmod, allowed_hosts=hosts)
+
+    def closed(self, reason: str) -> None:
+        unfinished = self.refresh.unfinished_starts()
+        for start, why in sorted(unfinished.items()):
+            self._count("starts/incomplete")
+            self._count(f"starts/incomplete/{why.split(':')[0]}")
+            logger.info("start %s is incomplete (%s): none of its pages are deleted", start, why)
+
+
+def _inside(file: Path, real_root: Path) -> bool:
+    """Whether a symlink's target lies under the start folder. A loop or a dangling link
+    counts as inside: reading it fails, and that is reported as unreadable."""
+    try:
+        return file.resolve(strict=True).is_relative_to(real_root)
+    except (OSError, RuntimeError):
+        return True
+
+
+def _over_maxsize(value: object) -> bool:
+    """Scrapy's ways of saying "bigger than the size limit": a cancelled download, or
+    (for a Content-Encoding bomb) an IgnoreRequest from HttpCompressionMiddleware."""
+    if isinstance(value, (CancelledError, DownloadCancelledError)):
+        return "max size" in str(value)
+    return isinstance(value, IgnoreRequest) and "DOWNLOAD_MAXSIZE" in str(value)

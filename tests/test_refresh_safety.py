@@ -1,0 +1,225 @@
+"""A refresh never deletes what it could not see (issue 15).
+
+Faults are injected systematically, not hand-picked: every spider method a start's
+outcome depends on, under many exception types, at entry and after its first result;
+then an HTTP fault matrix against a local server. The crawls run in one process (see
+``refresh_faults.py``), a fraction of a second each."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from itertools import cycle
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from index.deletion import plan_deletions
+from pipeline.exitcodes import EXIT_DELETE_REFUSED
+from pipeline.sitemaps import SitemapError, read_sitemap
+
+RUNNER = Path(__file__).with_name("refresh_faults.py")
+STARTS = ("folder", "idx", "rob", "single")
+EXCEPTIONS = [
+    "ValueError",
+    "OSError",
+    "KeyError",
+    "RuntimeError",
+    "TypeError",
+    "AttributeError",
+    "UnicodeDecodeError",
+    "RecursionError",
+    "ZeroDivisionError",
+    "AssertionError",
+]
+# Every spider method a start's outcome depends on, and the starts that go through it.
+# on_error/on_sitemap_error are reached through an HTTP fault the case adds.
+METHODS = {
+    "_requests_or_error": set(STARTS),
+    "_requests_for": set(STARTS),
+    "_walk": {"folder"},
+    "_file_request": {"folder"},
+    "_listing_request": {"idx", "rob"},
+    "parse_sitemap": {"idx", "rob"},
+    "_read_listing": {"idx", "rob"},
+    "_page_request": {"idx", "rob", "single"},
+    "parse": set(STARTS),
+    "on_error": {"idx"},
+    "on_sitemap_error": {"rob"},
+}
+TRIGGERS = {"on_error": {"/idx/p3.md": "status:503"}, "on_sitemap_error": {"/rob.xml.gz": "status:503"}}
+
+
+def start_of(url: str) -> str:
+    for tag in ("folder", "idx", "rob", "single"):
+        if f"/{tag}/" in url or url.endswith(f"/{tag}.md"):
+            return tag
+    raise AssertionError(url)
+
+
+def run_cases(cases: list[dict], tmp: Path) -> dict[str, dict]:
+    cases_file, out = tmp / "cases.json", tmp / "out.json"
+    cases_file.write_text(json.dumps([{"name": "control"}, *cases]))
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), str(cases_file), str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {r["name"]: r for r in json.loads(out.read_text())}
+    for r in results.values():
+        r["gone"] = {start_of(u) for u in set(r["base_pages"]) - set(r["pages"])}
+    # Without a fault, one page of each start is gone and deleted.
+    assert results["control"]["gone"] == set(STARTS)
+    assert results["control"]["exit"] == 0
+    return results
+
+
+def fault_cases(exceptions: list[str], whens: tuple[str, ...]) -> list[dict]:
+    cases = []
+    exc = cycle(exceptions)
+    for method in METHODS:
+        for when in whens:
+            for e in exceptions if len(exceptions) <= 1 else [next(exc)]:
+                name = f"{method}:{e}:{when}"
+                inject = {"method": method, "exc": e, "when": when}
+                cases.append({"name": name, "inject": inject, "http": TRIGGERS.get(method, {})})
+    return cases
+
+
+def check_fault_results(results: dict[str, dict]) -> None:
+    for name, r in results.items():
+        if name == "control":
+            continue
+        method = name.split(":")[0]
+        affected = METHODS[method]
+        # Nothing of a start the fault touched is deleted; the others refresh as usual.
+        assert r["gone"] == set(STARTS) - affected, (name, r["gone"])
+        # ...and the stats say why.
+        assert r["stats"].get("starts/incomplete", 0) >= len(affected), (name, r["stats"])
+        assert r["exit"] == 0, name
+
+
+@pytest.fixture(scope="module")
+def fault_results(tmp_path_factory):
+    # Each method at entry and after its first result; the exception types rotate so
+    # that every one of them is injected somewhere (`make test-slow` runs all pairs).
+    return run_cases(fault_cases(EXCEPTIONS, ("entry", "after_first")), tmp_path_factory.mktemp("faults"))
+
+
+def test_a_fault_in_any_callback_deletes_nothing_of_its_start(fault_results):
+    assert len(fault_results) == 1 + 2 * len(METHODS)
+    check_fault_results(fault_results)
+
+
+@pytest.mark.slow
+def test_every_exception_type_at_every_point(tmp_path):
+    cases = []
+    for method in METHODS:
+        for when in ("entry", "after_first"):
+            for e in EXCEPTIONS:
+                inject = {"method": method, "exc": e, "when": when}
+                cases.append({"name": f"{method}:{e}:{when}", "inject": inject, "http": TRIGGERS.get(method, {})})
+    check_fault_results(run_cases(cases, tmp_path))
+
+
+# -- the HTTP fault matrix (the table in the README) -----------------------------------
+# case: (server behaviour per path, starts whose vanished page is deleted, exit status)
+ALL = set(STARTS)
+HTTP_MATRIX = {
+    "sitemap connection reset mid-body": ({"/sub.xml": "reset"}, ALL - {"idx"}, 0),
+    "sitemap truncated gzip file": ({"/rob.xml.gz": "truncated_gzip"}, ALL - {"rob"}, 0),
+    "sitemap truncated gzip Content-Encoding": ({"/sub.xml": "gzip_encoding_truncated"}, ALL - {"idx"}, 0),
+    "sitemap wrong Content-Length": ({"/sub.xml": "short_length"}, ALL - {"idx"}, 0),
+    "sitemap 500": ({"/sub.xml": "status:500"}, ALL - {"idx"}, 0),
+    "sitemap index 503": ({"/index.xml": "status:503"}, ALL - {"idx"}, 0),
+    "sitemap 429 with Retry-After": ({"/sub.xml": "status:429"}, ALL - {"idx"}, 0),
+    "sitemap timeout": ({"/sub.xml": "timeout"}, ALL - {"idx"}, 0),
+    "sitemap slow drip": ({"/sub.xml": "drip"}, ALL, 0),
+    "sitemap redirect to a 404": ({"/sub.xml": "redirect_404"}, ALL - {"idx"}, 0),
+    "sitemap replaced by an HTML login page": ({"/sub.xml": "html"}, ALL - {"idx"}, 0),
+    "robots.txt 503": ({"/robots.txt": "status:503"}, ALL - {"rob"}, 0),
+    "robots.txt sitemap 503": ({"/rob.xml.gz": "status:503"}, ALL - {"rob"}, 0),
+    "sitemap with one malformed <loc>": ({"/sub.xml": "bad_loc"}, ALL - {"idx"}, 0),
+    "sitemap with a stray < in one <loc>": ({"/sub.xml": "stray_lt"}, ALL - {"idx"}, 0),
+    "empty urlset": ({"/sub.xml": "empty_urlset"}, ALL - {"idx"}, EXIT_DELETE_REFUSED),
+    "20 MB sitemap (under SITEMAP_MAXSIZE)": ({"/rob.xml.gz": "big:20"}, ALL, 0),
+    "60 MB sitemap (over SITEMAP_MAXSIZE)": ({"/rob.xml.gz": "big:60"}, ALL - {"rob"}, 0),
+    "page connection reset mid-body": ({"/idx/p3.md": "reset"}, ALL, 0),
+    "page 503": ({"/idx/p3.md": "status:503"}, ALL, 0),
+    "page timeout": ({"/idx/p3.md": "timeout"}, ALL, 0),
+}
+
+
+@pytest.fixture(scope="module")
+def http_results(tmp_path_factory):
+    cases = [{"name": name, "http": http} for name, (http, _, _) in HTTP_MATRIX.items()]
+    return run_cases(cases, tmp_path_factory.mktemp("http"))
+
+
+@pytest.mark.parametrize("name", list(HTTP_MATRIX))
+def test_http_fault_matrix(http_results, name):
+    _, deleted_from, exit_status = HTTP_MATRIX[name]
+    r = http_results[name]
+    assert r["gone"] == deleted_from, r["stats"]
+    assert r["exit"] == exit_status
+    if deleted_from != ALL:
+        why = r["stats"].get("starts/incomplete", 0) + r["stats"].get("pages/delete_refused", 0)
+        assert why >= 1, r["stats"]
+
+
+def test_empty_listing_is_refused_and_counted(http_results):
+    r = http_results["empty urlset"]
+    assert r["stats"]["pages/delete_refused"] == 8  # the sub-sitemap's 8 pages, kept
+    assert r["exit"] == EXIT_DELETE_REFUSED
+
+
+# -- the pure rules ----------------------------------------------------------------------
+def states(n: int, start: str = "/s") -> dict[str, dict]:
+    return {f"u{i}": {"start": start} for i in range(n)}
+
+
+@pytest.mark.parametrize(
+    ("known", "gone", "deleted"),
+    [(10, 1, 1), (10, 2, 2), (100, 5, 5), (100, 20, 20), (100, 21, 0), (10, 6, 0), (3, 3, 0), (30, 6, 6)],
+)
+def test_mass_deletion_guard(known, gone, deleted):
+    seen = {f"u{i}" for i in range(known - gone)}
+    plan = plan_deletions(states(known), ["/s"], seen, listed={"/s": known - gone})
+    assert len(plan.delete) == deleted
+    assert bool(plan.refused) == (deleted == 0)
+    accepted = plan_deletions(states(known), ["/s"], seen, accept_mass_delete=True)
+    assert len(accepted.delete) == gone
+
+
+def test_guard_is_per_start():
+    both = {**states(10, "/a"), **{f"b{i}": {"start": "/b"} for i in range(10)}}
+    seen = {f"u{i}" for i in range(9)}  # /a loses 1, /b loses all 10
+    plan = plan_deletions(both, ["/a", "/b"], seen, listed={"/a": 9, "/b": 0})
+    assert plan.delete == ["u9"] and set(plan.refused) == {"/b"}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<urlset><url><loc>https://a.test/x<y</loc></url><url><loc>https://a.test/z</loc></url></urlset>", "not_xml"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE u [<!ENTITY a "x"><!ENTITY b "&a;&a;">]>'
+            b"<urlset><url><loc>&b;</loc></url></urlset>",
+            "dtd",
+        ),
+        (b"<html><body>login</body></html>", "not_a_sitemap"),
+        (b"", "not_xml"),
+        (b"<urlset><url><lastmod>2024-01-01</lastmod></url></urlset>", "entry_without_loc"),
+        (b"<urlset><url><loc>https://a.test/1</loc></url>", "not_xml"),  # cut short
+    ],
+)
+def test_sitemaps_are_read_whole_or_not_at_all(body, reason):
+    with pytest.raises(SitemapError) as err:
+        read_sitemap(body)
+    assert err.value.reason == reason
+
+
+def test_sitemap_locs_keep_their_bytes():
+    body = b"<urlset><url><loc>https://a.test/p?x=1&amp;y=2</loc></url><url><loc>http://[bad/x.md</loc></url></urlset>"
+    assert [e["loc"] for e in read_sitemap(body).entries] == ["https://a.test/p?x=1&y=2", "http://[bad/x.md"]
