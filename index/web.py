@@ -61,7 +61,7 @@ LINK_SCHEMES = frozenset({"http", "https", "file"})
 
 # Images may come from anywhere (that is the point of the page); code only from us.
 CSP = (
-    "default-src 'none'; img-src * data:; script-src 'self'; style-src 'self'; "
+    "default-src 'none'; img-src * data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {

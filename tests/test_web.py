@@ -280,3 +280,35 @@ def test_serve_allows_loopback_names_and_the_bound_and_added_names():
     assert "[2001:db8::1]" in allowed_hosts("2001:db8::1")
     assert "attacker.example" not in allowed_hosts("127.0.0.1")
     assert set(allowed_hosts("192.0.2.7", ["pages.lan"])) == {"192.0.2.7", "pages.lan"}
+
+
+def test_browser_answers_as_you_type_and_follows_the_url(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 15)
+    browser.get(server + "/")
+    browser.find_element(By.TAG_NAME, "body").send_keys("/")  # `/` focuses the box
+    box = browser.switch_to.active_element
+    assert box.get_attribute("name") == "q"
+    for letter in "wheelchiar":  # misspelled, letter by letter, no Enter
+        box.send_keys(letter)
+        time.sleep(0.03)
+    wait.until(lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == ["wheelchiar"])
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid .card"))
+    headlines = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#grid .headline")]
+    assert headlines and all("Wheelchair" in h for h in headlines), headlines
+    assert "wheelchair" in browser.find_element(By.ID, "corrections").text
+    # The facets came with the results, and no older answer (`w`, `wh`, ...) is left.
+    assert browser.find_elements(By.CSS_SELECTOR, '#facets a.facet[data-facet="domain"]')
+    wait.until(lambda d: d.find_element(By.ID, "summary").text.endswith(" ms"))
+    # A word start, then back to the misspelling with the back button.
+    box.clear()
+    time.sleep(2)  # a pause: the next search is a new history entry
+    box.send_keys("thorac")
+    wait.until(lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == ["thorac"])
+    wait.until(lambda d: any("Thoracic" in e.text for e in d.find_elements(By.CSS_SELECTOR, "#grid .headline")))
+    browser.back()
+    wait.until(lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == ["wheelchiar"])
+    wait.until(lambda d: all("Wheelchair" in e.text for e in d.find_elements(By.CSS_SELECTOR, "#grid .headline")))
+    assert browser.execute_script("return window.pwned === undefined")
