@@ -9,11 +9,12 @@ whole or it is invalid (and its start incomplete). Pure functions; no Scrapy.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 from lxml import etree
 
-__all__ = ["SitemapError", "SitemapListing", "read_sitemap"]
+__all__ = ["SitemapError", "SitemapListing", "gunzip_whole", "read_sitemap"]
 
 _KINDS = {"urlset": "url", "sitemapindex": "sitemap"}
 
@@ -30,6 +31,34 @@ class SitemapError(ValueError):
 class SitemapListing:
     type: str  # "urlset" or "sitemapindex"
     entries: list[dict[str, str]] = field(default_factory=list)
+
+
+def gunzip_whole(data: bytes, max_size: int) -> bytes:
+    """A gzip file's content, or SitemapError: over ``max_size`` (a bomb, or just too big),
+    or cut short. (Scrapy's ``gunzip`` returns what it could of a truncated file, which
+    for a sitemap means a shorter list.)
+
+    >>> import gzip
+    >>> gunzip_whole(gzip.compress(b"abc"), 10)
+    b'abc'
+    >>> gunzip_whole(gzip.compress(b"abc")[:-8], 10)
+    Traceback (most recent call last):
+    ...
+    pipeline.sitemaps.SitemapError: bad_gzip: the gzip stream is cut short
+    """
+    out = bytearray()
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out += inflater.decompress(data, max_size + 1 - len(out))
+        except zlib.error as exc:
+            raise SitemapError("bad_gzip", str(exc)) from None
+        if len(out) > max_size:
+            raise SitemapError("too_large", f"more than SITEMAP_MAXSIZE {max_size} bytes once decompressed")
+        if not inflater.eof:
+            raise SitemapError("bad_gzip", "the gzip stream is cut short")
+        data = inflater.unused_data  # a multi-member file: the next member
+    return bytes(out)
 
 
 def _local(tag: object) -> str:

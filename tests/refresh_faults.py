@@ -62,7 +62,7 @@ class Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 how = outer.behaviour.get(path, "ok")
                 body = outer.files.get(path)
@@ -77,7 +77,9 @@ class Server:
                     headers = {"Retry-After": "1"} if status == 429 else {}
                     self._send(status, b"error", headers)
                 elif how == "html":
-                    self._send(200, b"<html><body><form>Please log in</form></body></html>", {"Content-Type": "text/html"})
+                    self._send(
+                        200, b"<html><body><form>Please log in</form></body></html>", {"Content-Type": "text/html"}
+                    )
                 elif how == "bad_loc":
                     self._send(200, body.replace(b"<url>", b"<url><loc>http://[bad/x.md</loc></url><url>", 1))
                 elif how == "stray_lt":
@@ -173,6 +175,7 @@ def faulty_spider(inject: dict[str, str] | None) -> type:
 
     if not inject:
         return PagesSpider
+
     def make() -> BaseException:
         if inject["exc"] == "UnicodeDecodeError":
             return UnicodeDecodeError("utf-8", b"\xff", 0, 1, "injected fault")

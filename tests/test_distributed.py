@@ -290,3 +290,70 @@ def test_a_crawler_killed_midway_loses_no_page(redis_url, http_root, tmp_path):
     titles = sorted(p["title"] for p in page_documents(index))
     assert titles == sorted(f"p{i}" for i in range(30))
     assert len(image_documents(index)) == 30
+
+
+def _page(url: str, **changes: object) -> dict:
+    image = {"position": 0, "image_url": f"{url}.jpg", "caption": "Neck stretch", "tags": []}
+    page = {"url": url, "format": "none", "content_hash": "0" * 64, "images": [image], "fetch": {"start": url}}
+    page.update(changes)
+    return page
+
+
+def test_poison_entries_go_to_the_dead_letter_stream_and_the_rest_is_indexed(redis_url, tmp_path):
+    import redis
+
+    from index import ingest
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    ingest.ensure_group(r, ingest.KEYS)
+    entries = [
+        _page("https://a.test/before"),
+        _page("https://a.test/ints", images=[1]),
+        _page("https://a.test/object-title", title={"a": 1}),
+        _page("https://a.test/far-date", date="9999-12-31T23:59:59-01:00"),
+    ]
+    for page in entries:
+        r.xadd(ingest.KEYS.stream, {"page": json.dumps(page)})
+    r.xadd(ingest.KEYS.stream, {"page": "{not json"})
+    r.xadd(ingest.KEYS.stream, {"no_page_field": "x"})
+    r.xadd(ingest.KEYS.stream, {"page": json.dumps(_page("https://a.test/after"))})
+    index = tmp_path / "index"
+    stats = ingest.ingest(redis_url, str(index), block_ms=200, idle_exit=0.5)
+    assert stats.dead == 4 and stats.pages == 3
+    dead = r.xrange(ingest.KEYS.dead)
+    reasons = [fields["reason"] for _, fields in dead]
+    assert any("bad_image_record" in x for x in reasons) and any("bad_title" in x for x in reasons)
+    assert {p["url"] for p in page_documents(index)} == {
+        "https://a.test/before",
+        "https://a.test/far-date",  # indexed without a date: past the calendar's end in UTC
+        "https://a.test/after",
+    }
+    # Acknowledged: a restarted indexer does not meet them again.
+    assert r.xlen(ingest.KEYS.stream) == 0 and r.xpending(ingest.KEYS.stream, "indexer")["pending"] == 0
+    again = ingest.ingest(redis_url, str(index), block_ms=200, idle_exit=0.3)
+    assert again.dead == 0 and again.pages == 0
+
+
+def test_a_crawler_that_loses_redis_exits_1_and_the_run_deletes_nothing(redis_url, http_root, tmp_path):
+    import redis
+
+    from conftest import sitemap
+
+    root, base, server = http_root
+    for i in range(40):
+        (root / f"page-{i}.md").write_text(f'+++\ntitle = "p{i}"\n+++\n![](https://x.example/{i}.jpg) Neck {i}\n')
+    (root / "sitemap.xml").write_text(sitemap([f"{base}/page-{i}.md" for i in range(40)]))
+    server.delay = 0.1
+    r = redis.Redis.from_url(redis_url)
+    slow = ("-s", "CONCURRENT_REQUESTS=2", "-s", "AUTOTHROTTLE_ENABLED=False")
+    crawler = start_crawler(redis_url, *slow, "-a", f"start={base}/sitemap.xml")
+    deadline = time.monotonic() + 60
+    while r.xlen("pages:items") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r.flushall()  # a restart without persistence: the stream, its group and the run are gone
+    _, err = crawler.communicate(timeout=120)
+    assert crawler.returncode == 1, err[-3000:]
+    assert "lost Redis" in err and stat(err, "redis/errors") >= 1
+    assert "Traceback" not in err
+    # What the crawler could still write marks the run incomplete: --finish deletes nothing.
+    assert "*" in {m.decode() for m in r.smembers("pages:run:incomplete")}

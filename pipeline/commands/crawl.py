@@ -12,7 +12,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
 
 from index.writer import IndexLocked, SessionLock
-from pipeline.exitcodes import EXIT_LOCKED, exit_status
+from pipeline.exitcodes import EXIT_FAILED, EXIT_LOCKED, exit_status
 
 
 class Command(ScrapyCrawl):
@@ -34,6 +34,10 @@ class Command(ScrapyCrawl):
             except IndexLocked as exc:
                 sys.stderr.write(f"error: {exc}\n")
                 self.exitcode = EXIT_LOCKED
+                return
+            except OSError as exc:  # not a folder, no permission, read-only file system...
+                sys.stderr.write(f"error: cannot use the index directory {self.settings.get('INDEX_DIR')}: {exc}\n")
+                self.exitcode = EXIT_FAILED
                 return
             probe.release()
         crawler = self._create_crawler(args[0])

@@ -34,13 +34,13 @@ from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, IgnoreRequest
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
-from scrapy.utils.gz import gunzip, gzip_magic_number
+from scrapy.utils.gz import gzip_magic_number
 from scrapy.utils.sitemap import sitemap_urls_from_robots
 
 from pipeline.items import PageItem
 from pipeline.parsing import PageError, parse_page
 from pipeline.refresh import RefreshState, start_key
-from pipeline.sitemaps import SitemapError, read_sitemap
+from pipeline.sitemaps import SitemapError, gunzip_whole, read_sitemap
 
 logger = logging.getLogger(__name__)
 
@@ -443,17 +443,11 @@ class PagesSpider(scrapy.Spider):
             return
         maxsize = self.settings.getint("SITEMAP_MAXSIZE")
         body = response.body
-        if gzip_magic_number(response):
-            try:
-                body = gunzip(body, max_size=maxsize)
-            except Exception as exc:  # noqa: BLE001 - OSError, EOFError, zlib.error, ValueError (size)...
-                reason = "too_large" if "max" in str(exc).lower() else "bad_gzip"
-                self._sitemap_invalid(response.url, start, reason, exc)
-                return
-        if maxsize and len(body) > maxsize:
-            self._sitemap_invalid(response.url, start, "too_large", f"{len(body)} bytes > SITEMAP_MAXSIZE {maxsize}")
-            return
         try:
+            if gzip_magic_number(response):
+                body = gunzip_whole(body, maxsize)
+            if len(body) > maxsize:
+                raise SitemapError("too_large", f"{len(body)} bytes > SITEMAP_MAXSIZE {maxsize}")
             sitemap = read_sitemap(body)
         except SitemapError as exc:
             self._sitemap_invalid(response.url, start, exc.reason, exc)
