@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
+import itertools
 import json
 import multiprocessing
 import os
@@ -395,6 +396,173 @@ def search_latency(index: Path, qs: list[str], nocache: int, cold: int = 0) -> d
     return out
 
 
+def typo_queries(qs: list[str], seed: int = 11) -> dict[str, list[str]]:
+    """The query list three ways: as typed; with one typo in its longest word (a swap of
+    two neighbour letters or a dropped letter, as people mistype); and with its last word
+    cut to a word start (what the search box holds while typing)."""
+    rng = random.Random(seed)
+    typo, prefix = [], []
+    for q in qs:
+        words = q.split()
+        i = max(range(len(words)), key=lambda k: len(words[k]))
+        w = words[i]
+        if len(w) >= 5:
+            j = rng.randrange(1, len(w) - 1)
+            w = w[:j] + w[j + 1] + w[j] + w[j + 2 :] if rng.random() < 0.5 else w[:j] + w[j + 1 :]
+        typo.append(" ".join([*words[:i], w, *words[i + 1 :]]))
+        last = words[-1]
+        prefix.append(" ".join([*words[:-1], last[: max(3, (len(last) * 2 + 2) // 3)]]))
+    return {"exact": qs, "one_typo": typo, "prefix": prefix}
+
+
+def typo_latency(index: Path, qs: list[str]) -> dict[str, float]:
+    """p50 / p99 of exact, one-typo and word-start queries, result cache emptied before
+    every query (posting arrays warm, as in a running search page), with and without
+    `--facet domain`; and `--exact` on the exact queries (no tolerance work at all)."""
+    from index import search as search_module
+
+    out: dict[str, float] = {}
+    for facets in ((), ("domain",)):
+        search_module.search(index, qs[0], facets=facets)
+        label = "facet" if facets else "plain"
+        for kind, items in typo_queries(qs).items():
+            times = []
+            for q in items:
+                search_module._RESULTS.clear()
+                t0 = time.perf_counter()
+                search_module.search(index, q, limit=10, facets=facets)
+                times.append((time.perf_counter() - t0) * 1000)
+            out[f"{kind}_{label}_p50"], out[f"{kind}_{label}_p99"] = _percentiles(times)
+    times = []
+    for q in qs:
+        search_module._RESULTS.clear()
+        t0 = time.perf_counter()
+        search_module.search(index, q, limit=10, exact=True)
+        times.append((time.perf_counter() - t0) * 1000)
+    out["exact_flag_p50"], out["exact_flag_p99"] = _percentiles(times)
+    return out
+
+
+# Queries that cost the most per request: a phrase (Whoosh walks positions), a wildcard
+# with no literal start, a fuzzy word at the distance cap, and a deep collapsed page.
+SLOW_QUERIES = ('"upper back pain"', "*e*", "exercises~2", "chair&page=5", '"seated stretch" OR "desk yoga"')
+
+
+def contention(index: Path, qs: list[str], seconds: float = 10.0, slow_clients: int = 3) -> dict[str, float]:
+    """The search page's latency for fast queries alone, then while `slow_clients`
+    clients send the slowest query shapes back to back (`SLOW_QUERIES`): one slow query
+    must not hold everyone up (issue 16). A real uvicorn server on a free port, clients
+    over HTTP (stdlib), each fast query distinct (the result cache answers repeats)."""
+    import http.client
+    import socket
+    import threading
+    import urllib.parse
+
+    import uvicorn
+
+    from index.web import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(index), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    def get(query: str) -> float:
+        q, _, extra = query.partition("&")
+        path = "/api/search?" + urllib.parse.urlencode({"q": q}) + (f"&{extra}" if extra else "")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        t0 = time.perf_counter()
+        conn.request("GET", path, headers={"Host": "localhost"})
+        conn.getresponse().read()
+        conn.close()
+        return (time.perf_counter() - t0) * 1000
+
+    out: dict[str, float] = {}
+    fast = iter(f"{q} {n}" if n else q for n in range(1000) for q in qs)
+    get(qs[0])
+    for label, clients in (("alone", 0), ("loaded", slow_clients)):
+        stop = threading.Event()
+        slow_times: list[float] = []
+
+        def slow_client(k: int, stop: threading.Event, slow_times: list[float]) -> None:
+            for n in itertools.count(k):
+                if stop.is_set():
+                    return
+                slow_times.append(get(SLOW_QUERIES[n % len(SLOW_QUERIES)] + f"&limit={10 + n % 7}"))
+
+        threads = [
+            threading.Thread(target=slow_client, args=(k, stop, slow_times), daemon=True) for k in range(clients)
+        ]
+        for t in threads:
+            t.start()
+        times, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            times.append(get(next(fast)))
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        out[f"fast_{label}_p50"], out[f"fast_{label}_p99"] = _percentiles(times)
+        out[f"fast_{label}_n"] = len(times)
+        if slow_times:
+            out["slow_p50"], out["slow_p99"] = _percentiles(slow_times)
+            out["slow_n"] = len(slow_times)
+    server.should_exit = True
+    thread.join(timeout=10)
+    return out
+
+
+def typo_rows(ty: dict[str, float], ct: dict[str, float]) -> list[str]:
+    """RESULTS.md rows for typo tolerance, word starts and contention."""
+    rows = []
+    for kind, label in (("exact", "exact"), ("one_typo", "one typo"), ("prefix", "last word a word start")):
+        rows.append(
+            f"| search p50 / p99, {label}, result cache off | {ty[f'{kind}_plain_p50']:.1f} / "
+            f"{ty[f'{kind}_plain_p99']:.1f} ms; `--facet domain` {ty[f'{kind}_facet_p50']:.1f} / "
+            f"{ty[f'{kind}_facet_p99']:.1f} ms |"
+        )
+    rows.append(
+        f"| search p50 / p99, exact queries with `--exact` (no tolerance) | "
+        f"{ty['exact_flag_p50']:.1f} / {ty['exact_flag_p99']:.1f} ms |"
+    )
+    rows.append(
+        f"| `/api/search` fast queries, alone ({int(ct['fast_alone_n'])}) / while {3} clients send slow ones "
+        f"({int(ct['fast_loaded_n'])}), p50 / p99 | {ct['fast_alone_p50']:.1f} / {ct['fast_alone_p99']:.1f} ms; "
+        f"{ct['fast_loaded_p50']:.1f} / {ct['fast_loaded_p99']:.1f} ms (slow ones: {ct.get('slow_p50', 0):.0f} / "
+        f"{ct.get('slow_p99', 0):.0f} ms, {int(ct.get('slow_n', 0))} sent) |"
+    )
+    return rows
+
+
+def search_typos(preset: str) -> str:
+    """Typo tolerance, word starts and the page under slow queries, on the preset's
+    end-to-end index (crawled first when missing): `--search-typos`."""
+    cfg = PRESETS[preset]
+    index = WORK / "index-e2e"
+    if not index.exists():
+        print(f"[bench] crawling {cfg['pages']} pages into {index}", flush=True)
+        crawl(corpus(cfg["pages"]), index)
+    from whoosh import index as wi
+
+    docs = wi.open_dir(str(index)).doc_count()
+    qs = queries(cfg["queries"])
+    ty = typo_latency(index, qs)
+    print(f"[bench]   {ty}", flush=True)
+    ct = contention(index, qs)
+    print(f"[bench]   {ct}", flush=True)
+    rows = typo_rows(ty, ct)
+    rows.append(f"| `python -m index search` cold start to first result (best of 3) | {cold_start(index):.0f} ms |")
+    return _follow_up_section(
+        f"## `{preset}` search typos — {docs:,} documents (the preset's end-to-end index)",
+        f"python -m bench.run --preset {preset} --search-typos",
+        "result",
+        rows,
+    )
+
+
 def page_render(index: Path, qs: list[str]) -> dict[str, float]:
     """The search page rendered server side (search + four facets + template), through
     Starlette's in-process test client, beside the CLI's `--json` output for the same
@@ -526,6 +694,10 @@ def run(preset: str, inprocess: bool) -> dict[str, Any]:
     out["latency"] = search_latency(WORK / "index-e2e", qs, cfg["nocache_queries"], cfg["cold_queries"])
     out["latency"]["cold_start_ms"] = cold_start(WORK / "index-e2e")
     print(f"[bench]   {out['latency']}", flush=True)
+    print("[bench] 5c. typo tolerance and word starts; 5d. the page while slow queries run", flush=True)
+    out["typos"] = typo_latency(WORK / "index-e2e", qs)
+    out["contention"] = contention(WORK / "index-e2e", qs)
+    print(f"[bench]   {out['typos']} {out['contention']}", flush=True)
     print("[bench] 9. distributed: 1 and 2 crawlers feeding one indexer (Redis)", flush=True)
     out["distributed"] = distributed(folder, cfg["distributed_pages"])
     print(f"[bench]   {out['distributed']}", flush=True)
@@ -585,6 +757,7 @@ def report(r: dict[str, Any]) -> str:
         f"{lat['ours_plain_cold_p99']:.1f} ms; with `--facet domain` {lat['ours_facet_cold_p50']:.1f} / "
         f"{lat['ours_facet_cold_p99']:.1f} ms |",
         f"| 5b | `python -m index search` cold start to first result (best of 3) | {lat['cold_start_ms']:.0f} ms |",
+        *(f"| 5d {row[2:]}" for row in (typo_rows(r["typos"], r["contention"]) if "typos" in r else [])),
         f"| 6 | peak RSS: crawl process / writer (its process + {int(e['procs'])} × the largest sub-writer) / plain baseline | "
         f"{e['crawl_rss_mb']:.0f} / {_writer_rss(e):.0f} ({e['writer_rss_mb']:.0f} + {int(e['procs'])} × "
         f"{e['subwriter_rss_mb']:.0f}) / {p['rss_mb']:.0f} MB |",
@@ -728,8 +901,16 @@ def main() -> None:
     parser.add_argument("--inprocess", action="store_true", help="also crawl with the writer in the crawl process")
     parser.add_argument("--follow-up", action="store_true", help="only the crawl and search, as their own section")
     parser.add_argument("--search-follow-up", action="store_true", help="only search latency, on the existing index")
+    parser.add_argument(
+        "--search-typos", action="store_true", help="only typo / word-start latency and the page under slow queries"
+    )
     opts = parser.parse_args()
     t0 = time.perf_counter()
+    if opts.search_typos:
+        section = search_typos(opts.preset)
+        print(section)
+        update_results(opts.results, f"## `{opts.preset}` search typos", section)
+        return
     if opts.search_follow_up:
         section = search_follow_up(opts.preset)
         print(section)
