@@ -67,6 +67,8 @@ HOSTILE = [
     ("spaces-before-tag", _caption, lambda n: "a" + " " * n + "#b"),
     ("separators", _caption, lambda n: "a - " * (n // 4) + "YouTube"),
     ("mojibake", _caption, lambda n: "Ã©â€™" * (n // 5)),
+    ("mojibake-one-line", _caption, lambda n: "Ã™™" * (n // 3)),  # found by the fuzzer below: ftfy
+    ("double-mojibake", _caption, lambda n: "ÃÂ€" * (n // 3)),
     ("entities", _caption, lambda n: "&amp;" * (n // 5) + "&#1"),
     ("escapes", _caption, lambda n: "\x1b[" + "1;" * (n // 2)),
     ("osc", _caption, lambda n: "\x1b]" * (n // 2)),

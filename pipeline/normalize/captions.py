@@ -113,7 +113,33 @@ def _unescape(s: str) -> str:
     return _ENTITY.sub(lambda m: html.unescape(m.group(0)), s) if "&" in s else s
 
 
+# ftfy rescans the whole text after each fix it makes, which is quadratic on one long line
+# full of mojibake (12 KB of `Ã™™` took 7 s). Captions are short; a long one is handed
+# over in pieces that end after a space (ftfy itself works line by line), so the cost
+# stays linear. A piece cut without a space can split one mojibake sequence: only junk
+# has thousands of characters without one.
+_FTFY_PIECE = 256
+
+
+def _pieces(s: str) -> list[str]:
+    pieces = []
+    start = 0
+    while len(s) - start > 2 * _FTFY_PIECE:
+        space = s.find(" ", start + _FTFY_PIECE, start + 2 * _FTFY_PIECE)
+        cut = space + 1 if space >= 0 else start + _FTFY_PIECE
+        pieces.append(s[start:cut])
+        start = cut
+    pieces.append(s[start:])
+    return pieces
+
+
 def _ftfy(s: str) -> str:
+    if len(s) > 2 * _FTFY_PIECE:
+        return "".join(_ftfy_piece(piece) for piece in _pieces(s))
+    return _ftfy_piece(s)
+
+
+def _ftfy_piece(s: str) -> str:
     hide = (
         _LONE_LEAD.search(s) is not None
         and _LATIN1_MOJIBAKE.search(s) is None
