@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Self
 
@@ -304,22 +305,23 @@ class IndexWriter(_StatsPipeline):
         record_crawl(
             self.index_dir, {"finished_at": _now(), "reason": reason, "starts": self.refresh.starts, "counts": counts}
         )
-        logger.info(
-            "crawl %s: pages seen %d, new %d, changed %d, unchanged %d, deleted %d, invalid %d; "
-            "images indexed %d, deleted %d; index %s (%d commits)%s",
-            reason,
-            get("pages/seen", 0),
-            self.counts["new"],
-            self.counts["changed"],
-            get("pages/unchanged", 0),
-            len(vanished),
-            get("pages/invalid", 0),
-            self.counts["images"],
-            images_deleted,
-            self.index_dir,
-            result.get("commits", 0),
-            _deletion_note(finished, plan.refused_pages, len(self.refresh.unfinished_starts())),
+        summary = (
+            f"crawl {reason}: pages seen {get('pages/seen', 0)}, new {self.counts['new']}, "
+            f"changed {self.counts['changed']}, unchanged {get('pages/unchanged', 0)}, deleted {len(vanished)}, "
+            f"invalid {get('pages/invalid', 0)}; images indexed {self.counts['images']}, deleted {images_deleted}; "
+            f"index {self.index_dir} ({result.get('commits', 0)} commits)"
+            + _deletion_note(finished, plan.refused_pages, len(self.refresh.unfinished_starts()))
         )
+        logger.info("%s", summary)
+        if self.crawler is not None and _level(self.crawler.settings.get("LOG_LEVEL")) > logging.INFO:
+            # `-L WARNING` keeps a cron job's mail short, but the one line that says how the
+            # crawl went must still be there (without making it a warning in every run).
+            sys.stderr.write(summary + "\n")
+
+
+def _level(name: Any) -> int:
+    value = logging.getLevelName(str(name).upper()) if not isinstance(name, int) else name
+    return value if isinstance(value, int) else logging.INFO
 
 
 def _deletion_note(finished: bool, refused: int, incomplete: int) -> str:

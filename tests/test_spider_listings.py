@@ -53,7 +53,8 @@ def test_an_unreadable_subfolder_leaves_its_start_incomplete(tmp_path, monkeypat
     real_walk = os.walk
 
     def walk(top, onerror=None, **kw):
-        onerror(PermissionError(13, "Permission denied", str(Path(top) / "locked")))
+        if onerror is not None:
+            onerror(PermissionError(13, "Permission denied", str(Path(top) / "locked")))
         yield from real_walk(top, onerror=onerror, **kw)
 
     monkeypatch.setattr(pages_module.os, "walk", walk)

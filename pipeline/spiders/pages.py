@@ -99,6 +99,9 @@ class PagesSpider(scrapy.Spider):
         self.refresh = RefreshState(starts=[start_key(s) for s in self.starts])
         self._redis: Any = None
         self._idle_since = 0.0
+        # For the progress line's total: listings not yet ended, whatever their outcome.
+        self._listings_pending = 0
+        self._starts_pulled = False
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Self:
@@ -143,9 +146,19 @@ class PagesSpider(scrapy.Spider):
         self.refresh.mark_seen(url)
         self._count("pages/unchanged")
 
-    def _listed(self, start: str, n: int = 1) -> None:
+    def _listed(self, start: str, n: int = 1, *, counted: bool = False) -> None:
         self.refresh.count_listed(start, n)
-        self._count("pages/listed", n)
+        if not counted:
+            self._count("pages/listed", n)
+
+    def _listing_ended(self) -> None:
+        self._listings_pending -= 1
+        self._check_listed_all()
+
+    def _check_listed_all(self) -> None:
+        """Tell the progress line that ``pages/listed`` is now the final total."""
+        if self._starts_pulled and self._listings_pending <= 0:
+            self.crawler.stats.set_value("pages/listed_all", 1)
 
     def _incomplete(self, start: str | None, reason: str) -> None:
         self.refresh.mark_incomplete(start, reason)
@@ -161,6 +174,7 @@ class PagesSpider(scrapy.Spider):
         if request.meta.get(LISTING):
             # Its listing stays open, so its start stays incomplete; say why.
             self._incomplete(_start_of(request), "listing_dropped")
+            self._listing_ended()
         else:
             # A page listed twice, or resumed from a JOBDIR: keep what was indexed.
             self.refresh.mark_seen(request.url)
@@ -173,6 +187,8 @@ class PagesSpider(scrapy.Spider):
         for start in self.starts:
             for request in self._requests_or_error(start):
                 yield request
+        self._starts_pulled = True
+        self._check_listed_all()
 
     def _requests_or_error(self, start: str) -> Iterator[scrapy.Request]:
         """A start's requests; a start that fails is logged, counted and left incomplete,
@@ -225,8 +241,12 @@ class PagesSpider(scrapy.Spider):
 
         real_root = root.resolve()
         outside_ok = self.settings.getbool("PAGES_FOLLOW_SYMLINKS_OUTSIDE")
-        for file in walk_pages(root, self.settings.getlist("PAGES_EXTENSIONS"), onerror):
-            self._listed(start)
+        extensions = self.settings.getlist("PAGES_EXTENSIONS")
+        # Scrapy pulls start requests lazily, so without a first pass (names only, no
+        # stat) the progress line would learn the folder's size only at the end.
+        self._count("pages/listed", sum(1 for _ in walk_pages(root, extensions)))
+        for file in walk_pages(root, extensions, onerror):
+            self._listed(start, counted=True)
             if file.is_symlink() and not outside_ok and not _inside(file, real_root):
                 self._count("pages/refused/symlink")
                 logger.warning(
@@ -242,6 +262,7 @@ class PagesSpider(scrapy.Spider):
     ) -> scrapy.Request:
         """A sitemap (or robots.txt) request: a listing its start waits for."""
         self.refresh.listing_opened(start)
+        self._listings_pending += 1
         maxsize = self.settings.getint("SITEMAP_MAXSIZE")
         meta: dict[str, Any] = {LISTING: True, "download_maxsize": maxsize, "download_warnsize": maxsize}
         if local:
@@ -377,6 +398,7 @@ class PagesSpider(scrapy.Spider):
     def on_sitemap_error(self, failure: Any) -> None:
         # Without its sitemap, nothing can be said about what a start no longer lists.
         start = _start_of(failure.request)
+        self._listing_ended()
         reason = "too_large" if _over_maxsize(failure.value) else "fetch_error"
         self._incomplete(start, f"sitemap_{reason}")
         self._count("sitemaps/errors")
@@ -428,9 +450,12 @@ class PagesSpider(scrapy.Spider):
 
     def parse_sitemap(self, response: Response, start: str | None = None) -> Iterator[scrapy.Request]:
         start = start or response.url
-        yield from self._read_listing(response, start)
-        # Reached only when every entry was read and followed: the proof of completeness.
-        self.refresh.listing_read(start)
+        try:
+            yield from self._read_listing(response, start)
+            # Reached only when every entry was read and followed: the proof of completeness.
+            self.refresh.listing_read(start)
+        finally:
+            self._listing_ended()
 
     def _read_listing(self, response: Response, start: str) -> Iterator[scrapy.Request]:
         if "dataloss" in response.flags:
