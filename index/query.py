@@ -17,6 +17,7 @@ import itertools
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,10 +236,44 @@ def _transpositions(word: str) -> set[str]:
     return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1) if word[i] != word[i + 1]}
 
 
+# Variants per index state: the lexicon of a set of segments never changes, and typing
+# repeats the words before the one being typed at every keystroke.
+VARIANTS_CACHE_SIZE = 4096
+_VARIANTS: OrderedDict[tuple[Any, ...], dict[str, int]] = OrderedDict()
+_VARIANTS_LOCK = threading.Lock()
+
+
+def _lexicon_key(reader: Any) -> tuple[Any, ...] | None:
+    try:
+        return tuple(f"{leaf.storage()!r}:{leaf.segment().segment_id()}" for leaf in _leaves(reader))
+    except AttributeError:  # not segment readers: no stable identity, no cache
+        return None
+
+
 def variants(reader: Any, fieldname: str, word: str, typed_length: int, *, typos: bool, prefix: bool) -> dict[str, int]:
     """Index words ``word`` stands for, with their cost: 0 the word itself, 1 a
     completion (``prefix``), else the edits needed (``typos``). At most
     :data:`MAX_EXPANSIONS`, cheapest then most frequent first."""
+    lexicon = _lexicon_key(reader)
+    key = (lexicon, fieldname, word, allowed_edits(typed_length) if typos else 0, prefix)
+    if lexicon is not None:
+        with _VARIANTS_LOCK:
+            cached = _VARIANTS.get(key)
+            if cached is not None:
+                _VARIANTS.move_to_end(key)
+                return cached
+    found = _variants(reader, fieldname, word, typed_length, typos=typos, prefix=prefix)
+    if lexicon is not None:
+        with _VARIANTS_LOCK:
+            _VARIANTS[key] = found
+            if len(_VARIANTS) > VARIANTS_CACHE_SIZE:
+                _VARIANTS.popitem(last=False)
+    return found
+
+
+def _variants(
+    reader: Any, fieldname: str, word: str, typed_length: int, *, typos: bool, prefix: bool
+) -> dict[str, int]:
     found: dict[str, int] = {}
     if (fieldname, word) in reader:
         found[word] = 0
