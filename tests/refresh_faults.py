@@ -141,14 +141,19 @@ class Server:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
-def build_corpus(tmp: Path, server: Server, *, refreshed: bool) -> list[str]:
-    """The four starts; ``refreshed`` drops one page from each."""
-    keep = range(1, N_PAGES) if refreshed else range(N_PAGES)
+def build_corpus(tmp: Path, server: Server, *, refreshed: bool, present: dict[str, list[int]] | None = None) -> list[str]:
+    """The four starts; ``refreshed`` drops page 0 from each, ``present`` says exactly
+    which pages each start has (for chains of refreshes)."""
+    keep = {tag: range(1, N_PAGES) if refreshed else range(N_PAGES) for tag in ("folder", "idx", "rob")}
+    if present is not None:
+        keep.update({tag: sorted(present[tag]) for tag in keep if tag in present})
     folder = tmp / "folder"
     folder.mkdir(exist_ok=True)
     for i in range(N_PAGES):
         f = folder / f"p{i}.md"
-        if i in keep:
+        if i in keep["folder"]:
+            # Rewritten every time (a new mtime): pages go through parse(), where faults
+            # are injected, and then count as unchanged by their content hash.
             f.write_bytes(page(i, "folder"))
         else:
             f.unlink(missing_ok=True)
@@ -158,16 +163,25 @@ def build_corpus(tmp: Path, server: Server, *, refreshed: bool) -> list[str]:
     for tag in ("idx", "rob"):
         for i in range(N_PAGES):
             files[f"/{tag}/p{i}.md"] = page(i, tag)
-    files["/sub.xml"] = urlset(base, [f"/idx/p{i}.md" for i in keep])
+    files["/sub.xml"] = urlset(base, [f"/idx/p{i}.md" for i in keep["idx"]])
     files["/index.xml"] = (
         '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
         f"<sitemap><loc>{base}/sub.xml</loc></sitemap></sitemapindex>"
     ).encode()
-    files["/rob.xml.gz"] = urlset(base, [f"/rob/p{i}.md" for i in keep])
+    files["/rob.xml.gz"] = urlset(base, [f"/rob/p{i}.md" for i in keep["rob"]])
     files["/robots.txt"] = f"User-agent: *\nAllow: /\nSitemap: {base}/rob.xml.gz\n".encode()
-    if not refreshed:
+    if present is None and not refreshed or present is not None and present.get("single"):
         files["/single.md"] = page(0, "single")
     return [str(folder), f"{base}/index.xml", f"{base}/robots.txt", f"{base}/single.md"]
+
+
+def reachable(tmp: Path, server: Server, present: dict[str, list[int]]) -> list[str]:
+    """The page URLs a clean crawl of this corpus indexes."""
+    urls = [(tmp / "folder" / f"p{i}.md").resolve().as_uri() for i in present["folder"]]
+    urls += [f"{server.base}/{tag}/p{i}.md" for tag in ("idx", "rob") for i in present[tag]]
+    if present.get("single"):
+        urls.append(f"{server.base}/single.md")
+    return sorted(urls)
 
 
 def faulty_spider(inject: dict[str, str] | None) -> type:
@@ -257,12 +271,14 @@ def run(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
             runner = CrawlerRunner(settings(base, {}))
             yield runner.crawl("pages", start=starts)
             base_pages = sorted(load_page_states(base))
+            index = tmp / "case"
             for case in cases:
-                build_corpus(tmp, server, refreshed=True)
+                present = case.get("present")
+                build_corpus(tmp, server, refreshed=True, present=present)
                 server.behaviour = dict(case.get("http") or {})
-                index = tmp / "case"
-                shutil.rmtree(index, ignore_errors=True)
-                shutil.copytree(base, index)
+                if not case.get("chain"):  # a chain goes on from the previous case's index
+                    shutil.rmtree(index, ignore_errors=True)
+                    shutil.copytree(base, index)
                 runner = CrawlerRunner(settings(index, case.get("settings") or {}))
                 crawler = runner.create_crawler(faulty_spider(case.get("inject")))
                 yield runner.crawl(crawler, start=starts)
@@ -274,10 +290,11 @@ def run(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "pages": sorted(load_page_states(index)),
                         "exit": exit_status(stats),
                         "stats": {k: v for k, v in stats.items() if isinstance(v, (int, float, str))},
+                        "reachable": reachable(tmp, server, present) if present else None,
                     }
                 )
-                # Build the next case's corpus from the base state again.
-                build_corpus(tmp, server, refreshed=False)
+                if not case.get("chain"):
+                    build_corpus(tmp, server, refreshed=False)  # the next case starts from the base
         finally:
             server.httpd.shutdown()
             shutil.rmtree(tmp, ignore_errors=True)

@@ -223,3 +223,62 @@ def test_sitemaps_are_read_whole_or_not_at_all(body, reason):
 def test_sitemap_locs_keep_their_bytes():
     body = b"<urlset><url><loc>https://a.test/p?x=1&amp;y=2</loc></url><url><loc>http://[bad/x.md</loc></url></urlset>"
     assert [e["loc"] for e in read_sitemap(body).entries] == ["https://a.test/p?x=1&y=2", "http://[bad/x.md"]
+
+
+# -- refreshes in a row under random faults ----------------------------------------------
+RANDOM_HTTP = [name for name in HTTP_MATRIX if "timeout" not in name and "drip" not in name and "MB" not in name]
+
+
+def random_chain(steps: int, seed: int) -> list[dict]:
+    import random
+
+    rng = random.Random(seed)
+    cases: list[dict] = []
+    for step in range(steps):
+        # At least 3 of 8 pages per listing: a step never loses more than 5, so the guard
+        # stays out of the way and any deletion is the refresh rule's own.
+        present = {tag: sorted(rng.sample(range(8), rng.randint(3, 8))) for tag in ("folder", "idx", "rob")}
+        present["single"] = rng.random() < 0.8
+        case: dict = {"name": f"step {step}", "present": present, "chain": step > 0}
+        roll = rng.random()
+        if roll < 0.35:
+            method = rng.choice(list(METHODS))
+            case["inject"] = {
+                "method": method,
+                "exc": rng.choice(EXCEPTIONS),
+                "when": rng.choice(["entry", "after_first"]),
+                "calls": rng.choice(["all", "first"]),
+            }
+            case["http"] = TRIGGERS.get(method, {})
+        elif roll < 0.6:
+            name = rng.choice([n for n in RANDOM_HTTP if n != "empty urlset"])
+            case["http"] = HTTP_MATRIX[name][0]
+            case["name"] += f" ({name})"
+        cases.append(case)
+    return cases
+
+
+def check_chain(results: dict[str, dict], cases: list[dict]) -> None:
+    before = set(results["control"]["base_pages"])
+    for case in cases:
+        r = results[case["name"]]
+        now, reachable = set(r["pages"]), set(r["reachable"])
+        faulty = "inject" in case or "http" in case
+        assert not (before - now) & reachable, (case, "deleted a reachable page")
+        assert before & reachable <= now, (case, "lost a page that was still there")
+        assert now <= before | reachable, (case, "indexed something unreachable")
+        if not faulty:
+            assert now == reachable, (case, "a clean refresh must equal a clean crawl")
+        before = now
+
+
+def test_refreshes_in_a_row_under_random_faults_short(tmp_path):
+    cases = random_chain(12, seed=15)
+    check_chain(run_cases(cases, tmp_path), cases)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_few_hundred_refreshes_in_a_row_under_random_faults(tmp_path, seed):
+    cases = random_chain(100, seed=seed)
+    check_chain(run_cases(cases, tmp_path), cases)
