@@ -141,7 +141,9 @@ class Server:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
-def build_corpus(tmp: Path, server: Server, *, refreshed: bool, present: dict[str, list[int]] | None = None) -> list[str]:
+def build_corpus(
+    tmp: Path, server: Server, *, refreshed: bool, present: dict[str, list[int]] | None = None
+) -> list[str]:
     """The four starts; ``refreshed`` drops page 0 from each, ``present`` says exactly
     which pages each start has (for chains of refreshes)."""
     keep = {tag: range(1, N_PAGES) if refreshed else range(N_PAGES) for tag in ("folder", "idx", "rob")}
@@ -170,7 +172,8 @@ def build_corpus(tmp: Path, server: Server, *, refreshed: bool, present: dict[st
     ).encode()
     files["/rob.xml.gz"] = urlset(base, [f"/rob/p{i}.md" for i in keep["rob"]])
     files["/robots.txt"] = f"User-agent: *\nAllow: /\nSitemap: {base}/rob.xml.gz\n".encode()
-    if present is None and not refreshed or present is not None and present.get("single"):
+    single = not refreshed if present is None else bool(present.get("single"))
+    if single:
         files["/single.md"] = page(0, "single")
     return [str(folder), f"{base}/index.xml", f"{base}/robots.txt", f"{base}/single.md"]
 
