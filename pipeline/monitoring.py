@@ -41,6 +41,8 @@ PAGE_COUNTS = {
     "unchanged": "pages/unchanged",
     "deleted": "pages/deleted",
     "invalid": "pages/invalid",
+    # Kept by the mass-deletion guard (exit 25): see README, "Deletion needs proof".
+    "delete_refused": "pages/delete_refused",
 }
 IMAGE_COUNTS = {"indexed": "images/indexed", "deleted": "images/deleted"}
 
@@ -132,6 +134,11 @@ def metrics_text(doc: Mapping[str, Any]) -> str:
         [(f'outcome="{k}"', v) for k, v in summary["images"].items()],
     )
     family("last_run_commits", "Index commits of the last crawl.", [("", summary["commits"])])
+    family(
+        "last_run_starts_incomplete",
+        "Starts of the last crawl that were not read completely (none of their pages deleted).",
+        [("", (doc.get("stats") or {}).get("starts/incomplete", 0))],
+    )
     family("last_run_duration_seconds", "How long the last crawl ran.", [("", doc.get("duration_seconds") or 0.0)])
     family(
         "last_run_exit_status",

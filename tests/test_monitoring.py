@@ -79,7 +79,16 @@ def test_normal_crawl_then_a_failed_one_keeps_the_last_success(pages, tmp_path):
     result, doc, m = monitored(index, tmp_path, str(pages))
     assert result.returncode == 0
     assert doc["success"] is True and doc["exit_status"] == 0 and doc["finish_reason"] == "finished"
-    assert doc["summary"]["pages"] == {"seen": 4, "new": 4, "changed": 0, "unchanged": 0, "deleted": 0, "invalid": 0}
+    assert doc["summary"]["pages"] == {
+        "seen": 4,
+        "new": 4,
+        "changed": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "invalid": 0,
+        "delete_refused": 0,
+    }
+    assert one(m, "pages_crawler_last_run_starts_incomplete") == 0
     assert doc["summary"]["images"] == {"indexed": 95, "deleted": 0}
     assert doc["index"] == {"dir": str(index), "documents": 95, "pages": 4}
     assert doc["stats"]["pages/seen"] == 4 and doc["stats"]["finish_reason"] == "finished"
