@@ -234,7 +234,7 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         stats = ingest.ingest(opts.redis, index_dir, batch=opts.batch, idle_exit=opts.idle_exit)
         out.write(
             f"indexed {stats.pages} pages ({stats.documents} images) in {stats.batches} commits; "
-            f"{stats.claimed} claimed from a stopped indexer; {len(stats.errors)} bad entries dropped\n"
+            f"{stats.claimed} claimed from a stopped indexer; {stats.dead} bad entries moved to {ingest.KEYS.dead}\n"
         )
         if opts.finish:
             plan = ingest.finish_run(opts.redis, index_dir, guard={"accept_mass_delete": opts.accept_mass_delete})
