@@ -143,3 +143,33 @@ def test_doc_count_matches_whoosh_with_deletions(searcher):
         image_url = json.loads(searcher.stored_fields(d)["record"])["image_url"]
         counted[image_url] = sum(1 for _ in Q.Term("image_url", image_url).docs(searcher))
     assert counted and all(fastsearch.doc_count(searcher, "image_url", u) == n for u, n in counted.items())
+
+
+def _typo(word: str) -> str:
+    return word if len(word) < 5 else word[:2] + word[3] + word[2] + word[4:]
+
+
+tolerant_text = st.lists(
+    st.one_of(words, words.map(_typo), words.map(lambda w: w[: max(2, len(w) - 2)])), min_size=1, max_size=3
+).map(" ".join)
+
+
+@settings(max_examples=fuzz(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=tolerant_text)
+def test_generated_queries_with_typos_and_word_starts_match_whoosh(searcher, text):
+    """One ranking (issue 18): a tolerant query, expanded to index words, scores the same
+    on both paths over a multi-segment index with deletions."""
+    from index.query import expand_multiterms, tolerate
+
+    q = parse_query(searcher.schema, text)
+    q, _ = tolerate(q, searcher.reader(), searcher.schema["text"].analyzer, text)
+    q = expand_multiterms(q, searcher.reader())
+    assert assert_same(searcher, q), f"fell back on a supported shape: {q}"
+
+
+def test_expanded_prefix_and_fuzzy_words_match_whoosh(searcher):
+    from index.query import expand_multiterms
+
+    for text in ("stretch*", "stret*", "shouldr~", "exercise~2 neck", "s* OR pin"):
+        q = expand_multiterms(parse_query(searcher.schema, text), searcher.reader())
+        assert assert_same(searcher, q), text
