@@ -10,7 +10,6 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 
-from index import _whoosh_fixes  # noqa: F401 - applies a Whoosh fix on import
 from index.search import IndexMissing, _open
 from index.writer import SessionLock
 

@@ -1,4 +1,5 @@
-"""Two performance fixes for Whoosh 2.7 (whoosh-reloaded 2.7.5), applied on import.
+"""Two performance fixes for Whoosh 2.7 (whoosh-reloaded 2.7.5), applied once by
+:func:`index._whoosh.apply` (which ``import index`` calls).
 
 1. While flushing a segment, Whoosh asks for the field length of *every posting*. For
    fields that keep no lengths (ID, KEYWORD without scoring: `id`, `kind`, `domain`,
@@ -89,12 +90,6 @@ def _buffer_file_init(self: Any, buf: Any, name: Any = None, onclose: Any = None
 
 
 def apply() -> None:
-    cls = whoosh3.W3PerDocReader
-    if getattr(cls, "_pages_crawler_fixed", False):
-        return
-    cls._cached_reader = _cached_reader
-    cls._pages_crawler_fixed = True
+    """Patch Whoosh's classes (idempotent)."""
+    whoosh3.W3PerDocReader._cached_reader = _cached_reader
     structfile.BufferFile.__init__ = _buffer_file_init
-
-
-apply()

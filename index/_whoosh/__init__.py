@@ -1,0 +1,115 @@
+"""Everything that depends on Whoosh's private API, in one place.
+
+Written against whoosh-reloaded 2.7.5 (pyproject.toml pins it below 2.8): an upgrade is
+checked here and nowhere else.
+
+- :mod:`index._whoosh.fixes`: two performance fixes patched into Whoosh's classes,
+  applied once by :func:`apply`, which ``import index`` calls (so every module of the
+  package, searcher or writer, reads segments the same way);
+- :mod:`index._whoosh.mpwriter`: the multiprocess writer made safe to fail;
+- below: what the project keeps *about* Whoosh objects (in weak maps, so it goes when
+  they go, instead of attributes set on them) and read-only accessors for the private
+  parts the NumPy search path (:mod:`index.fastsearch`) reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+__all__ = [
+    "apply",
+    "bm25_params",
+    "is_segment_reader",
+    "length_codes",
+    "per_searcher",
+    "posting_blocks",
+    "searcher_serial",
+]
+
+T = TypeVar("T")
+
+_applied = False
+
+
+def apply() -> None:
+    """Apply :mod:`index._whoosh.fixes` (once; later calls do nothing)."""
+    global _applied
+    if _applied:
+        return
+    from index._whoosh import fixes
+
+    fixes.apply()
+    _applied = True
+
+
+# -- per-object data, in weak maps ---------------------------------------------------------
+
+_SERIAL = itertools.count()
+_SERIALS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_PER_SEARCHER: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def searcher_serial(searcher: Any) -> int:
+    """A number no other searcher of this process has had: a cache key that changes when
+    a refresh hands out a new searcher (``id()`` may be reused once one is freed)."""
+    serial = _SERIALS.get(searcher)
+    if serial is None:
+        serial = _SERIALS[searcher] = next(_SERIAL)
+    return serial
+
+
+def per_searcher(searcher: Any, name: str, build: Callable[[], T]) -> T:
+    """``build()``'s result, computed once per searcher and dropped with it.
+
+    The value must not hold ``searcher`` itself strongly, or the searcher is never freed
+    (a weak map's value keeps its key alive). Whoosh's sub-searchers refer to their
+    parent weakly, but a one-segment searcher is its own only leaf
+    (``leaf_searchers() == [(searcher, 0)]``): keep a ``weakref.proxy`` of it then."""
+    data = _PER_SEARCHER.get(searcher)
+    if data is None:
+        data = _PER_SEARCHER[searcher] = {}
+    if name not in data:
+        data[name] = build()
+    return data[name]
+
+
+# -- private parts read by the NumPy search path ---------------------------------------------
+
+
+def is_segment_reader(reader: Any) -> bool:
+    """A reader of one W3 segment, the only kind the accessors below understand."""
+    return hasattr(reader, "_terms") and hasattr(reader, "_perdoc")
+
+
+def posting_blocks(reader: Any, fieldname: str, btext: bytes) -> Iterator[tuple[Any, Any]]:
+    """A term's postings in one segment, one (document numbers, weights) block at a time
+    (Whoosh's block arrays, deletions included), without a Matcher call per posting.
+    The term must be in the segment."""
+    matcher = reader._terms.matcher(fieldname, btext, reader.schema[fieldname].format, scorer=None)
+    read_ids, read_weights = matcher._read_ids, matcher._read_weights
+    while matcher.is_active():
+        read_ids()
+        read_weights()
+        yield matcher._ids, matcher._weights
+        matcher._next_block()
+
+
+def length_codes(reader: Any, fieldname: str, count: int) -> bytes | None:
+    """The one-byte length codes of ``fieldname`` for the segment's first documents (at
+    most ``count``; fewer when the column is shorter), straight from the memory-mapped
+    column; None when the field keeps no such column (decode with
+    ``whoosh.util.numeric.byte_to_length``)."""
+    from whoosh.codec.whoosh3 import LENGTHS_COLUMN, _lenfield
+
+    column = reader._perdoc._cached_reader(_lenfield(fieldname), LENGTHS_COLUMN)
+    if column is None or not hasattr(column, "_basepos"):
+        return None
+    return column._dbfile.get(column._basepos, min(column._count, count))
+
+
+def bm25_params(weighting: Any, fieldname: str) -> tuple[float, float]:
+    """(B, K1) of a ``BM25F`` weighting for one field (its per-field B, else the default)."""
+    return weighting._field_B.get(fieldname, weighting.B), weighting.K1

@@ -1,0 +1,209 @@
+"""Adds pages (a page document + its image documents) to the index, with batched
+commits: by document count and by time. A crash loses at most the uncommitted batch,
+never the index (Whoosh switches to a new table of contents only once a commit is
+complete). :class:`index.writerprocess.WriterProcess` runs this in a process of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from whoosh import index as whoosh_index
+from whoosh.index import LockError
+from whoosh.writing import IndexWriter as WhooshWriter
+
+from index._whoosh.mpwriter import SafeMpWriter
+from index.errors import IndexLocked, WriterError
+from index.lock import SessionLock
+from index.merging import merge_bounded
+from index.schema import make_schema
+
+__all__ = ["PageWriter", "auto_procs", "open_or_create"]
+
+
+def auto_procs(procs: int) -> int:
+    """``INDEX_WRITER_PROCS``: 0 means one sub-writer per CPU, at most two. Two wrote 1M
+    documents 1.5x faster than one plain writer on a 2-core machine (bench/RESULTS.md);
+    more than two was not measured, and every sub-writer adds a segment per commit."""
+    if procs > 0:
+        return procs
+    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def open_or_create(index_dir: str | os.PathLike[str]) -> whoosh_index.Index:
+    path = Path(index_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    if whoosh_index.exists_in(str(path)):
+        ix = whoosh_index.open_dir(str(path))
+        missing = set(make_schema().names()) - set(ix.schema.names())
+        if missing:
+            # Documents of this version would not fit; half-updated indexes help no one.
+            raise WriterError(
+                f"index at {path} was built by an older version (no field {', '.join(sorted(missing))}): "
+                f"move it away and crawl again"
+            )
+        return ix
+    return whoosh_index.create_in(str(path), make_schema())
+
+
+def _remove_stale_temp(index_dir: Path, keep: Path) -> None:
+    """Whoosh writers sort postings in ``<random>.tmp`` folders inside the index and
+    remove them when they finish; a killed writer leaves its folder behind. Called while
+    holding Whoosh's write lock, so every such folder but our own is stale."""
+    for folder in index_dir.glob("*.tmp"):
+        if folder.is_dir() and folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class PageWriter:
+    """Adds pages (a page document + its image documents) with batched commits."""
+
+    def __init__(
+        self,
+        index_dir: str | os.PathLike[str],
+        *,
+        commit_docs: int = 100_000,
+        commit_seconds: float = 60.0,
+        limitmb: int = 256,
+        procs: int = 0,
+        multisegment: bool = True,
+        lock_wait: bool = False,
+        lock: bool = True,
+        segment_max_docs: int = 100_000,
+    ) -> None:
+        self.index_dir = str(index_dir)
+        self.commit_docs = commit_docs
+        self.commit_seconds = commit_seconds
+        self.limitmb = limitmb
+        self.procs = auto_procs(procs)
+        self.multisegment = multisegment
+        self.mergetype = merge_bounded(segment_max_docs)
+        # The caller may hold the session lock itself (the crawl does, for its whole run).
+        self.lock: SessionLock | None = SessionLock(index_dir, wait=lock_wait) if lock else None
+        self.stats = {"pages": 0, "documents": 0, "commits": 0, "deleted_pages": 0, "deleted_documents": 0}
+        self._ix: whoosh_index.Index | None = None
+        self._writer: WhooshWriter | None = None
+        self._known: set[str] = set()
+        self._seen: set[str] = set()
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def open(self) -> None:
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            self._ix = open_or_create(self.index_dir)
+            # Pages the index holds now: only they can have documents to replace. Every
+            # other page skips the delete lookup, which opens a reader over every segment
+            # (at 1M documents, most of the writer's time and memory went there).
+            with self._ix.reader() as reader:
+                if reader.doc_count_all():
+                    self._known = {t.decode("utf-8") for t in reader.lexicon("page_url")}
+            self._writer = self._new_writer()
+            _remove_stale_temp(Path(self.index_dir), keep=Path(self._writer.temp_storage().folder))
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def _new_writer(self) -> WhooshWriter:
+        assert self._ix is not None
+        try:
+            # A writer process of a crawl that was just killed may still be cancelling
+            # (it notices its parent is gone within a second): wait briefly for its lock.
+            if self.procs > 1:
+                # The sub-writers share the memory budget; the parent's own pool only
+                # ever holds the segments a commit merges.
+                return SafeMpWriter(
+                    self._ix,
+                    procs=self.procs,
+                    multisegment=self.multisegment,
+                    subargs={"limitmb": max(32, self.limitmb // self.procs)},
+                    limitmb=self.limitmb,
+                    timeout=10.0,
+                    delay=0.25,
+                )
+            return self._ix.writer(timeout=10.0, delay=0.25, limitmb=self.limitmb)
+        except LockError:
+            raise IndexLocked(f"index {self.index_dir} is locked by another writer") from None
+
+    def commit(self, reopen: bool = True) -> None:
+        assert self._writer is not None
+        self._writer.commit(mergetype=self.mergetype)
+        # Committed pages can be replaced from now on (a long-running indexer sees the
+        # same page again on the next refresh).
+        self._known |= self._seen
+        self._seen.clear()
+        self.stats["commits"] += 1
+        self._pending = 0
+        self._last_commit = time.monotonic()
+        self._writer = self._new_writer() if reopen else None
+
+    def close(self) -> dict[str, int]:
+        """Commit what is pending and release the index."""
+        try:
+            if self._writer is not None:
+                self.commit(reopen=False)
+        finally:
+            self._release()
+        return dict(self.stats)
+
+    def cancel(self) -> None:
+        """Drop the uncommitted batch (the index keeps its last committed state)."""
+        try:
+            if self._writer is not None:
+                self._writer.cancel()
+                self._writer = None
+        finally:
+            self._release()
+
+    # -- writing ---------------------------------------------------------------------
+    def add_page(self, docs: list[dict[str, Any]]) -> int:
+        """Replace a page's documents; ``docs[0]`` is the page document."""
+        assert self._writer is not None
+        url = docs[0]["page_url"]
+        if url in self._seen:
+            # Uncommitted documents cannot be deleted; a page reached twice in one
+            # session (overlapping starts) is the same page: keep the first.
+            return 0
+        self._seen.add(url)
+        if url in self._known:
+            self._writer.delete_by_term("page_url", url)
+        add = self._writer.add_document
+        for doc in docs:
+            add(**doc)
+        self.stats["pages"] += 1
+        self.stats["documents"] += len(docs) - 1
+        self._pending += len(docs)
+        self._maybe_commit()
+        return len(docs) - 1
+
+    def delete_pages(self, urls: Iterable[str]) -> int:
+        assert self._writer is not None
+        deleted = 0
+        for url in urls:
+            n = self._writer.delete_by_term("page_url", url)
+            deleted += n
+            self.stats["deleted_pages"] += 1
+            self.stats["deleted_documents"] += max(n - 1, 0)
+        self._pending += deleted
+        return deleted
+
+    def _maybe_commit(self) -> None:
+        if self._pending >= self.commit_docs or (
+            self._pending and time.monotonic() - self._last_commit >= self.commit_seconds
+        ):
+            self.commit()
+
+    def tick(self) -> None:
+        """Commit on time even when no page arrives (a slow HTTP crawl)."""
+        if self._writer is not None:
+            self._maybe_commit()
