@@ -22,20 +22,14 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import CancelledError
-
-try:  # Scrapy >= 2.14 names its own; earlier ones cancel with Twisted's.
-    from scrapy.exceptions import DownloadCancelledError
-except ImportError:  # pragma: no cover - old Scrapy
-    DownloadCancelledError = CancelledError  # type: ignore[misc,assignment]
-
 import scrapy
 from scrapy import signals
-from scrapy.exceptions import DontCloseSpider, IgnoreRequest
+from scrapy.exceptions import DontCloseSpider, DownloadCancelledError, IgnoreRequest
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.gz import gzip_magic_number
 from scrapy.utils.sitemap import sitemap_urls_from_robots
+from twisted.internet.defer import CancelledError
 
 from pipeline.items import PageItem
 from pipeline.parsing import PageError, parse_page
