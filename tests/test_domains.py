@@ -438,11 +438,27 @@ def test_every_icann_rule_of_the_bundled_list():
         "https://" + "a" * 64 + ".example.com/x.jpg",
         "https://" + "a." * 127 + "com/x.jpg",
         "https://" + "b" * 200_000 + ".com/x.jpg",
+        "https://![#a![#a.example.com/![#a",  # found by the timing fuzzer: urllib raised
+        "https://ex!ample.com/x.jpg",
+        "https://exa~mple.com/x.jpg",
     ],
 )
 def test_hosts_that_are_not_dns_names_are_bad_urls(raw):
     info = normalize_image_url(raw)
     assert info.bad_url and info.domain is None
+
+
+@pytest.mark.parametrize(
+    "raw, domain",
+    [
+        ("https://i0.wp.com/[x/a.jpg", "wp.com"),
+        ("https://images.weserv.nl/?url=http://[::1/x", "weserv.nl"),
+        ("https://wsrv.nl/?url=https://![/x", "wsrv.nl"),
+    ],
+)
+def test_proxy_urls_urllib_refuses_keep_the_proxy_domain(raw, domain):
+    info = normalize_image_url(raw)
+    assert (info.bad_url, info.domain) == (False, domain)
 
 
 def test_unknown_tld_follows_the_default_rule():

@@ -168,7 +168,7 @@ UNITS = st.lists(
 
 
 @settings(
-    max_examples=max(10, fuzz(400) // 40),
+    max_examples=max(10, fuzz(800) // 80),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -74,11 +74,13 @@ _PROXY_BY_PATH = [p for p in _PROXIES if "path_prefix" in p]
 _PSL = publicsuffixlist.PublicSuffixList(only_icann=True, accept_unknown=True)
 
 
+# Letters, digits, `-` and `_` (not allowed by RFC 952 but served by real CDNs) in
+# labels of 1-63 characters: anything else (`![`, `a..b`) cannot be looked up.
+_DNS_NAME = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+
+
 def _valid_dns_name(host: str) -> bool:
-    if len(host) > MAX_HOST_CHARS:
-        return False
-    labels = host.split(".")
-    return all(0 < len(label) <= MAX_LABEL_CHARS for label in labels)
+    return len(host) <= MAX_HOST_CHARS and _DNS_NAME.fullmatch(host) is not None
 
 
 @lru_cache(maxsize=65536)
@@ -274,10 +276,11 @@ def normalize_image_url(raw: str, base: str | None = None) -> DomainInfo:
         return DomainInfo(url if local else raw, None, None, None, not local)
     current, origin_host = url, host
     for _ in range(3):  # proxies may wrap proxies; a bound keeps it finite
-        origin = _origin_url(current, origin_host)
-        if origin is None:
+        try:
+            origin = _origin_url(current, origin_host)
+            origin_url, unwrapped = clean_url(origin) if origin is not None else (None, None)
+        except ValueError:  # urllib refuses some strings (`[` without `]`): no origin
             break
-        origin_url, unwrapped = clean_url(origin)
         if unwrapped is None or unwrapped == origin_host:
             break
         current, origin_host = origin_url, unwrapped
