@@ -222,8 +222,14 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import logging
 
     from index import ingest
+    from index.options import WriterOptions, parse_settings
     from index.writer import IndexLocked, WriterError
 
+    try:
+        options = WriterOptions.from_settings(parse_settings(getattr(opts, "set", [])))
+    except ValueError as exc:  # a mistyped -s is a usage error, before anything starts
+        err.write(f"error: {exc}\n")
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
     try:
         if opts.command == "enqueue":
@@ -231,13 +237,14 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write(f"{n} starts queued for the crawlers\n")
             return 0
         index_dir = opts.index or default_index_dir()
-        stats = ingest.ingest(opts.redis, index_dir, batch=opts.batch, idle_exit=opts.idle_exit)
+        stats = ingest.ingest(opts.redis, index_dir, batch=opts.batch, idle_exit=opts.idle_exit, options=options)
         out.write(
             f"indexed {stats.pages} pages ({stats.documents} images) in {stats.batches} commits; "
             f"{stats.claimed} claimed from a stopped indexer; {stats.dead} bad entries moved to {ingest.KEYS.dead}\n"
         )
         if opts.finish:
-            plan = ingest.finish_run(opts.redis, index_dir, guard={"accept_mass_delete": opts.accept_mass_delete})
+            guard = {"accept_mass_delete": opts.accept_mass_delete}
+            plan = ingest.finish_run(opts.redis, index_dir, guard=guard, options=options)
             out.write(f"run finished: {len(plan.delete)} vanished pages deleted\n")
             if plan.refused:
                 err.write(
@@ -295,6 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ingest.add_argument(
         "--idle-exit", type=float, default=None, metavar="S", help="exit after S seconds without pages (default: never)"
+    )
+    ingest.add_argument(
+        "-s",
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a writer setting, as the crawl's -s (INDEX_WRITER_PROCS=1, INDEX_WRITER_LIMITMB=512, ...; repeatable)",
     )
     ingest.add_argument(
         "--finish", action="store_true", help="then end the run: delete vanished pages of complete starts"

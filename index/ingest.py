@@ -34,20 +34,42 @@ from typing import Any
 from index.contract import page_problem
 from index.deletion import DeletionPlan, plan_deletions
 from index.documents import STATE_FIELDS, page_documents, start_key
+from index.options import DEFAULTS, WriterOptions
+from index.pagewriter import PageWriter
 from index.progress import IngestProgress
 from index.state import load_page_states
-from index.writer import PageWriter
 
-__all__ = ["KEYS", "IngestStats", "enqueue", "ensure_group", "finish_run", "ingest", "state_of"]
+__all__ = [
+    "DUPEFILTER_KEY",
+    "KEYS",
+    "IngestStats",
+    "Keys",
+    "enqueue",
+    "ensure_group",
+    "finish_run",
+    "ingest",
+    "state_of",
+]
 
 logger = logging.getLogger(__name__)
 
 
+# scrapy-redis's name for a spider's duplicate filter (its default); RedisAddon sets it as
+# SCHEDULER_DUPEFILTER_KEY, so the crawlers and this module use this one spelling.
+DUPEFILTER_KEY = "%(spider)s:dupefilter"
+
+
 @dataclass(frozen=True)
 class Keys:
-    """Every Redis key the distributed mode uses, under one prefix."""
+    """Every Redis key the distributed mode uses, under one prefix: the spider's name
+    (``pipeline.spiders.pages.PagesSpider.name``), which scrapy-redis names its own keys
+    after."""
 
     prefix: str = "pages"
+
+    @property
+    def dupefilter(self) -> str:  # scrapy-redis: fingerprints of every request of the run
+        return DUPEFILTER_KEY % {"spider": self.prefix}
 
     @property
     def stream(self) -> str:  # page items, crawlers → indexer
@@ -114,7 +136,7 @@ def enqueue(url: str, starts: list[str], keys: Keys = KEYS) -> int:
     if not r.exists(keys.starts):
         # The first starts of a new run: pages fetched by the previous run must be
         # fetchable again (scrapy-redis keeps its duplicate filter between runs).
-        r.delete(f"{keys.prefix}:dupefilter")
+        r.delete(keys.dupefilter)
     with r.pipeline() as pipe:
         for start in starts:
             # Paths become absolute here: crawlers on other machines must read the same
@@ -177,19 +199,20 @@ def ingest(
     commit_seconds: float = 10.0,
     keys: Keys = KEYS,
     stop: Callable[[], bool] | None = None,
-    **writer_options: Any,
+    options: WriterOptions = DEFAULTS,
 ) -> IngestStats:
     """Index the stream's pages until ``stop()`` says so or the stream stayed empty for
     ``idle_exit`` seconds (None: forever). A commit covers up to ``batch`` pages: it is
     made once that many have arrived, ``commit_seconds`` after the first uncommitted one,
-    or as soon as the stream runs dry. (Committing whatever each read returned meant a
+    or as soon as the stream runs dry: ``options``' own commit triggers do not apply
+    (entries are acknowledged per commit), the rest of them does. (Committing whatever each read returned meant a
     commit per handful of pages while crawlers trickled them in, and every commit of the
     multiprocess writer starts its sub-writers again.)"""
     r = connect(redis_url)
     ensure_group(r, keys)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     # Commits are decided here: PageWriter's own triggers are switched off.
-    writer = PageWriter(index_dir, commit_docs=10**12, commit_seconds=float("inf"), **writer_options)
+    writer = PageWriter(index_dir, **(options.page_writer() | {"commit_docs": 10**12, "commit_seconds": float("inf")}))
     writer.open()  # takes the index's session lock: a second indexer fails here
     stats = IngestStats()
     pending = _Uncommitted()
@@ -277,7 +300,12 @@ def _commit(r: Any, keys: Keys, writer: PageWriter, pending: _Uncommitted, stats
 
 
 def finish_run(
-    redis_url: str, index_dir: str, keys: Keys = KEYS, *, guard: dict[str, Any] | None = None, **writer_options: Any
+    redis_url: str,
+    index_dir: str,
+    keys: Keys = KEYS,
+    *,
+    guard: dict[str, Any] | None = None,
+    options: WriterOptions = DEFAULTS,
 ) -> DeletionPlan:
     """The end of a distributed run: delete the pages of this run's complete starts that
     no crawler reached, by the same rule as a local crawl (:mod:`index.deletion`: positive
@@ -303,10 +331,13 @@ def finish_run(
     plan = plan_deletions(states, complete, seen, listed=listed, **(guard or {}))
     for start, (would, known) in plan.refused.items():
         logger.warning(
-            "refused to delete %d of the %d pages of %s (mass-deletion guard); nothing of it deleted", would, known, start
+            "refused to delete %d of the %d pages of %s (mass-deletion guard); nothing of it deleted",
+            would,
+            known,
+            start,
         )
     if plan.delete:
-        writer = PageWriter(index_dir, **writer_options)
+        writer = PageWriter(index_dir, **options.page_writer())
         writer.open()
         try:
             writer.delete_pages(plan.delete)

@@ -20,6 +20,7 @@ from index._whoosh.mpwriter import SafeMpWriter
 from index.errors import IndexLocked, WriterError
 from index.lock import SessionLock
 from index.merging import merge_bounded
+from index.options import DEFAULTS
 from index.schema import make_schema
 
 __all__ = ["PageWriter", "auto_procs", "open_or_create"]
@@ -60,20 +61,23 @@ def _remove_stale_temp(index_dir: Path, keep: Path) -> None:
 
 
 class PageWriter:
-    """Adds pages (a page document + its image documents) with batched commits."""
+    """Adds pages (a page document + its image documents) with batched commits.
+
+    The keyword arguments are :class:`index.options.WriterOptions`' (``page_writer()``)
+    plus ``lock``: False when the caller holds the session lock itself."""
 
     def __init__(
         self,
         index_dir: str | os.PathLike[str],
         *,
-        commit_docs: int = 100_000,
-        commit_seconds: float = 60.0,
-        limitmb: int = 256,
-        procs: int = 0,
-        multisegment: bool = True,
-        lock_wait: bool = False,
+        commit_docs: int = DEFAULTS.commit_docs,
+        commit_seconds: float = DEFAULTS.commit_seconds,
+        limitmb: int = DEFAULTS.limitmb,
+        procs: int = DEFAULTS.procs,
+        multisegment: bool = DEFAULTS.multisegment,
+        lock_wait: bool = DEFAULTS.lock_wait,
         lock: bool = True,
-        segment_max_docs: int = 100_000,
+        segment_max_docs: int = DEFAULTS.segment_max_docs,
     ) -> None:
         self.index_dir = str(index_dir)
         self.commit_docs = commit_docs

@@ -34,7 +34,7 @@ from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.settings import BaseSettings
 from scrapy.utils.defer import deferred_from_coro
 
-from index.ingest import KEYS, connect, ensure_group
+from index.ingest import DUPEFILTER_KEY, KEYS, connect, ensure_group
 from pipeline.pipelines import stamped_page
 from pipeline.refresh import RefreshState
 
@@ -60,6 +60,7 @@ class RedisAddon:
         # The queue outlives a crawler: others may still be working on it.
         settings.set("SCHEDULER_PERSIST", True, priority="addon")
         settings.set("REDIS_START_URLS_KEY", KEYS.start_urls, priority="addon")
+        settings.set("SCHEDULER_DUPEFILTER_KEY", DUPEFILTER_KEY, priority="addon")  # enqueue clears it
         settings["DOWNLOADER_MIDDLEWARES"]["pipeline.distributed.InflightRequests"] = 50
         settings["SPIDER_MIDDLEWARES"]["pipeline.distributed.InflightRequests"] = 50
         # Pages go to the Redis Stream; the one indexer (`python -m index ingest`) writes.

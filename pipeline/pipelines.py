@@ -13,12 +13,14 @@ from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import CloseSpider, DropItem, NotConfigured
+from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import deferred_from_coro
 
 from index.admin import record_crawl
 from index.contract import page_problem
 from index.documents import page_documents
+from index.options import WriterOptions
 from index.state import load_page_states
 from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess, peak_rss_kb
 from pipeline.normalize.captions import normalize_caption
@@ -26,6 +28,11 @@ from pipeline.normalize.domains import host_of, normalize_image_url, registrable
 from pipeline.refresh import RefreshState
 
 logger = logging.getLogger(__name__)
+
+
+def writer_options(settings: BaseSettings) -> WriterOptions:
+    """The ``INDEX_*`` settings of a crawl as writer options (defaults: WriterOptions')."""
+    return WriterOptions.from_settings({name: settings.get(name) for name in WriterOptions.settings()})
 
 
 class _StatsPipeline:
@@ -152,23 +159,18 @@ class IndexWriter(_StatsPipeline):
             raise NotConfigured("REDIS_URL is set: pages go to Redis, `python -m index ingest` writes the index")
         if not s.get("INDEX_DIR"):
             raise NotConfigured("INDEX_DIR is not set")
+        options = writer_options(s)
         pipeline = cls(
             s.get("INDEX_DIR"),
             stats=crawler.stats,
-            in_process=not s.getbool("INDEX_WRITER_PROCESS", True),
-            queue_pages=s.getint("INDEX_QUEUE_PAGES", 64),
-            lock_wait=s.getbool("INDEX_LOCK_WAIT", False),
+            in_process=not options.writer_process,
+            queue_pages=options.queue_pages,
             guard={
                 "max_share": s.getfloat("REFRESH_MAX_DELETE_SHARE", 0.2),
                 "few": s.getint("REFRESH_MAX_DELETE_FEW", 5),
                 "accept_mass_delete": s.getbool("REFRESH_ACCEPT_MASS_DELETE", False),
             },
-            commit_docs=s.getint("INDEX_COMMIT_DOCS", 100_000),
-            commit_seconds=s.getfloat("INDEX_COMMIT_SECONDS", 60.0),
-            limitmb=s.getint("INDEX_WRITER_LIMITMB", 256),
-            procs=s.getint("INDEX_WRITER_PROCS", 0),
-            multisegment=s.getbool("INDEX_WRITER_MULTISEGMENT", True),
-            segment_max_docs=s.getint("INDEX_SEGMENT_MAX_DOCS", 100_000),
+            **options.page_writer(),
         )
         pipeline.crawler = crawler
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)

@@ -3,6 +3,8 @@ its default and why; override any of them with ``-s NAME=VALUE``."""
 
 import os
 
+from index.options import DEFAULTS as _writer  # lower case: not a setting itself
+
 BOT_NAME = "pages"
 SPIDER_MODULES = ["pipeline.spiders"]
 NEWSPIDER_MODULE = "pipeline.spiders"
@@ -40,6 +42,8 @@ REDIS_IDLE_CLOSE = 0
 REDIS_CRAWLER_TTL = 20
 
 # --- index ------------------------------------------------------------------------
+# The writer's defaults are defined once, in index.options.WriterOptions (which
+# `python -m index ingest -s NAME=VALUE` reads too); they are listed here to be found.
 # Where the Whoosh index lives. Precedence: -s INDEX_DIR=... > $PAGES_INDEX > data/index.
 INDEX_DIR = os.environ.get("PAGES_INDEX", "data/index")
 # Set False to crawl without touching the index (e.g. only `-O items.jsonl`).
@@ -47,26 +51,26 @@ INDEX_ENABLED = True
 # Commit after this many documents, or this many seconds, whichever comes first: a crash
 # loses at most one batch, a search sees progress during long crawls. 100k documents
 # are ~35 s of work for the default two sub-writers, and give each a 50k segment.
-INDEX_COMMIT_DOCS = 100_000
-INDEX_COMMIT_SECONDS = 60.0
+INDEX_COMMIT_DOCS = _writer.commit_docs
+INDEX_COMMIT_SECONDS = _writer.commit_seconds
 # Commits merge small segments but never into one bigger than this, so no commit has to
 # rewrite a big part of the index.
-INDEX_SEGMENT_MAX_DOCS = 100_000
+INDEX_SEGMENT_MAX_DOCS = _writer.segment_max_docs
 # Whoosh writer memory before it spills sorted runs to disk (shared by the sub-writers).
-INDEX_WRITER_LIMITMB = 256
+INDEX_WRITER_LIMITMB = _writer.limitmb
 # Whoosh sub-writer processes (its multiprocess writer); 0 = one per CPU, at most two.
 # 1 = one plain writer. Two wrote 1M documents in 0.65x the time of one on 2 cores.
-INDEX_WRITER_PROCS = 0
+INDEX_WRITER_PROCS = _writer.procs
 # Each sub-writer commits its own segment. False merges them into one segment at every
 # commit, single-threaded, which measured no faster than one plain writer.
-INDEX_WRITER_MULTISEGMENT = True
+INDEX_WRITER_MULTISEGMENT = _writer.multisegment
 # Write in a separate process (overlaps with crawling: Whoosh is pure Python and holds
 # the GIL). False writes in the crawl process, which is simpler to debug.
-INDEX_WRITER_PROCESS = True
+INDEX_WRITER_PROCESS = _writer.writer_process
 # Pages in flight between crawl and writer; bounds memory when the writer falls behind.
-INDEX_QUEUE_PAGES = 64
+INDEX_QUEUE_PAGES = _writer.queue_pages
 # A second crawl on a locked index: fail at once (False) or wait for the lock (True).
-INDEX_LOCK_WAIT = False
+INDEX_LOCK_WAIT = _writer.lock_wait
 
 # --- pages spider --------------------------------------------------------------------
 # File extensions picked up when a start is a folder (case-insensitive).

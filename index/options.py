@@ -1,0 +1,113 @@
+"""How the index is written: the ``INDEX_*`` settings and their defaults, defined once.
+
+The crawl reads them from Scrapy's settings (``pipeline.settings`` takes its defaults
+from here, ``pipeline.pipelines.writer_options`` builds the options from the crawler's
+settings); ``python -m index ingest`` from its ``-s NAME=VALUE`` options. Values given as
+text are read the way Scrapy's ``getint``/``getfloat``/``getbool`` read them, so
+``-s INDEX_WRITER_PROCS=1`` means the same to both.
+
+No Scrapy and no Whoosh here: Scrapy's settings module imports this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DEFAULTS", "WriterOptions", "parse_settings"]
+
+
+def _setting(name: str, default: Any) -> Any:
+    return field(default=default, metadata={"setting": name})
+
+
+@dataclass(frozen=True)
+class WriterOptions:
+    """Every option of an index writer, each with the Scrapy setting that sets it."""
+
+    commit_docs: int = _setting("INDEX_COMMIT_DOCS", 100_000)
+    commit_seconds: float = _setting("INDEX_COMMIT_SECONDS", 60.0)
+    segment_max_docs: int = _setting("INDEX_SEGMENT_MAX_DOCS", 100_000)
+    limitmb: int = _setting("INDEX_WRITER_LIMITMB", 256)
+    procs: int = _setting("INDEX_WRITER_PROCS", 0)
+    multisegment: bool = _setting("INDEX_WRITER_MULTISEGMENT", True)
+    lock_wait: bool = _setting("INDEX_LOCK_WAIT", False)
+    # How the crawl hands pages to the writer (ingest always writes in its own process).
+    writer_process: bool = _setting("INDEX_WRITER_PROCESS", True)
+    queue_pages: int = _setting("INDEX_QUEUE_PAGES", 64)
+
+    @classmethod
+    def settings(cls) -> dict[str, str]:
+        """Setting name → field name."""
+        return {f.metadata["setting"]: f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> WriterOptions:
+        """The options named in ``values`` (setting name → value or its text; None and
+        absent names keep the default); ValueError, one line, on a value that does not
+        read as its type. Names that are not writer settings are ignored."""
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+        chosen: dict[str, Any] = {}
+        for setting, name in cls.settings().items():
+            value = values.get(setting)
+            if value is not None:
+                chosen[name] = _read(setting, value, kinds[name])
+        return cls(**chosen)
+
+    def page_writer(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`index.pagewriter.PageWriter`."""
+        return {
+            "commit_docs": self.commit_docs,
+            "commit_seconds": self.commit_seconds,
+            "limitmb": self.limitmb,
+            "procs": self.procs,
+            "multisegment": self.multisegment,
+            "lock_wait": self.lock_wait,
+            "segment_max_docs": self.segment_max_docs,
+        }
+
+
+DEFAULTS = WriterOptions()
+
+
+def _read(setting: str, value: Any, kind: Any) -> Any:
+    # Annotations are strings here (``from __future__ import annotations``).
+    kind = getattr(kind, "__name__", kind)
+    try:
+        if kind == "bool":
+            return _bool(value)
+        if kind == "int":
+            return int(value)
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{setting}={value!r} is not {'an' if kind == 'int' else 'a'} {kind}") from None
+
+
+def _bool(value: Any) -> bool:
+    """As Scrapy's ``Settings.getbool``: 1/0, True/False, "1"/"0", "True"/"true"/"False"/"false"."""
+    try:
+        return bool(int(value))
+    except ValueError:
+        if value in ("True", "true"):
+            return True
+        if value in ("False", "false"):
+            return False
+        raise
+
+
+def parse_settings(pairs: Iterable[str]) -> dict[str, str]:
+    """``NAME=VALUE`` texts (``-s`` options) → {NAME: VALUE}; ValueError on a text without
+    ``=`` or on a name that is not a writer setting (a typo must not pass silently)."""
+    known = WriterOptions.settings()
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"-s {pair!r}: expected NAME=VALUE")
+        if name not in known:
+            raise ValueError(f"-s {name}: not a writer setting (one of {', '.join(sorted(known))})")
+        out[name] = value
+    return out
