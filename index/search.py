@@ -563,6 +563,24 @@ def search(
         raise SearchCancelled(str(exc)) from None
 
 
+def _evaluate(
+    searcher: Searcher,
+    q: Q.Query,
+    tiers: list[list[tuple[str, str, int]]] | None,
+    filter_q: Q.Query | None,
+    exclude: np.ndarray,
+    sort_spec: Any,
+) -> tuple[fastsearch.Evaluation | None, list[Any]]:
+    """The NumPy evaluation of ``q`` when it can rank it (relevance order, a supported
+    shape), else None: Whoosh's searcher then runs it."""
+    if sort_spec:
+        return None, []
+    try:
+        return fastsearch.evaluate(searcher, q, filter_q, exclude=exclude, tiers=tiers), []
+    except fastsearch.Unsupported:
+        return None, []
+
+
 def _search(
     index_dir: str | Path,
     query: str,
@@ -611,11 +629,10 @@ def _search(
             _RESULTS.move_to_end(key)
     if cached is not None:
         return replace(cached, hits=[dict(h) for h in cached.hits], elapsed_ms=(time.perf_counter() - start) * 1000)
-    q = plain = parse_query(searcher.schema, query)
+    reader = searcher.reader()
+    plain = parse_query(searcher.schema, query)
+    q = expand_multiterms(plain, reader)
     tolerance = Tolerance()
-    if not exact and "text" in searcher.schema:
-        q, tolerance = tolerate(q, searcher.reader(), searcher.schema["text"].analyzer, query)
-    q = expand_multiterms(q, searcher.reader())
     # Page documents hold a page's state (front matter, file facts), never a hit, whatever
     # the query's shape (`*:*`, `-word`, `url:*`). Masked rather than filtered: there are
     # far fewer pages than images, and Whoosh builds a set of its filter on each search.
@@ -636,16 +653,21 @@ def _search(
     if facets:
         kwargs["groupedby"] = {name: sorting.FieldFacet(name, maptype=sorting.Count) for name in facets}
     window = page * limit
-    evaluation = None
-    if not sort_spec:
-        try:
-            evaluation = fastsearch.evaluate(
-                searcher, q, kwargs.get("filter"), exclude=page_docs, tiers=tolerance.groups
-            )
-        except fastsearch.Unsupported:
-            evaluation = None
+    evaluation, top = _evaluate(searcher, q, None, kwargs.get("filter"), page_docs, sort_spec)
     if evaluation is not None:
         top = _collect_fast(searcher, evaluation, window, collapse)
+    # Typo tolerance and word starts widen the search only when the words as typed do
+    # not fill the page asked for (Typesense's typo_tokens_threshold, in effect): their
+    # results rank below every exact one anyway, so the page is the same, and a common
+    # word does not pay for fifty variants it cannot use.
+    if not exact and "text" in searcher.schema and (evaluation is None or len(top) < window):
+        tolerant, tolerance = tolerate(plain, reader, searcher.schema["text"].analyzer, query)
+        if tolerance.groups:
+            q = expand_multiterms(tolerant, reader)
+            evaluation, top = _evaluate(searcher, q, tolerance.groups, kwargs.get("filter"), page_docs, sort_spec)
+            if evaluation is not None:
+                top = _collect_fast(searcher, evaluation, window, collapse)
+    if evaluation is not None:
         total, total_exact = len(evaluation), True
         if collapse and total:
             total = _distinct_images(searcher, evaluation.docnums)
