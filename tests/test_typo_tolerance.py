@@ -140,3 +140,12 @@ def test_whoosh_and_the_numpy_path_give_the_same_order_and_scores(index, text):
     assert np.allclose([whoosh_scores[d] for d in ours_ids.tolist()], ours_scores)
     untiered = fastsearch.Evaluation(evaluation.docnums, evaluation.scores)
     assert untiered.ranked(0, 50)[0].tolist() == [hit.docnum for hit in theirs]
+
+
+def test_tolerance_widens_only_a_page_the_exact_words_do_not_fill(index):
+    exact_total = search(index, "stretch", exact=True, collapse=False).total
+    one = search(index, "stretch", limit=1, collapse=False)
+    assert one.total == exact_total and one.corrections == {}  # the page is full as typed
+    wide = search(index, "stretch", limit=50, collapse=False)
+    assert wide.total > exact_total  # `strech`, `stretcher`, ... join, below the exact ones
+    assert [h["headline"] for h in wide.hits[:exact_total]] == heads(index, "stretch", exact=True)
