@@ -4,8 +4,11 @@ examples and Hugo's documented shortcode forms (as Hugo's own shortcode lexer re
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.body import extract, scan_shortcode
+from conftest import fuzz
+from pipeline.body import extract, extract_body, scan_shortcode
 from pipeline.parsing import parse_page
 
 # CommonMark 0.31.2, section "Images", examples 572-593: (Markdown, [(src, alt, title)]).
@@ -130,3 +133,57 @@ def test_scan_shortcode_reports_named_and_positional_parameters():
     assert found is not None
     assert (found.name, found.args, found.positional) == ("img", {"width": "600"}, ["/a.jpg"])
     assert found.end == len('x {{< img "/a.jpg" width=600 >}}')
+
+
+SHORTCODE_SOUP = st.lists(
+    st.sampled_from(
+        [
+            "{{<",
+            "{{%",
+            ">}}",
+            "%}}",
+            "/>}}",
+            "{{",
+            "}}",
+            "/*",
+            "*/",
+            "figure",
+            "img",
+            "image",
+            "src",
+            "alt",
+            "caption",
+            "=",
+            " ",
+            "\t",
+            "\n",
+            "\r\n",
+            '"',
+            "'",
+            "`",
+            "\\",
+            "a.jpg",
+            "/x",
+            "(",
+            ")",
+            ",",
+            ">",
+            "<",
+            "-",
+            "#",
+            "![](",
+            "]",
+        ]
+    ),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=fuzz(500), deadline=None)
+@given(SHORTCODE_SOUP)
+def test_arbitrary_shortcode_soup_never_raises(text):
+    body = extract_body(text)
+    assert isinstance(body.text, str)
+    for start in range(len(text)):
+        found = scan_shortcode(text, start)
+        assert found is None or start < found.end <= len(text)
