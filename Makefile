@@ -27,6 +27,8 @@ test-slow: install
 
 # The property tests (parse_page on bytes, normalizers, search on any query, the fast
 # search path against Whoosh) with FUZZ_EXAMPLES examples each instead of a few hundred.
+# `arbitrary` also selects the normalizers' timing fuzzer (tests/test_normalize_timing.py:
+# any repeated unit of syntax must cost linear time in captions, bodies and URLs).
 FUZZ_EXAMPLES ?= 20000
 fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m "not slow" \
