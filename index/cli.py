@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="server processes (default 1; each searches in 4 threads)"
+        "--workers", type=int, default=1, metavar="N", help="server processes (default 1; each searches in 8 threads)"
     )
     serve.add_argument(
         "--allow-host",

@@ -11,6 +11,7 @@ evaluates (index.fastsearch) with the same scores as Whoosh.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import itertools
@@ -18,6 +19,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,12 +68,32 @@ class Budget:
     seconds: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
+    # Shared by the searches of one server: how many may walk matches one by one in
+    # Whoosh's searcher (phrases, sorted searches) at once. The others wait for a turn,
+    # and the searches the NumPy path answers never do, so slow queries cannot take
+    # every thread (and the interpreter lock) from the fast ones.
+    slow_lane: threading.Semaphore | None = None
 
     def check(self) -> None:
         if self.cancel.is_set():
             raise Cancelled("the client went away")
         if self.seconds is not None and time.monotonic() - self.started > self.seconds:
             raise BudgetExceeded(f"query stopped after {self.seconds:g} s: make it more specific")
+
+    @contextlib.contextmanager
+    def slow(self) -> Iterator[None]:
+        """Hold a turn in the slow lane (if any) for the block, checking the budget
+        while waiting for one."""
+        lane = self.slow_lane
+        if lane is None:
+            yield
+            return
+        while not lane.acquire(timeout=0.05):
+            self.check()
+        try:
+            yield
+        finally:
+            lane.release()
 
 
 class _Bounded(collectors.WrappingCollector):

@@ -673,13 +673,14 @@ def _search(
             total = _distinct_images(searcher, evaluation.docnums)
         raw_facets = {name: fastsearch.facet_counts(searcher, evaluation, name) for name in facets}
     else:
-        inner, top, fetched = _collect(searcher, q, window, collapse, kwargs, budget)
-        total, total_exact = _count(searcher, q, inner, fetched, kwargs.get("filter"), page_set, budget)
-        if collapse and total_exact and total:
-            matched = _run(
-                searcher, q, budget, limit=None, scored=False, filter=kwargs.get("filter"), mask=page_set or None
-            )
-            total = _distinct_images(searcher, matched.docs())
+        with budget.slow():
+            inner, top, fetched = _collect(searcher, q, window, collapse, kwargs, budget)
+            total, total_exact = _count(searcher, q, inner, fetched, kwargs.get("filter"), page_set, budget)
+            if collapse and total_exact and total:
+                matched = _run(
+                    searcher, q, budget, limit=None, scored=False, filter=kwargs.get("filter"), mask=page_set or None
+                )
+                total = _distinct_images(searcher, matched.docs())
         raw_facets = {name: inner.groups(name) for name in facets}
     marked = _highlighter(searcher, q, marks) if marks else None
     hits = []

@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,8 +47,10 @@ SIDEBAR_FACETS = ("domain", "site", "board", "author")
 FILTERS = ("domain", "site", "author", "board")
 PAGE_SIZE = 24
 # Searches run in worker threads (each with its own searcher), at most this many at
-# once per process; more processes with `serve --workers N`.
-SEARCH_THREADS = 4
+# once per process, of which SLOW_LANES at most in Whoosh's one-by-one searcher (see
+# index.query.Budget.slow_lane); more processes with `serve --workers N`.
+SEARCH_THREADS = 8
+SLOW_LANES = 1
 # A query's time budget on the page: past it, a one-line error instead of a stalled page.
 SEARCH_SECONDS = 3.0
 DISCONNECT_POLL = 0.05
@@ -179,11 +182,12 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Sta
     templates.env.filters["marked"] = marked
     templates.env.globals["safe_href"] = safe_href
     limiter = anyio.CapacityLimiter(SEARCH_THREADS)
+    slow_lane = threading.BoundedSemaphore(SLOW_LANES)
 
     async def off_loop(request: Request, query: str, **options: Any) -> Results:
         """The search in a worker thread, so that the event loop keeps answering, with
         the query's time budget, cancelled when the client goes away meanwhile."""
-        budget = Budget(SEARCH_SECONDS)
+        budget = Budget(SEARCH_SECONDS, slow_lane=slow_lane)
         call = functools.partial(search, index_dir, query, budget=budget, **options)
         task = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=limiter))
         while True:

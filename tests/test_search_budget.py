@@ -117,3 +117,14 @@ def test_a_search_whose_client_went_away_is_cancelled(index, monkeypatch):
     anyio.run(app, scope, receive, send)
     assert seen and seen[0].cancel.is_set()
     assert messages[0]["status"] == 499
+
+
+def test_slow_shapes_wait_for_the_slow_lane_and_fast_ones_do_not(index):
+    lane = threading.BoundedSemaphore(1)
+    lane.acquire()  # another slow query holds the lane
+    assert search(index, "chair stretch", budget=Budget(seconds=0.3, slow_lane=lane)).hits
+    with pytest.raises(QueryError, match="stopped after"):
+        search(index, '"chair exerciseaa"', budget=Budget(seconds=0.3, slow_lane=lane))
+    lane.release()
+    assert search(index, '"chair exerciseaa"', budget=Budget(seconds=5, slow_lane=lane)).hits
+    assert lane.acquire(blocking=False)  # given back
