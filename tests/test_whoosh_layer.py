@@ -159,3 +159,12 @@ def test_a_writer_that_cannot_open_the_index_is_a_writer_error_not_a_lock(tmp_pa
     with pytest.raises(WriterError) as raised:
         WriterProcess(tmp_path / "ix").start()
     assert not isinstance(raised.value, IndexLocked)
+
+
+def test_wildcard_pattern_is_whooshs_translation():
+    import re
+
+    from whoosh import query
+
+    pattern = re.compile(_whoosh.wildcard_pattern(query.Wildcard("caption", "ch?ir*")))
+    assert pattern.match("chairs") and pattern.match("chair") and not pattern.match("cheer")

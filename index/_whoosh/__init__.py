@@ -9,7 +9,8 @@ checked here and nowhere else.
 - :mod:`index._whoosh.mpwriter`: the multiprocess writer made safe to fail;
 - below: what the project keeps *about* Whoosh objects (in weak maps, so it goes when
   they go, instead of attributes set on them) and read-only accessors for the private
-  parts the NumPy search path (:mod:`index.fastsearch`) reads.
+  parts the NumPy search path (:mod:`index.fastsearch`) and the query budget
+  (:mod:`index.query`) read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "per_searcher",
     "posting_blocks",
     "searcher_serial",
+    "wildcard_pattern",
 ]
 
 T = TypeVar("T")
@@ -113,3 +115,9 @@ def length_codes(reader: Any, fieldname: str, count: int) -> bytes | None:
 def bm25_params(weighting: Any, fieldname: str) -> tuple[float, float]:
     """(B, K1) of a ``BM25F`` weighting for one field (its per-field B, else the default)."""
     return weighting._field_B.get(fieldname, weighting.B), weighting.K1
+
+
+def wildcard_pattern(q: Any) -> str:
+    """The regular expression a ``Wildcard`` (or ``Prefix``/``Regex``-like) query matches
+    index words against: Whoosh's own translation of ``*`` and ``?``."""
+    return q._get_pattern()
