@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,6 +220,14 @@ def _combine_or(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
         return parts[0]
     all_ids = np.concatenate([p[0] for p in parts])
     all_scores = np.concatenate([p[1] for p in parts])
+    size = int(all_ids.max()) + 1
+    if len(all_ids) * 16 >= size:
+        # Dense enough (a word and its variants, common words): one pass over a
+        # segment-sized array instead of sorting the concatenation.
+        present = np.bincount(all_ids, minlength=size) > 0
+        ids = np.flatnonzero(present)
+        scores = np.bincount(all_ids, weights=all_scores, minlength=size)[ids]
+        return ids, scores
     ids, inverse = np.unique(all_ids, return_inverse=True)
     scores = np.bincount(inverse, weights=all_scores, minlength=len(ids))
     return ids, scores
@@ -430,6 +439,21 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
     return _CACHE.put(key, (ords, values), ords.nbytes + 64 * len(values))
 
 
+# Per segment reader (so they go when it goes): its raw column readers. Opening one reads
+# the whole column's offsets in a Python loop, far more than a search's lookups cost.
+_COLUMNS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_COLUMNS_LOCK = threading.Lock()
+
+
+def _column(reader: Any, fieldname: str) -> Any:
+    with _COLUMNS_LOCK:
+        per_reader = _COLUMNS.setdefault(reader, {})
+        column = per_reader.get(fieldname)
+        if column is None:
+            column = per_reader[fieldname] = reader.column_reader(fieldname, translate=False)
+    return column
+
+
 def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
     """A function from a global document number to its raw column value of
     ``fieldname`` (b"": none): what collapsing compares, without reading and decoding
@@ -440,7 +464,7 @@ def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
     for seg in segments:
         if not seg.reader.has_column(fieldname):
             raise Unsupported(f"no column {fieldname}")
-        columns.append(seg.reader.column_reader(fieldname, translate=False))
+        columns.append(_column(seg.reader, fieldname))
 
     def value(docnum: int) -> bytes:
         i = bisect.bisect_right(offsets, docnum) - 1
@@ -461,7 +485,7 @@ def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[bytes
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    column = reader.column_reader(fieldname, translate=False)
+    column = _column(reader, fieldname)
     count = reader.doc_count_all()
     ords = np.full(count, -1, dtype=np.int64)
     seen: dict[bytes, int] = {}
@@ -486,7 +510,7 @@ def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str) -> int:
         if not reader.has_column(fieldname):
             raise Unsupported(f"no column {fieldname}")
         if len(local) <= DISTINCT_LOOKUP_LIMIT:
-            column = reader.column_reader(fieldname, translate=False)
+            column = _column(reader, fieldname)
             found = [column[d] for d in local.tolist()]
             values.update(v for v in found if v)
             alone += sum(1 for v in found if not v)
