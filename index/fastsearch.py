@@ -460,15 +460,12 @@ def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
     the stored record of every repeat of a much-shared image."""
     segments = _segments(searcher)
     offsets = [seg.offset for seg in segments]
-    columns = []
-    for seg in segments:
-        if not seg.reader.has_column(fieldname):
-            raise Unsupported(f"no column {fieldname}")
-        columns.append(_column(seg.reader, fieldname))
+    if not all(seg.reader.has_column(fieldname) for seg in segments):
+        raise Unsupported(f"no column {fieldname}")
 
     def value(docnum: int) -> bytes:
         i = bisect.bisect_right(offsets, docnum) - 1
-        return columns[i][docnum - offsets[i]]
+        return _column(segments[i].reader, fieldname)[docnum - offsets[i]]
 
     return value
 
@@ -476,6 +473,7 @@ def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
 # Below this many hits in a segment, values are read one by one from the column rather
 # than building (and caching) the whole segment's ordinals.
 DISTINCT_LOOKUP_LIMIT = 256
+_LOOKED_UP: dict[tuple[str, str], int] = {}
 
 
 def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray]:
@@ -518,8 +516,18 @@ def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str) -> int:
         reader = seg.reader
         if not reader.has_column(fieldname):
             raise Unsupported(f"no column {fieldname}")
-        cached = _CACHE.get(("v", _segment_key(reader), fieldname))
-        if cached is None and len(local) <= DISTINCT_LOOKUP_LIMIT:
+        key = _segment_key(reader)
+        cached = _CACHE.get(("v", key, fieldname))
+        size = reader.doc_count_all()
+        spent = _LOOKED_UP.get((key, fieldname), 0)
+        if cached is None and (
+            len(local) <= DISTINCT_LOOKUP_LIMIT or (len(local) * 4 < size and spent + len(local) < size)
+        ):
+            # Fewer documents than the segment holds: look their values up one by one
+            # (a cold `python -m index search` must not read a million values for a
+            # thousand hits), until a long-lived process has looked up as many values
+            # as building the whole segment's ordinals once would read.
+            _LOOKED_UP[(key, fieldname)] = spent + len(local)
             column = _column(reader, fieldname)
             found = [column[d] for d in local.tolist()]
             parts.append(np.array([hash(v) for v in found if v], dtype=np.int64))
