@@ -24,7 +24,9 @@ order, scores, totals and facets against Whoosh's searcher on many queries.
 
 from __future__ import annotations
 
+import array
 import bisect
+import struct
 import threading
 import weakref
 from collections import OrderedDict
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from whoosh import columns
 from whoosh import query as Q
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, _lenfield
 from whoosh.util.numeric import byte_to_length
@@ -445,12 +448,35 @@ _COLUMNS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictio
 _COLUMNS_LOCK = threading.Lock()
 
 
+class _VarBytesColumn(columns.VarBytesColumn):
+    """Whoosh's variable-bytes column, opened without its Python loop: a segment under
+    32,768 documents stores no offsets, and Whoosh adds its lengths up one by one on
+    every open (most of a cold search's time, with one column per segment)."""
+
+    class Reader(columns.VarBytesColumn.Reader):
+        def _read_offsets_and_lengths(self) -> None:
+            dbfile, doccount = self._dbfile, self._doccount
+            lastbyte = self._basepos + self._length - 1
+            lens_code = chr(dbfile.get_byte(lastbyte))
+            if lens_code == "X":  # offsets stored: Whoosh reads them as one array
+                super()._read_offsets_and_lengths()
+                return
+            lenstart = lastbyte - struct.calcsize(lens_code) * doccount
+            self._lengths = dbfile.get_array(lenstart, lens_code, doccount)
+            sizes = np.frombuffer(self._lengths.tobytes(), dtype=np.dtype(lens_code).newbyteorder("="))
+            starts = np.zeros(doccount, dtype=np.int64)
+            np.cumsum(sizes[:-1], out=starts[1:])
+            self._offsets = array.array("q", starts.tobytes())
+
+
 def _column(reader: Any, fieldname: str) -> Any:
     with _COLUMNS_LOCK:
         per_reader = _COLUMNS.setdefault(reader, {})
         column = per_reader.get(fieldname)
         if column is None:
-            column = per_reader[fieldname] = reader.column_reader(fieldname, translate=False)
+            own = type(reader.schema[fieldname].column_type) is columns.VarBytesColumn
+            column = reader.column_reader(fieldname, column=_VarBytesColumn() if own else None, translate=False)
+            per_reader[fieldname] = column
     return column
 
 
