@@ -16,15 +16,18 @@ the same parser: HTML ``<img>``/``<figure>`` and static-site-generator figure sh
 from __future__ import annotations
 
 import html
+import logging
+import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import NamedTuple
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 
-__all__ = ["Body", "ImageRef", "Shortcode", "extract", "extract_body", "scan_shortcode"]
+__all__ = ["Body", "ImageRef", "Shortcode", "extract", "extract_body", "fast_inline", "scan_shortcode"]
 
 
 @dataclass(slots=True)
@@ -263,7 +266,80 @@ def _shortcode_rule(state: StateInline, silent: bool) -> bool:
 MAX_NESTING = 100
 
 
-def _make_parser() -> MarkdownIt:
+# markdown-it's block rules log each attempt at DEBUG, several records per line of every
+# paragraph. Scrapy sets the root logger to NOTSET and filters in its handler, so each of
+# those records was built (caller lookup included) and then dropped: a third of the crawl
+# side's time (issue 19). Nothing of markdown-it's below INFO is worth that.
+logging.getLogger("markdown_it").setLevel(logging.INFO)
+
+# The fast path for the inline pass. Most lines of real pages are either plain prose or
+# the seed's `[ ![alt](image)](link) caption`; for those, markdown-it's inline pass (which
+# reads the link label twice and the destinations character by character) can only yield
+# one token stream, built here directly. A line with any character that could start other
+# inline syntax (escapes, code, emphasis, brackets, HTML/autolinks, shortcodes), with
+# surrounding whitespace (hard breaks), or with an entity in a URL (markdown-it decodes
+# those) sends its whole paragraph through markdown-it, so constructs that span lines are
+# still read by it. tests/test_parse_fastpath.py checks both paths agree.
+_PLAIN = r"[^\\`*_\[\]<>{}\x00-\x1f\x7f]"
+_URL_CHAR = r"[^\s()<>\\\[\]`\x00-\x1f\x7f]"
+# Parentheses balanced one level deep, as in `filters:no_upscale()/a.jpg`.
+_URL = rf"(?:{_URL_CHAR}|\({_URL_CHAR}*\))+"
+_PLAIN_LINE = re.compile(rf"{_PLAIN}*")
+_IMAGE_LINE = re.compile(
+    rf"\[(?P<space> ?)!\[(?P<alt>{_PLAIN}*)\]\((?P<src>{_URL})\)\]\((?P<link>{_URL})\)(?P<caption>{_PLAIN}*)"
+)
+_ENTITY = re.compile(r"&(?:#\d|#[xX][0-9a-fA-F]|[A-Za-z][A-Za-z0-9]*;)")
+
+
+def _fast_line(line: str, out: list[Token]) -> bool:
+    """Append the tokens markdown-it's inline pass makes of ``line``; False when the line
+    is outside the fast path's grammar (``out`` then holds a partial line: discard it)."""
+    m = _IMAGE_LINE.fullmatch(line)
+    if m is None:
+        if _PLAIN_LINE.fullmatch(line) is None or line != line.strip():
+            return False
+        if line:
+            out.append(Token("text", "", 0, content=line))
+        return True
+    src, link, alt, caption = m["src"], m["link"], m["alt"], m["caption"]
+    if caption != caption.rstrip() or _ENTITY.search(src) or _ENTITY.search(link):
+        return False
+    out.append(Token("link_open", "a", 1, attrs={"href": link}))
+    if m["space"]:
+        out.append(Token("text", "", 0, content=" "))
+    children = [Token("text", "", 0, content=alt)] if alt else []
+    out.append(Token("image", "img", 0, attrs={"src": src, "alt": ""}, children=children, content=alt))
+    out.append(Token("link_close", "a", -1))
+    if caption:
+        out.append(Token("text", "", 0, content=caption))
+    return True
+
+
+def fast_inline(content: str) -> list[Token] | None:
+    """The inline tokens of one paragraph's (or heading's) content when every line of it
+    is in the fast path's grammar, else None."""
+    out: list[Token] = []
+    for i, line in enumerate(content.split("\n")):
+        if i:
+            out.append(Token("softbreak", "br", 0))
+        if not _fast_line(line, out):
+            return None
+    return out
+
+
+def _inline_rule(state: StateCore) -> None:
+    """markdown-it's core `inline` rule, trying the fast path first for each block."""
+    parse = state.md.inline.parse
+    for token in state.tokens:
+        if token.type == "inline":
+            children = fast_inline(token.content)
+            if children is None:
+                children = token.children if token.children is not None else []
+                parse(token.content, state.md, state.env, children)
+            token.children = children
+
+
+def _make_parser(fast_path: bool = True) -> MarkdownIt:
     md = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING})
     # Entities stay as written: the caption normalizer decodes them exactly once, and
     # decoding here too would turn `&amp;amp;` into `&` instead of `&amp;`.
@@ -274,10 +350,67 @@ def _make_parser() -> MarkdownIt:
     md.normalizeLink = lambda url: url  # type: ignore[method-assign]
     md.validateLink = lambda url: True  # type: ignore[method-assign]
     md.inline.ruler.before("text", "shortcode_image", _shortcode_rule)
+    if fast_path:
+        md.core.ruler.at("inline", _inline_rule)
     return md
 
 
-_MD = _make_parser()
+# markdown-it alone, no fast path: the oracle the fast path is tested against.
+_MD_FULL = _make_parser(fast_path=False)
+
+# Every line of a paragraph is offered to each block rule that can interrupt one, and
+# `lheading` reads the whole paragraph once more before `paragraph` does. Those rules can
+# only start at a line whose first character (after indentation and `>` markers) is one of
+# these, so a page without such a line is parsed with them switched off: same tokens,
+# less work.
+_BLOCK_STARTS = {
+    "fence": "`~",
+    "hr": "*-_",
+    "list": "*-+0123456789",
+    "html_block": "<",
+    "heading": "#",
+}
+# A setext underline, inside any container: `===` or `---` alone on its line.
+_SETEXT_UNDERLINE = re.compile(r"^[ \t>]*(?:=+|-+)[ \t]*$", re.MULTILINE)
+_PARSERS: dict[frozenset[str], MarkdownIt] = {}
+_LIST_MARKER = re.compile(r"(?:[-*+]|[0-9]{1,9}[.)])(?=[ \t]|$)")
+
+
+def _line_starts(line: str, starts: set[str]) -> None:
+    """Add the characters a block could start with on ``line``: its first one after
+    indentation and `>`, and again after each list marker (`- # x` is a heading in a list
+    item, `- * * *` a rule)."""
+    pos = 0
+    while True:
+        while pos < len(line) and line[pos] in " \t>":
+            pos += 1
+        starts.add(line[pos : pos + 1])
+        marker = _LIST_MARKER.match(line, pos)
+        if marker is None:
+            return
+        pos = marker.end()
+
+
+def _parser_for(markdown: str) -> MarkdownIt:
+    """The fast-path parser with the block rules ``markdown`` cannot use switched off."""
+    if "\r" in markdown:  # markdown-it reads a lone CR as a line end too
+        markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    starts: set[str] = set()
+    for line in markdown.split("\n"):
+        _line_starts(line, starts)
+    off = [rule for rule, chars in _BLOCK_STARTS.items() if starts.isdisjoint(chars)]
+    if ">" not in markdown:
+        off.append("blockquote")
+    if _SETEXT_UNDERLINE.search(markdown) is None:
+        off.append("lheading")
+    key = frozenset(off)
+    md = _PARSERS.get(key)
+    if md is None:
+        md = _make_parser()
+        if off:
+            md.disable(off)
+        _PARSERS[key] = md
+    return md
 
 
 class _HTMLImages(HTMLParser):
@@ -437,11 +570,15 @@ def extract(markdown: str) -> tuple[list[ImageRef], str]:
     return body.images, body.text
 
 
-def extract_body(markdown: str) -> Body:
+def extract_body(markdown: str, *, fast_path: bool = True) -> Body:
+    """Images, plain text and the nesting note of a Markdown body. ``fast_path=False``
+    reads every line with markdown-it's own inline pass (same result, slower)."""
     refs: list[ImageRef] = []
     blocks: list[str] = []
     deepest = 0
-    for tok in _MD.parse(_join_multiline_shortcodes(markdown)):
+    markdown = _join_multiline_shortcodes(markdown)
+    md = _parser_for(markdown) if fast_path else _MD_FULL
+    for tok in md.parse(markdown):
         deepest = max(deepest, tok.level)
         if tok.type == "inline":
             text: list[str] = []
