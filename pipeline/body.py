@@ -291,7 +291,25 @@ _IMAGE_LINE = re.compile(
 _ENTITY = re.compile(r"&(?:#\d|#[xX][0-9a-fA-F]|[A-Za-z][A-Za-z0-9]*;)")
 
 
-def _fast_line(line: str, out: list[Token]) -> bool:
+class _Tok:
+    """The part of markdown-it's Token the walk reads, without the dataclass' cost (the
+    fast path makes six of these per image line)."""
+
+    __slots__ = ("attrs", "children", "content", "type")
+
+    def __init__(
+        self, type: str, content: str = "", attrs: dict[str, str] | None = None, children: list[_Tok] | None = None
+    ) -> None:
+        self.type = type
+        self.content = content
+        self.attrs = attrs if attrs is not None else {}
+        self.children = children
+
+
+_SOFTBREAK = _Tok("softbreak")
+
+
+def _fast_line(line: str, out: list[_Tok]) -> bool:
     """Append the tokens markdown-it's inline pass makes of ``line``; False when the line
     is outside the fast path's grammar (``out`` then holds a partial line: discard it)."""
     m = _IMAGE_LINE.fullmatch(line)
@@ -299,29 +317,29 @@ def _fast_line(line: str, out: list[Token]) -> bool:
         if _PLAIN_LINE.fullmatch(line) is None or line != line.strip():
             return False
         if line:
-            out.append(Token("text", "", 0, content=line))
+            out.append(_Tok("text", line))
         return True
     src, link, alt, caption = m["src"], m["link"], m["alt"], m["caption"]
     if caption != caption.rstrip() or _ENTITY.search(src) or _ENTITY.search(link):
         return False
-    out.append(Token("link_open", "a", 1, attrs={"href": link}))
+    out.append(_Tok("link_open", attrs={"href": link}))
     if m["space"]:
-        out.append(Token("text", "", 0, content=" "))
-    children = [Token("text", "", 0, content=alt)] if alt else []
-    out.append(Token("image", "img", 0, attrs={"src": src, "alt": ""}, children=children, content=alt))
-    out.append(Token("link_close", "a", -1))
+        out.append(_Tok("text", " "))
+    children = [_Tok("text", alt)] if alt else []
+    out.append(_Tok("image", alt, {"src": src, "alt": ""}, children))
+    out.append(_Tok("link_close"))
     if caption:
-        out.append(Token("text", "", 0, content=caption))
+        out.append(_Tok("text", caption))
     return True
 
 
-def fast_inline(content: str) -> list[Token] | None:
+def fast_inline(content: str) -> list[_Tok] | None:
     """The inline tokens of one paragraph's (or heading's) content when every line of it
     is in the fast path's grammar, else None."""
-    out: list[Token] = []
+    out: list[_Tok] = []
     for i, line in enumerate(content.split("\n")):
         if i:
-            out.append(Token("softbreak", "br", 0))
+            out.append(_SOFTBREAK)
         if not _fast_line(line, out):
             return None
     return out
@@ -332,11 +350,13 @@ def _inline_rule(state: StateCore) -> None:
     parse = state.md.inline.parse
     for token in state.tokens:
         if token.type == "inline":
-            children = fast_inline(token.content)
-            if children is None:
+            fast = fast_inline(token.content)
+            if fast is None:
                 children = token.children if token.children is not None else []
                 parse(token.content, state.md, state.env, children)
-            token.children = children
+                token.children = children
+            else:
+                token.children = fast  # type: ignore[assignment]  # read only by _Paragraph.walk
 
 
 def _make_parser(fast_path: bool = True) -> MarkdownIt:
@@ -352,6 +372,9 @@ def _make_parser(fast_path: bool = True) -> MarkdownIt:
     md.inline.ruler.before("text", "shortcode_image", _shortcode_rule)
     if fast_path:
         md.core.ruler.at("inline", _inline_rule)
+        # text_join only turns escapes (`text_special`) into text and merges neighbours;
+        # the walk reads both kinds alike and joins text itself.
+        md.disable("text_join")
     return md
 
 
@@ -477,7 +500,7 @@ def _alt_text(token: Token) -> str:
     `foo bar`); the same walk as markdown-it's renderInlineAsText."""
     out: list[str] = []
     for child in token.children or ():
-        if child.type in ("text", "code_inline", "html_inline"):
+        if child.type in ("text", "text_special", "code_inline", "html_inline"):
             out.append(child.content)
         elif child.type == "image":
             out.append(_alt_text(child))
@@ -525,7 +548,7 @@ class _Paragraph:
     def walk(self, children: list[Token]) -> None:
         for tok in children:
             t = tok.type
-            if t == "text" or t == "code_inline":
+            if t == "text" or t == "code_inline" or t == "text_special":
                 self.add_text(tok.content)
             elif t == "image":
                 self.add_image(
