@@ -757,7 +757,7 @@ def report(r: dict[str, Any]) -> str:
         f"{lat['ours_plain_cold_p99']:.1f} ms; with `--facet domain` {lat['ours_facet_cold_p50']:.1f} / "
         f"{lat['ours_facet_cold_p99']:.1f} ms |",
         f"| 5b | `python -m index search` cold start to first result (best of 3) | {lat['cold_start_ms']:.0f} ms |",
-        *(f"| 5d {row[2:]}" for row in (typo_rows(r["typos"], r["contention"]) if "typos" in r else [])),
+        *(f"| 5d | {row[2:]}" for row in (typo_rows(r["typos"], r["contention"]) if "typos" in r else [])),
         f"| 6 | peak RSS: crawl process / writer (its process + {int(e['procs'])} × the largest sub-writer) / plain baseline | "
         f"{e['crawl_rss_mb']:.0f} / {_writer_rss(e):.0f} ({e['writer_rss_mb']:.0f} + {int(e['procs'])} × "
         f"{e['subwriter_rss_mb']:.0f}) / {p['rss_mb']:.0f} MB |",
