@@ -81,7 +81,7 @@ def one_line_errors(parser: argparse.ArgumentParser, usage: str) -> argparse.Arg
         return None if arg_string in _DASHED_VALUES else read_optional(arg_string)
 
     def error(message: str) -> NoReturn:
-        parser.exit(EXIT_ERROR, f"{parser.prog}: error: {message} (usage: {usage}; --help for more)\n")
+        parser.exit(EXIT_ERROR, f"error: {message} (usage: {usage}; --help for more)\n")
 
     parser._parse_optional = parse_optional  # type: ignore[method-assign]
     parser.error = error  # type: ignore[method-assign]
@@ -93,7 +93,7 @@ def unknown_options(args: list[str], prog: str, usage: str, err: TextIO) -> bool
     would have, in one line; a mistyped `--sitee YouTube` must not search unfiltered."""
     if not args:
         return False
-    err.write(f"{prog}: error: unrecognized arguments: {' '.join(args)} (usage: {usage}; --help for more)\n")
+    err.write(f"error: unrecognized arguments: {' '.join(args)} (usage: {usage}; --help for more)\n")
     return True
 
 
@@ -323,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")
     for p in (stats, check, optimize, serve, ingest):
         p.add_argument("--index", default=None, metavar="DIR", help=index_help)
-    opts = parser.parse_args(argv)
+    opts, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser, with its own usage line
+        (search_parser if opts.command == "search" else parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if opts.command == "search":
         return run_search(opts, opts.index or default_index_dir())
     if opts.command in ("enqueue", "ingest"):
