@@ -154,3 +154,22 @@ def test_markdown_it_debug_records_are_not_built() -> None:
     """Scrapy leaves the root logger at NOTSET; markdown-it's per-line DEBUG calls must
     stop at the level check instead of building records the handler then drops."""
     assert not logging.getLogger("markdown_it.rules_block.list").isEnabledFor(logging.DEBUG)
+
+
+def test_stamped_page_is_the_item_as_asdict_made_it_and_leaves_the_item_alone() -> None:
+    """stamped_page's shallow copy (issue 19: less work per item between the spider and
+    the writer) gives what ItemAdapter.asdict() gave, and stamps only its own fetch."""
+    from itemadapter import ItemAdapter
+
+    from pipeline.items import PageItem
+    from pipeline.parsing import parse_page
+    from pipeline.pipelines import stamped_page
+
+    page = parse_page(SEED.resolve().as_uri(), SEED.read_bytes())
+    item = PageItem(url=page.url, title=page.title, images=page.images, fetch={"start": "s", "size": 1})
+    before = ItemAdapter(item).asdict()
+    stamped = stamped_page(item)
+    assert stamped["fetch"].pop("last_seen")
+    assert stamped == before
+    assert item.fetch == {"start": "s", "size": 1}
+    assert stamped_page({"url": "u", "images": []})["fetch"]["last_seen"]
