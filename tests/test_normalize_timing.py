@@ -7,6 +7,7 @@ a few runs, never against absolute seconds."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -168,7 +169,9 @@ UNITS = st.lists(
 
 
 @settings(
-    max_examples=max(10, fuzz(800) // 80),
+    # A timing fuzzer belongs to `make fuzz` (FUZZ_EXAMPLES set); in `make test` it only
+    # proves it runs: the deterministic hostile cases above cover issue 16's findings.
+    max_examples=max(10, fuzz(800) // 80) if os.environ.get("FUZZ_EXAMPLES") else 2,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -87,9 +87,11 @@ def run_in_pty(args: list[str], env: dict[str, str], columns: int = 220) -> tupl
     status and everything it wrote to the terminal."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: never returns
+        # The child sizes its own terminal before it starts: set from the parent, a loaded
+        # machine could let the crawl read the default 80 columns first.
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
         os.chdir(ROOT)
         os.execve(args[0], args, env)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     out = bytearray()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
