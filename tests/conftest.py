@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import functools
 import http.server
 import json
@@ -145,3 +146,19 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# Every commit fails as a full disk would when FAKE_ENOSPC is set: a sitecustomize.py body
+# for crawls started by the tests (the table of contents is the last file a commit writes).
+ENOSPC_PATCH = f"""
+import errno, os
+if os.environ.get("FAKE_ENOSPC"):
+    from whoosh.filedb import filestore
+    _create = filestore.FileStorage.create_file
+    def create_file(self, name, *args, **kwargs):
+        # The table of contents is the last file a commit writes.
+        if ".toc" in name:
+            raise OSError({errno.ENOSPC}, os.strerror({errno.ENOSPC}), name)
+        return _create(self, name, *args, **kwargs)
+    filestore.FileStorage.create_file = create_file
+"""

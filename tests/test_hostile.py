@@ -4,7 +4,6 @@ sitemap); unreadable files; disk full during a commit; searches while a crawl co
 
 from __future__ import annotations
 
-import errno
 import gzip
 import os
 import subprocess
@@ -14,7 +13,17 @@ import time
 
 import pytest
 
-from conftest import ROOT, SEED, crawl, crawl_stats, image_documents, page_documents, run_scrapy, sitemap
+from conftest import (
+    ENOSPC_PATCH,
+    ROOT,
+    SEED,
+    crawl,
+    crawl_stats,
+    image_documents,
+    page_documents,
+    run_scrapy,
+    sitemap,
+)
 from index.search import SearchError, search
 
 GOOD = "[ ![](https://good.example.org/{n}.jpg)](https://good.example.org/{n}) Good neck stretch number {n}\n"
@@ -206,19 +215,6 @@ def test_hostile_http_redirects_oversize_and_a_50k_sitemap(tmp_path, http_root):
 
 
 # -- faults ------------------------------------------------------------------------------
-
-ENOSPC_PATCH = f"""
-import errno, os
-if os.environ.get("FAKE_ENOSPC"):
-    from whoosh.filedb import filestore
-    _create = filestore.FileStorage.create_file
-    def create_file(self, name, *args, **kwargs):
-        # The table of contents is the last file a commit writes.
-        if ".toc" in name:
-            raise OSError({errno.ENOSPC}, os.strerror({errno.ENOSPC}), name)
-        return _create(self, name, *args, **kwargs)
-    filestore.FileStorage.create_file = create_file
-"""
 
 
 def test_disk_full_during_a_commit_keeps_the_last_commit(tmp_path):

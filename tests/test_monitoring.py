@@ -4,7 +4,6 @@ counting live documents only."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -16,25 +15,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, crawl, image_documents, run_scrapy
+from conftest import ENOSPC_PATCH, ROOT, crawl, image_documents, run_scrapy
 from index.admin import counts, stats
 from index.writer import SessionLock
 from pipeline.monitoring import metrics_text, previous_success, report, write_atomically
 
 EXAMPLES = ROOT / "examples" / "pages"
-
-# Every commit fails as a full disk would (see test_hostile): the crawl exits 1.
-ENOSPC_PATCH = f"""
-import errno, os
-if os.environ.get("FAKE_ENOSPC"):
-    from whoosh.filedb import filestore
-    _create = filestore.FileStorage.create_file
-    def create_file(self, name, *args, **kwargs):
-        if ".toc" in name:
-            raise OSError({errno.ENOSPC}, os.strerror({errno.ENOSPC}), name)
-        return _create(self, name, *args, **kwargs)
-    filestore.FileStorage.create_file = create_file
-"""
 
 
 def metrics(path: Path) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
