@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.baselines import plainest_writer, scrapy_alone
 from bench.corpus import WORDS, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,8 @@ PRESETS = {
         "cold_queries": 200,
         "refresh_pages": 1250,
         "distributed_pages": 300,
-        "single_writer": False,
+        # 1 vs 2 sub-writers (issue 19): the anchor of the scaling model in RESULTS.md.
+        "single_writer": True,
     },
     "large": {
         "pages": 12500,
@@ -673,10 +675,16 @@ def run(preset: str, inprocess: bool) -> dict[str, Any]:
         out["inproc"] = crawl(folder, WORK / "index-inproc", {"INDEX_WRITER_PROCESS": "False"})
         print(f"[bench]   {out['inproc']}", flush=True)
     if cfg["single_writer"]:
-        # Not in `make bench` (its 5 minutes): measured by bench-large and the tiny smoke run.
         print("[bench] 1c. end-to-end crawl, one plain Whoosh writer (INDEX_WRITER_PROCS=1)", flush=True)
         out["single"] = crawl(folder, WORK / "index-single", {"INDEX_WRITER_PROCS": "1"})
         print(f"[bench]   {out['single']}", flush=True)
+    print("[bench] 1d. crawl side alone (INDEX_ENABLED=False) and Scrapy alone on the same files", flush=True)
+    out["crawl_side"] = crawl(folder, WORK / "index-crawlside", {"INDEX_ENABLED": "False"})
+    out["scrapy_alone"] = scrapy_alone(folder)
+    print(f"[bench]   {out['crawl_side']} {out['scrapy_alone']}", flush=True)
+    print("[bench] 2b. baseline: the plainest Whoosh writer (8 fields), one commit", flush=True)
+    out["plainest"] = plainest_writer(jsonl, WORK / "index-plainest")
+    print(f"[bench]   {out['plainest']}", flush=True)
     print("[bench] 2. baseline: plain Whoosh writer, one commit", flush=True)
     out["plain"] = baseline(jsonl, WORK / "index-plain", "plain")
     print(f"[bench]   {out['plain']}", flush=True)
@@ -737,6 +745,18 @@ def report(r: dict[str, Any]) -> str:
             f"| 1c | end-to-end, `-s INDEX_WRITER_PROCS=1` (one plain Whoosh writer) | {single['seconds']:.1f} s, "
             f"{single['documents'] / single['seconds']:,.0f} docs/s; writer peak RSS {single['writer_rss_mb']:.0f} MB |"
         )
+    if "crawl_side" in r:
+        cs, sa = r["crawl_side"], r["scrapy_alone"]
+        rows.append(
+            f"| 1d | crawl side only (`-s INDEX_ENABLED=False`) / Scrapy alone (a minimal spider reading the same "
+            f"files, one small item per page, no parsing) | {cs['seconds']:.1f} s / {sa['seconds']:.1f} s |"
+        )
+    if "plainest" in r:
+        rows.append(
+            f"| 2b | the plainest Whoosh writer: 8 fields (id, caption stemmed, title, site, domain, image_url, "
+            f"page_url, date), `limitmb=256`, one commit, same image documents | {r['plainest']['wall_seconds']:.1f} s "
+            f"(process start included), {r['plainest']['documents'] / r['plainest']['wall_seconds']:,.0f} docs/s |"
+        )
     rows += [
         f"| 2 | baseline: plain Whoosh writer, same documents from JSON Lines, one commit | {p['seconds']:.1f} s, "
         f"{p_rate:,.0f} docs/s |",
@@ -790,6 +810,21 @@ def report(r: dict[str, Any]) -> str:
         f"- domain step {s['domain_urls_per_s']:,.0f} URLs/s (target ≥ 100,000); caption step "
         f"{s['caption_per_s']:,.0f} captions/s (target ≥ 20,000)",
     ]
+    if "crawl_side" in r:
+        ratios.append(
+            f"- crawl side / Scrapy alone (time): **{r['crawl_side']['seconds'] / r['scrapy_alone']['seconds']:.2f}** "
+            f"(target ≤ 3, issue 19)"
+        )
+    if "plainest" in r:
+        ratios.append(
+            f"- end-to-end time / the plainest writer's: **{e['seconds'] / r['plainest']['wall_seconds']:.2f}** "
+            f"(target ≤ 1.0, issue 19)"
+            + (f"; with one sub-writer: **{single['seconds'] / r['plainest']['wall_seconds']:.2f}**" if single else "")
+        )
+    if single:
+        ratios.append(
+            f"- end-to-end, {int(e['procs'])} sub-writers vs 1 (time): **{e['seconds'] / single['seconds']:.2f}**"
+        )
     if dist:
         ratios.append(
             f"- distributed, 2 crawlers vs 1 (time): **{d2 / d1:.2f}**; one indexer vs the local crawl's writer "
