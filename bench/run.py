@@ -960,7 +960,7 @@ def main() -> None:
     section = report(result)
     print(section)
     (WORK / f"result-{opts.preset}.json").write_text(json.dumps(result, indent=2))
-    update_results(opts.results, f"## `{opts.preset}`", section)
+    update_results(opts.results, f"## `{opts.preset}` preset", section)
     print(f"[bench] done in {time.perf_counter() - t0:.0f} s; wrote {opts.results}")
 
 
