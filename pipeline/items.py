@@ -1,4 +1,5 @@
-"""The item contract (DESIGN.md): one PageItem per page, images as a list of records.
+"""The item contract (README, "What a page becomes"; checked by index/contract.py): one PageItem
+per page, images as a list of records.
 
 Pipelines read and write items only through itemadapter's ItemAdapter, so a dict with
 the same keys works everywhere a PageItem does."""
