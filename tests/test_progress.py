@@ -117,7 +117,9 @@ def test_live_line_under_a_terminal_keeps_log_lines_whole(slow_pages, tmp_path):
     assert status == 0, out[-3000:]
     # The line is drawn and redrawn in place: rich erases it (CR, erase line) before each
     # redraw and before each log line, and erases it for good at the end.
-    drawn = re.findall(r"pages \d[\d,]*[^\r\n]*?docs/s[^\r\n]*?invalid", out)
+    # (Up to "docs/s": under a loaded `make test -n 2` rich has been seen to measure the
+    # terminal narrower than it is and end the line with "…" before "invalid".)
+    drawn = re.findall(r"pages \d[\d,]*[^\r\n]*?docs/s", out)
     assert len(drawn) >= 3, out[-3000:]
     assert "\r\x1b[2K" in out
     assert "progress:" not in out  # no log lines about progress on a terminal
