@@ -5,6 +5,7 @@ import functools
 import http.server
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -162,3 +163,11 @@ if os.environ.get("FAKE_ENOSPC"):
         return _create(self, name, *args, **kwargs)
     filestore.FileStorage.create_file = create_file
 """
+
+
+@pytest.fixture
+def pages(tmp_path: Path) -> Path:
+    """A copy of examples/pages the test may change (delete, edit, add pages)."""
+    folder = tmp_path / "pages"
+    shutil.copytree(ROOT / "examples" / "pages", folder)
+    return folder

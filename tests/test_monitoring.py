@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -19,8 +18,6 @@ from conftest import ENOSPC_PATCH, ROOT, crawl, image_documents, run_scrapy
 from index.admin import counts, stats
 from index.writer import SessionLock
 from pipeline.monitoring import metrics_text, previous_success, report, write_atomically
-
-EXAMPLES = ROOT / "examples" / "pages"
 
 
 def metrics(path: Path) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -51,13 +48,6 @@ def monitored(index: Path, tmp_path: Path, *starts: str, env: dict[str, str] | N
     result = run_scrapy(*args, env=env)
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return result, json.loads((tmp_path / "out" / "crawl.json").read_text()), metrics(tmp_path / "out" / "crawl.prom")
-
-
-@pytest.fixture
-def pages(tmp_path: Path) -> Path:
-    folder = tmp_path / "pages"
-    shutil.copytree(EXAMPLES, folder)
-    return folder
 
 
 def test_normal_crawl_then_a_failed_one_keeps_the_last_success(pages, tmp_path):

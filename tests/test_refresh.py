@@ -45,13 +45,6 @@ def toc_files(index: Path) -> list[str]:
     return sorted(p.name for p in index.glob("*.toc"))
 
 
-@pytest.fixture
-def pages(tmp_path: Path) -> Path:
-    folder = tmp_path / "pages"
-    shutil.copytree(EXAMPLES, folder)
-    return folder
-
-
 def test_unchanged_refresh_writes_nothing(pages, tmp_path):
     index = tmp_path / "index"
     first = crawl(index, str(pages))

@@ -75,15 +75,16 @@ def run_cases(cases: list[dict], tmp: Path) -> dict[str, dict]:
     return results
 
 
-def fault_cases(exceptions: list[str], whens: tuple[str, ...]) -> list[dict]:
+def fault_cases(every_exception: bool) -> list[dict]:
+    """Each method at entry and after its first result, with every exception type, or
+    with the types rotating so that each is injected somewhere."""
+    rotation = cycle(EXCEPTIONS)
     cases = []
-    exc = cycle(exceptions)
     for method in METHODS:
-        for when in whens:
-            for e in exceptions if len(exceptions) <= 1 else [next(exc)]:
-                name = f"{method}:{e}:{when}"
+        for when in ("entry", "after_first"):
+            for e in EXCEPTIONS if every_exception else [next(rotation)]:
                 inject = {"method": method, "exc": e, "when": when}
-                cases.append({"name": name, "inject": inject, "http": TRIGGERS.get(method, {})})
+                cases.append({"name": f"{method}:{e}:{when}", "inject": inject, "http": TRIGGERS.get(method, {})})
     return cases
 
 
@@ -102,9 +103,8 @@ def check_fault_results(results: dict[str, dict]) -> None:
 
 @pytest.fixture(scope="module")
 def fault_results(tmp_path_factory):
-    # Each method at entry and after its first result; the exception types rotate so
-    # that every one of them is injected somewhere (`make test-slow` runs all pairs).
-    return run_cases(fault_cases(EXCEPTIONS, ("entry", "after_first")), tmp_path_factory.mktemp("faults"))
+    # `make test-slow` runs every pair of method and exception type.
+    return run_cases(fault_cases(every_exception=False), tmp_path_factory.mktemp("faults"))
 
 
 def test_a_fault_in_any_callback_deletes_nothing_of_its_start(fault_results):
@@ -114,13 +114,7 @@ def test_a_fault_in_any_callback_deletes_nothing_of_its_start(fault_results):
 
 @pytest.mark.slow
 def test_every_exception_type_at_every_point(tmp_path):
-    cases = []
-    for method in METHODS:
-        for when in ("entry", "after_first"):
-            for e in EXCEPTIONS:
-                inject = {"method": method, "exc": e, "when": when}
-                cases.append({"name": f"{method}:{e}:{when}", "inject": inject, "http": TRIGGERS.get(method, {})})
-    check_fault_results(run_cases(cases, tmp_path))
+    check_fault_results(run_cases(fault_cases(every_exception=True), tmp_path))
 
 
 # -- the HTTP fault matrix (the table in the README) -----------------------------------
