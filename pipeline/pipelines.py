@@ -292,6 +292,7 @@ class IndexWriter(_StatsPipeline):
         if finished and self.refresh.seen_log is not None:
             self.refresh.seen_log.unlink(missing_ok=True)  # the job is complete
         get = self.stats.get_value if self.stats is not None else (lambda key, default=0: default)
+        incomplete = len(self.refresh.unfinished_starts())
         counts = {
             "seen": get("pages/seen", 0),
             "new": self.counts["new"],
@@ -302,7 +303,7 @@ class IndexWriter(_StatsPipeline):
             "images_indexed": self.counts["images"],
             "images_deleted": images_deleted,
             "delete_refused": plan.refused_pages,
-            "starts_incomplete": len(self.refresh.unfinished_starts()),
+            "starts_incomplete": incomplete,
         }
         record_crawl(
             self.index_dir, {"finished_at": _now(), "reason": reason, "starts": self.refresh.starts, "counts": counts}
@@ -312,7 +313,7 @@ class IndexWriter(_StatsPipeline):
             f"changed {self.counts['changed']}, unchanged {get('pages/unchanged', 0)}, deleted {len(vanished)}, "
             f"invalid {get('pages/invalid', 0)}; images indexed {self.counts['images']}, deleted {images_deleted}; "
             f"index {self.index_dir} ({result.get('commits', 0)} commits)"
-            + _deletion_note(finished, plan.refused_pages, len(self.refresh.unfinished_starts()))
+            + _deletion_note(finished, plan.refused_pages, incomplete)
         )
         logger.info("%s", summary)
         if self.crawler is not None and _level(self.crawler.settings.get("LOG_LEVEL")) > logging.INFO:

@@ -96,8 +96,8 @@ def read_sitemap(body: bytes) -> SitemapListing:
         raise SitemapError("not_xml", str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if root is None:
         raise SitemapError("not_xml", "empty document")
-    doctype = root.getroottree().docinfo
-    if doctype.doctype or doctype.internalDTD is not None:
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
         # No sitemap needs a DTD; entities from one are how entries get hidden or blown up.
         raise SitemapError("dtd", "sitemaps must not declare a DOCTYPE")
     kind = _local(root.tag)

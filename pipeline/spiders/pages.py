@@ -90,7 +90,7 @@ class PagesSpider(scrapy.Spider):
         self.starts = split_starts(start)
         # The pipeline that writes the index loads the known page states into it; without
         # an index (INDEX_ENABLED=False) it stays empty and every page is fetched.
-        self.refresh = RefreshState(starts=[start_key(s) for s in self.starts])
+        self.refresh = RefreshState(starts=self.starts_keys())
         self._redis: Any = None
         self._idle_since = 0.0
         # For the progress line's total: listings not yet ended, whatever their outcome.
@@ -413,9 +413,10 @@ class PagesSpider(scrapy.Spider):
             return None
         return sorted({parts.hostname or "", *self.settings.getlist("PAGES_ALLOWED_HOSTS")})
 
-    def _allowed(self, url: str, listing_url: str, start: str | None) -> bool:
+    def _allowed(self, url: str, listing_url: str, start: str | None, allowed: list[str] | None) -> bool:
         """Whether a URL a listing names may be fetched: http(s) only (remote content must
-        never make the crawler read local files), on the listing's host unless allowed."""
+        never make the crawler read local files), on one of the listing's ``allowed`` hosts
+        (:meth:`_allowed_hosts`, worked out once per listing; None: any host)."""
         try:
             parts = urlsplit(url)
             host = parts.hostname
@@ -429,7 +430,6 @@ class PagesSpider(scrapy.Spider):
             self._count("pages/refused/scheme")
             logger.warning("refused %s listed in %s: only http(s) pages", url, listing_url)
             return False
-        allowed = self._allowed_hosts(listing_url)
         if allowed is None or host in allowed:
             return True
         self._count("pages/refused/host")
@@ -455,10 +455,11 @@ class PagesSpider(scrapy.Spider):
         if "dataloss" in response.flags:
             self._sitemap_invalid(response.url, start, "truncated", "the body was cut short")
             return
+        hosts = self._allowed_hosts(response.url)
         if urlsplit(response.url).path.endswith("/robots.txt"):
             for url in sitemap_urls_from_robots(response.body, base_url=response.url):
-                if self._allowed(url, response.url, start):
-                    yield self._listing_request(url, start, allowed_hosts=self._allowed_hosts(response.url))
+                if self._allowed(url, response.url, start, hosts):
+                    yield self._listing_request(url, start, allowed_hosts=hosts)
             return
         maxsize = self.settings.getint("SITEMAP_MAXSIZE")
         body = response.body
@@ -472,12 +473,11 @@ class PagesSpider(scrapy.Spider):
             self._sitemap_invalid(response.url, start, exc.reason, exc)
             return
         self._count("sitemaps/read")
-        hosts = self._allowed_hosts(response.url)
         for entry in sitemap.entries:
             loc = entry["loc"]
             if sitemap.type == "urlset":
                 self._listed(start)
-            if not self._allowed(loc, response.url, start):
+            if not self._allowed(loc, response.url, start, hosts):
                 continue
             if sitemap.type == "sitemapindex":
                 yield self._listing_request(loc, start, allowed_hosts=hosts)
