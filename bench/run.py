@@ -423,25 +423,22 @@ def typo_latency(index: Path, qs: list[str]) -> dict[str, float]:
     `--facet domain`; and `--exact` on the exact queries (no tolerance work at all)."""
     from index import search as search_module
 
+    def p50_p99(items: list[str], **options: Any) -> tuple[float, float]:
+        times = []
+        for q in items:
+            search_module._RESULTS.clear()
+            t0 = time.perf_counter()
+            search_module.search(index, q, limit=10, **options)
+            times.append((time.perf_counter() - t0) * 1000)
+        return _percentiles(times)
+
     out: dict[str, float] = {}
     for facets in ((), ("domain",)):
         search_module.search(index, qs[0], facets=facets)
         label = "facet" if facets else "plain"
         for kind, items in typo_queries(qs).items():
-            times = []
-            for q in items:
-                search_module._RESULTS.clear()
-                t0 = time.perf_counter()
-                search_module.search(index, q, limit=10, facets=facets)
-                times.append((time.perf_counter() - t0) * 1000)
-            out[f"{kind}_{label}_p50"], out[f"{kind}_{label}_p99"] = _percentiles(times)
-    times = []
-    for q in qs:
-        search_module._RESULTS.clear()
-        t0 = time.perf_counter()
-        search_module.search(index, q, limit=10, exact=True)
-        times.append((time.perf_counter() - t0) * 1000)
-    out["exact_flag_p50"], out["exact_flag_p99"] = _percentiles(times)
+            out[f"{kind}_{label}_p50"], out[f"{kind}_{label}_p99"] = p50_p99(items, facets=facets)
+    out["exact_flag_p50"], out["exact_flag_p99"] = p50_p99(qs, exact=True)
     return out
 
 
