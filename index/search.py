@@ -513,8 +513,10 @@ def _distinct_images(searcher: Searcher, docnums: Any) -> int:
     try:
         return fastsearch.distinct_count(searcher, ids, "image_url")
     except fastsearch.Unsupported:
-        urls = [searcher.stored_fields(d).get("id") for d in ids.tolist()]
-        return len(set(urls))
+        # What collapsing itself compares: the image URL, else the document (the
+        # document ids `url#n` counted every document, not every image).
+        key = _image_key(searcher)
+        return len({key(d) for d in ids.tolist()})
 
 
 def search(

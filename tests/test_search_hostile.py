@@ -216,6 +216,17 @@ def test_collapsed_results_count_images_not_pages(shared_index, query):
     assert search(shared_index, query, collapse=False).total == 90 + (expected == 4)
 
 
+def test_collapsed_totals_without_the_image_url_column_count_images_too(shared_index, monkeypatch):
+    # The fallback (a segment without the column) compares what collapsing compares.
+    from index import fastsearch
+
+    def unsupported(*args, **kwargs):
+        raise fastsearch.Unsupported("no column image_url")
+
+    monkeypatch.setattr(fastsearch, "distinct_count", unsupported)
+    assert search(shared_index, "chair", limit=2).total == 4
+
+
 def test_collapsed_page_links_never_lead_to_an_empty_page(shared_index):
     from starlette.testclient import TestClient
 
