@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -519,6 +521,41 @@ def _distinct_images(searcher: Searcher, docnums: Any) -> int:
         return len({key(d) for d in ids.tolist()})
 
 
+def _evaluate(
+    searcher: Searcher,
+    q: Q.Query,
+    tiers: list[list[tuple[str, str, int]]] | None,
+    filter_q: Q.Query | None,
+    exclude: np.ndarray,
+    sort_spec: Any,
+) -> tuple[fastsearch.Evaluation | None, list[Any]]:
+    """The NumPy evaluation of ``q`` when it can rank it (relevance order, a supported
+    shape), else None: Whoosh's searcher then runs it."""
+    if sort_spec:
+        return None, []
+    try:
+        return fastsearch.evaluate(searcher, q, filter_q, exclude=exclude, tiers=tiers), []
+    except fastsearch.Unsupported:
+        return None, []
+
+
+def _as_search_errors(fn: Callable[..., Results]) -> Callable[..., Results]:
+    """Budget overruns and cancellations raised anywhere inside a search, as the search
+    errors its callers handle."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Results:
+        try:
+            return fn(*args, **kwargs)
+        except BudgetExceeded as exc:
+            raise QueryError(str(exc)) from None
+        except Cancelled as exc:
+            raise SearchCancelled(str(exc)) from None
+
+    return wrapper
+
+
+@_as_search_errors
 def search(
     index_dir: str | Path,
     query: str,
@@ -543,62 +580,7 @@ def search(
     adds ``headline_marked`` with matched terms wrapped in the two strings; ``budget``
     bounds the time (a :class:`QueryError` past it) and can cancel the search."""
     check_size(query)
-    try:
-        return _search(
-            index_dir,
-            query,
-            limit=limit,
-            page=page,
-            sort=sort,
-            facets=facets,
-            filters=filters,
-            since=since,
-            until=until,
-            collapse=collapse,
-            marks=marks,
-            exact=exact,
-            budget=budget or Budget(),
-        )
-    except BudgetExceeded as exc:
-        raise QueryError(str(exc)) from None
-    except Cancelled as exc:
-        raise SearchCancelled(str(exc)) from None
-
-
-def _evaluate(
-    searcher: Searcher,
-    q: Q.Query,
-    tiers: list[list[tuple[str, str, int]]] | None,
-    filter_q: Q.Query | None,
-    exclude: np.ndarray,
-    sort_spec: Any,
-) -> tuple[fastsearch.Evaluation | None, list[Any]]:
-    """The NumPy evaluation of ``q`` when it can rank it (relevance order, a supported
-    shape), else None: Whoosh's searcher then runs it."""
-    if sort_spec:
-        return None, []
-    try:
-        return fastsearch.evaluate(searcher, q, filter_q, exclude=exclude, tiers=tiers), []
-    except fastsearch.Unsupported:
-        return None, []
-
-
-def _search(
-    index_dir: str | Path,
-    query: str,
-    *,
-    limit: int = 10,
-    page: int = 1,
-    sort: str = "relevance",
-    facets: tuple[str, ...] | list[str] = (),
-    filters: dict[str, str] | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    collapse: bool = True,
-    marks: tuple[str, str] | None = None,
-    exact: bool = False,
-    budget: Budget,
-) -> Results:
+    budget = budget or Budget()
     if limit < 1:
         raise QueryError("--limit must be at least 1")
     if page < 1:
