@@ -20,7 +20,9 @@ ITEM_PIPELINES = {
 }
 ADDONS = {"pipeline.distributed.RedisAddon": 0}
 # Before RobotsTxtMiddleware (100): a refused redirect hop must not even fetch robots.txt.
-DOWNLOADER_MIDDLEWARES = {"pipeline.middlewares.HopCheck": 50}
+# After distributed mode's InflightRequests (50): a request taken from the shared queue is
+# recorded before anything else runs (at 50 too, a kill -9 in between lost a page).
+DOWNLOADER_MIDDLEWARES = {"pipeline.middlewares.HopCheck": 60}
 EXTENSIONS = {
     # Progress replaces LogStats (one periodic line, not two saying the same); with
     # PROGRESS=False it logs LogStats' own line.
