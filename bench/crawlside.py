@@ -1,0 +1,125 @@
+"""Issue 19's crawl-side ratio, measured on its own: the crawl with ``INDEX_ENABLED=False``
+against "Scrapy alone" (bench.baselines.scrapy_alone) on the same files, alternated
+A/B/A/B so that both see the same load, best of N each; then a cProfile of the pure
+stages in this process (parse_page, then the normalizers the way pipeline/pipelines.py
+calls them), top lines by tottime.
+
+    python -m bench.crawlside --pages 400
+    python -m bench.crawlside --pages 400 --rounds 0      # the profile only
+    python -m bench.crawlside --pages 400 --no-profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+from pathlib import Path
+
+from bench.baselines import scrapy_alone, uptime
+from bench.run import WORK, corpus, crawl
+
+
+def _pure_stages(files: list[Path]) -> dict[str, float]:
+    """parse_page over ``files``, then the domain and caption normalizers as the item
+    pipelines call them; seconds per stage."""
+    from pipeline.normalize.captions import normalize_caption
+    from pipeline.normalize.domains import host_of, normalize_image_url, registrable_domain
+    from pipeline.parsing import parse_page
+
+    bodies = [(f.resolve().as_uri(), f.read_bytes()) for f in files]
+    t0 = time.perf_counter()
+    pages = [parse_page(url, body) for url, body in bodies]
+    t1 = time.perf_counter()
+    for page in pages:
+        for image in page.images:
+            info = normalize_image_url(image["image_url"], page.url)
+            image["image_url"] = info.image_url
+            image["image_host"] = info.image_host
+            image["domain"] = info.domain
+            image["site_hint"] = info.site_hint
+    t2 = time.perf_counter()
+    for page in pages:
+        page_host = host_of(page.url)
+        page_domain = registrable_domain(page_host) if page_host else None
+        for image in page.images:
+            c = normalize_caption(
+                image.get("caption_raw") or "",
+                image_domain=image.get("domain"),
+                page_domain=page_domain,
+                site_hint=image.pop("site_hint", None),
+            )
+            image.update(caption=c.caption, headline=c.headline, site=c.site, board=c.board, tags=list(c.tags))
+    t3 = time.perf_counter()
+    images = sum(len(p.images) for p in pages)
+    return {"pages": len(pages), "images": images, "parse": t1 - t0, "domains": t2 - t1, "captions": t3 - t2}
+
+
+def _clear_caches() -> None:
+    from pipeline.normalize import captions, domains
+
+    for module in (captions, domains):
+        for value in vars(module).values():
+            if hasattr(value, "cache_clear"):
+                value.cache_clear()
+
+
+def profile(folder: Path, top: int) -> None:
+    files = sorted(folder.rglob("*.md"))
+    # No warm-up pass: a crawl process starts with cold caches, so the profile does too.
+    prof = cProfile.Profile()
+    prof.enable()
+    stages = _pure_stages(files)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    print(out.getvalue())
+    # Timed again without the profiler, from cold caches again (a crawl process starts
+    # with none).
+    _clear_caches()
+    plain = _pure_stages(files)
+    for label, s in (("profiled", stages), ("unprofiled", plain)):
+        n = s["images"]
+        print(
+            f"{label}: {s['pages']} pages, {n} images; parse {s['parse']:.2f} s ({s['parse'] / n * 1e6:.0f} us/image), "
+            f"domains {s['domains'] * 1e6 / n:.1f} us/image, captions {s['captions'] * 1e6 / n:.1f} us/image",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pages", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3, help="A/B rounds (0: profile only)")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--top", type=int, default=25)
+    opts = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    folder = corpus(opts.pages)
+    alone: list[float] = []
+    side: list[float] = []
+    if opts.rounds:
+        print(f"load before: {uptime()}", flush=True)
+    for r in range(opts.rounds):
+        a = scrapy_alone(folder)["seconds"]
+        b = crawl(folder, WORK / "index-crawlside", {"INDEX_ENABLED": "False"})["seconds"]
+        alone.append(a)
+        side.append(b)
+        print(f"round {r + 1}: scrapy alone {a:.2f} s, crawl side {b:.2f} s, ratio {b / a:.2f}", flush=True)
+    if opts.rounds:
+        print(f"load after: {uptime()}", flush=True)
+        print(
+            f"best of {opts.rounds}: scrapy alone {min(alone):.2f} s, crawl side {min(side):.2f} s, "
+            f"crawl side / Scrapy alone {min(side) / min(alone):.2f}",
+            flush=True,
+        )
+    if not opts.no_profile:
+        profile(folder, opts.top)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
