@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from index.contract import IMAGE_FIELDS, ImageRecord
+
 __all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents", "start_key"]
 
 # The field weights, defined here once: headline > title > caption as people expect, alt
@@ -18,21 +20,6 @@ __all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents", "sta
 # same in a field of its own (a phrase) as in the combined field.
 TEXT_SECTIONS = {"headline": 3.0, "title": 2.0, "tags": 1.5, "caption": 1.0, "alt": 0.8}
 
-IMAGE_FIELDS = (
-    "position",
-    "image_url",
-    "link_url",
-    "alt",
-    "caption_raw",
-    "caption",
-    "headline",
-    "site",
-    "board",
-    "tags",
-    "image_host",
-    "domain",
-    "duplicate_of",
-)
 # Page-level state kept for refresh (validators, file facts) besides the contract fields.
 STATE_FIELDS = ("etag", "last_modified", "lastmod", "size", "mtime", "last_seen", "start")
 
@@ -72,7 +59,7 @@ def page_documents(item: Mapping[str, Any]) -> list[dict[str, Any]]:
     url = item["url"]
     page_tags = list(item.get("tags") or [])
     date = index_date(item.get("date"))
-    images = item.get("images") or []
+    images: list[ImageRecord] = item.get("images") or []
     page_record = {
         "url": url,
         "title": item.get("title"),

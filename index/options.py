@@ -1,10 +1,12 @@
-"""How the index is written: the ``INDEX_*`` settings and their defaults, defined once.
+"""Settings that the index side reads as well as the crawl, with their defaults, defined
+once: how the index is written (``INDEX_*``, :class:`WriterOptions`) and when a refresh
+may delete (``REFRESH_*``, :class:`DeletionGuard`).
 
 The crawl reads them from Scrapy's settings (``pipeline.settings`` takes its defaults
-from here, ``pipeline.pipelines.writer_options`` builds the options from the crawler's
-settings); ``python -m index ingest`` from its ``-s NAME=VALUE`` options. Values given as
-text are read the way Scrapy's ``getint``/``getfloat``/``getbool`` read them, so
-``-s INDEX_WRITER_PROCS=1`` means the same to both.
+from here, ``pipeline.pipelines`` builds the options from the crawler's settings);
+``python -m index ingest`` the writer options from its ``-s NAME=VALUE`` options. Values
+given as text are read the way Scrapy's ``getint``/``getfloat``/``getbool`` read them,
+so ``-s INDEX_WRITER_PROCS=1`` means the same to both.
 
 No Scrapy and no Whoosh here: Scrapy's settings module imports this.
 """
@@ -12,19 +14,48 @@ No Scrapy and no Whoosh here: Scrapy's settings module imports this.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["DEFAULTS", "WriterOptions", "parse_settings"]
+__all__ = ["DEFAULTS", "DeletionGuard", "WriterOptions", "default_index_dir", "parse_settings"]
+
+
+def default_index_dir() -> str:
+    """Where the index lives unless ``INDEX_DIR`` says otherwise: ``$PAGES_INDEX``, else
+    ``data/index``."""
+    return os.environ.get("PAGES_INDEX", "data/index")
 
 
 def _setting(name: str, default: Any) -> Any:
     return field(default=default, metadata={"setting": name})
 
 
+class _FromSettings:
+    """Options whose every field is set by the setting named in its metadata."""
+
+    @classmethod
+    def settings(cls) -> dict[str, str]:
+        """Setting name → field name."""
+        return {f.metadata["setting"]: f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> Self:
+        """The options named in ``values`` (setting name → value or its text; None and
+        absent names keep the default); ValueError, one line, on a value that does not
+        read as its type. Names that are not settings of these options are ignored."""
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        chosen: dict[str, Any] = {}
+        for setting, name in cls.settings().items():
+            value = values.get(setting)
+            if value is not None:
+                chosen[name] = _read(setting, value, kinds[name])
+        return cls(**chosen)
+
+
 @dataclass(frozen=True)
-class WriterOptions:
+class WriterOptions(_FromSettings):
     """Every option of an index writer, each with the Scrapy setting that sets it."""
 
     commit_docs: int = _setting("INDEX_COMMIT_DOCS", 100_000)
@@ -37,24 +68,6 @@ class WriterOptions:
     # How the crawl hands pages to the writer (ingest always writes in its own process).
     writer_process: bool = _setting("INDEX_WRITER_PROCESS", True)
     queue_pages: int = _setting("INDEX_QUEUE_PAGES", 64)
-
-    @classmethod
-    def settings(cls) -> dict[str, str]:
-        """Setting name → field name."""
-        return {f.metadata["setting"]: f.name for f in dataclasses.fields(cls)}
-
-    @classmethod
-    def from_settings(cls, values: Mapping[str, Any]) -> WriterOptions:
-        """The options named in ``values`` (setting name → value or its text; None and
-        absent names keep the default); ValueError, one line, on a value that does not
-        read as its type. Names that are not writer settings are ignored."""
-        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
-        chosen: dict[str, Any] = {}
-        for setting, name in cls.settings().items():
-            value = values.get(setting)
-            if value is not None:
-                chosen[name] = _read(setting, value, kinds[name])
-        return cls(**chosen)
 
     def page_writer(self) -> dict[str, Any]:
         """The keyword arguments of :class:`index.pagewriter.PageWriter`."""
@@ -70,6 +83,21 @@ class WriterOptions:
 
 
 DEFAULTS = WriterOptions()
+
+
+@dataclass(frozen=True)
+class DeletionGuard(_FromSettings):
+    """The mass-deletion guard of a refresh (:func:`index.deletion.plan_deletions`'s
+    keyword arguments): a start that would lose more than ``max_share`` of its pages,
+    and more than ``few``, deletes none of them unless ``accept_mass_delete``."""
+
+    max_share: float = _setting("REFRESH_MAX_DELETE_SHARE", 0.2)
+    few: int = _setting("REFRESH_MAX_DELETE_FEW", 5)
+    accept_mass_delete: bool = _setting("REFRESH_ACCEPT_MASS_DELETE", False)
+
+    def plan_deletions(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`index.deletion.plan_deletions`."""
+        return dataclasses.asdict(self)
 
 
 def _read(setting: str, value: Any, kind: Any) -> Any:

@@ -35,8 +35,9 @@ from scrapy.settings import BaseSettings
 from scrapy.utils.defer import deferred_from_coro
 
 from index.ingest import DUPEFILTER_KEY, KEYS, connect, ensure_group
-from pipeline.pipelines import stamped_page
+from pipeline import settings as defaults
 from pipeline.refresh import RefreshState
+from pipeline.steps import stamped_page
 
 __all__ = ["InflightRequests", "RedisAddon", "RedisItemStream", "enabled"]
 
@@ -98,7 +99,7 @@ class InflightRequests:
         self.redis: Any = None
         self.heartbeat: Any = None
         # A crawler silent for this long is gone; its in-flight requests are recovered.
-        self.ttl = max(1, crawler.settings.getint("REDIS_CRAWLER_TTL", 20))
+        self.ttl = max(1, crawler.settings.getint("REDIS_CRAWLER_TTL", defaults.REDIS_CRAWLER_TTL))
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -215,7 +216,7 @@ class RedisItemStream:
         self.crawler = crawler
         self.stats = crawler.stats
         self.url = s.get("REDIS_URL")
-        self.maxlen = s.getint("REDIS_STREAM_MAXLEN", 10_000)
+        self.maxlen = s.getint("REDIS_STREAM_MAXLEN", defaults.REDIS_STREAM_MAXLEN)
         self.redis: Any = None
         self.refresh = RefreshState()
         # Present in the run's "incomplete" set while this crawler runs: a crawler that

@@ -20,12 +20,16 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from frontmatter.default_handlers import BaseHandler, JSONHandler, YAMLHandler
 
 from pipeline.body import extract_body
+from pipeline.items import PageContent
+
+if TYPE_CHECKING:  # importing index applies its Whoosh fixes; parsing needs no Whoosh
+    from index.contract import ImageRecord
 
 __all__ = ["Page", "PageError", "decode", "parse_page"]
 
@@ -50,18 +54,10 @@ class PageError(ValueError):
         self.detail = detail
 
 
-@dataclass(slots=True)
-class Page:
-    url: str
-    format: str
-    front_matter: dict[str, Any]
-    title: str | None
-    author: str | None
-    date: str | None
-    tags: list[str]
-    body_text: str
-    content_hash: str
-    images: list[dict[str, Any]] = field(default_factory=list)
+@dataclass
+class Page(PageContent):
+    """A parsed page: its content (the item's fields) and what the crawl counts."""
+
     # Kept, but not whole: slugs the crawl counts as pages/notes/<slug> (see body.Body).
     notes: list[str] = field(default_factory=list)
 
@@ -259,7 +255,7 @@ def parse_page(url: str, body: bytes) -> Page:
         meta, content = _split(fmt, stripped)
     front_matter = _json_safe(meta, [MAX_FRONT_MATTER_NODES])
     refs, body_text, nesting_limited = extract_body(content)
-    images = [
+    images: list[ImageRecord] = [
         {
             "position": i,
             "image_url": ref.src,

@@ -1,9 +1,8 @@
-"""Item pipelines: thin Scrapy classes over the pure functions in ``pipeline.normalize``
-and ``index``. Each one reads and writes the item through ItemAdapter."""
+"""Item pipelines: thin Scrapy classes over the pure functions in ``pipeline.steps`` and
+``index``. Each one reads and writes the item through ItemAdapter."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sys
 from pathlib import Path
@@ -20,19 +19,36 @@ from scrapy.utils.defer import deferred_from_coro
 from index.admin import record_crawl
 from index.contract import page_problem
 from index.documents import page_documents
-from index.options import WriterOptions
+from index.options import DeletionGuard, WriterOptions
 from index.state import load_page_states
 from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess, peak_rss_kb
-from pipeline.normalize.captions import normalize_caption
-from pipeline.normalize.domains import host_of, normalize_image_url, registrable_domain
+from pipeline import settings as defaults
 from pipeline.refresh import RefreshState
+from pipeline.steps import mark_duplicates, normalize_captions, normalize_domains, now, stamped_page
 
 logger = logging.getLogger(__name__)
+
+
+__all__ = [
+    "DeduplicateImages",
+    "IndexWriter",
+    "NormalizeCaptions",
+    "NormalizeDomains",
+    "ValidatePage",
+    "deletion_guard",
+    "stamped_page",
+    "writer_options",
+]
 
 
 def writer_options(settings: BaseSettings) -> WriterOptions:
     """The ``INDEX_*`` settings of a crawl as writer options (defaults: WriterOptions')."""
     return WriterOptions.from_settings({name: settings.get(name) for name in WriterOptions.settings()})
+
+
+def deletion_guard(settings: BaseSettings) -> DeletionGuard:
+    """The ``REFRESH_*`` settings of a crawl as the mass-deletion guard (defaults: DeletionGuard's)."""
+    return DeletionGuard.from_settings({name: settings.get(name) for name in DeletionGuard.settings()})
 
 
 class _StatsPipeline:
@@ -62,56 +78,31 @@ class ValidatePage(_StatsPipeline):
 
 
 class NormalizeDomains(_StatsPipeline):
-    """Cleans image URLs and fills image_host, domain and site_hint."""
+    """Cleans image URLs and fills image_host, domain and site (the platform, if any):
+    :func:`pipeline.steps.normalize_domains`."""
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
-        base = adapter["url"]
-        bad = 0
-        for image in adapter["images"]:
-            info = normalize_image_url(image["image_url"], base)
-            image["image_url"] = info.image_url
-            image["image_host"] = info.image_host
-            image["domain"] = info.domain
-            image["site_hint"] = info.site_hint
-            bad += info.bad_url
-        self.inc("images/bad_url", bad)
+        self.inc("images/bad_url", normalize_domains(adapter["url"], adapter["images"]))
         return item
 
 
 class NormalizeCaptions(_StatsPipeline):
-    """Fills caption, headline, site, board and tags from caption_raw."""
+    """Fills caption, headline, site, board and tags from caption_raw:
+    :func:`pipeline.steps.normalize_captions`."""
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
-        page_host = host_of(adapter["url"])
-        page_domain = registrable_domain(page_host) if page_host else None
-        for image in adapter["images"]:
-            info = normalize_caption(
-                image.get("caption_raw") or "",
-                image_domain=image.get("domain"),
-                page_domain=page_domain,
-                site_hint=image.pop("site_hint", None),
-            )
-            image["caption"] = info.caption
-            image["headline"] = info.headline
-            image["site"] = info.site
-            image["board"] = info.board
-            image["tags"] = list(info.tags)
+        normalize_captions(adapter["url"], adapter["images"])
         return item
 
 
 class DeduplicateImages(_StatsPipeline):
-    """Marks repeats of one image URL inside a page with the first one's position."""
+    """Marks repeats of one image URL inside a page with the first one's position:
+    :func:`pipeline.steps.mark_duplicates`."""
 
     def process_item(self, item: Any) -> Any:
-        first: dict[str, int] = {}
-        repeats = 0
-        for image in ItemAdapter(item)["images"]:
-            position = first.setdefault(image["image_url"], image["position"])
-            image["duplicate_of"] = position if position != image["position"] else None
-            repeats += position != image["position"]
-        self.inc("images/duplicates", repeats)
+        self.inc("images/duplicates", mark_duplicates(ItemAdapter(item)["images"]))
         return item
 
 
@@ -133,7 +124,7 @@ class IndexWriter(_StatsPipeline):
         in_process: bool = False,
         queue_pages: int = 64,
         lock_wait: bool = False,
-        guard: dict[str, Any] | None = None,
+        guard: DeletionGuard | None = None,
         **writer_options: Any,
     ) -> None:
         super().__init__(stats)
@@ -146,14 +137,14 @@ class IndexWriter(_StatsPipeline):
         self.writer: PageWriter | WriterProcess | None = None
         # The spider's record of what it listed and saw (its own when it has one).
         self.refresh = RefreshState()
-        self.guard = guard or {}
+        self.guard = guard or DeletionGuard()
         self.crawler: Crawler | None = None
         self.counts = {"new": 0, "changed": 0, "images": 0}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         s = crawler.settings
-        if not s.getbool("INDEX_ENABLED", True):
+        if not s.getbool("INDEX_ENABLED", defaults.INDEX_ENABLED):
             raise NotConfigured("INDEX_ENABLED is False")
         if s.get("REDIS_URL"):
             raise NotConfigured("REDIS_URL is set: pages go to Redis, `python -m index ingest` writes the index")
@@ -165,11 +156,7 @@ class IndexWriter(_StatsPipeline):
             stats=crawler.stats,
             in_process=not options.writer_process,
             queue_pages=options.queue_pages,
-            guard={
-                "max_share": s.getfloat("REFRESH_MAX_DELETE_SHARE", 0.2),
-                "few": s.getint("REFRESH_MAX_DELETE_FEW", 5),
-                "accept_mass_delete": s.getbool("REFRESH_ACCEPT_MASS_DELETE", False),
-            },
+            guard=deletion_guard(s),
             **options.page_writer(),
         )
         pipeline.crawler = crawler
@@ -250,7 +237,7 @@ class IndexWriter(_StatsPipeline):
 
     def _finish(self, reason: str) -> None:
         finished = reason == "finished"
-        plan = self.refresh.deletions(finished, **self.guard)
+        plan = self.refresh.deletions(finished, self.guard)
         vanished = plan.delete
         images_deleted = sum(int(self.refresh.states[url].get("image_count") or 0) for url in vanished)
         for start, (would, known) in plan.refused.items():
@@ -261,7 +248,7 @@ class IndexWriter(_StatsPipeline):
                 would,
                 known,
                 start,
-                self.guard.get("max_share", 0.2),
+                self.guard.max_share,
             )
         self.inc("pages/delete_refused", plan.refused_pages)
         if vanished:
@@ -306,7 +293,7 @@ class IndexWriter(_StatsPipeline):
             "starts_incomplete": incomplete,
         }
         record_crawl(
-            self.index_dir, {"finished_at": _now(), "reason": reason, "starts": self.refresh.starts, "counts": counts}
+            self.index_dir, {"finished_at": now(), "reason": reason, "starts": self.refresh.starts, "counts": counts}
         )
         summary = (
             f"crawl {reason}: pages seen {get('pages/seen', 0)}, new {self.counts['new']}, "
@@ -336,19 +323,3 @@ def _deletion_note(finished: bool, refused: int, incomplete: int) -> str:
     if refused:
         notes.append(f"{refused} deletions refused (REFRESH_MAX_DELETE_SHARE)")
     return "".join(f"; {n}" for n in notes)
-
-
-def stamped_page(item: Any) -> dict[str, Any]:
-    """The item as a plain dict, its fetch facts stamped with when this crawl saw it.
-
-    A shallow copy: what reads it (page documents, the Redis stream's JSON) only reads.
-    ItemAdapter.asdict() rebuilt every image record value by value, which cost more per
-    image than parsing it (issue 19). Only ``fetch`` is changed, so only it is copied:
-    the item itself is left as the spider made it."""
-    page = dict(ItemAdapter(item).items())
-    page["fetch"] = {**(page.get("fetch") or {}), "last_seen": _now()}
-    return page
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -26,6 +26,7 @@ from typing import Any
 
 from index.deletion import DeletionPlan, plan_deletions
 from index.documents import start_key
+from index.options import DeletionGuard
 
 __all__ = ["RUN", "RefreshState", "start_key"]
 
@@ -133,9 +134,11 @@ class RefreshState:
         return headers
 
     # -- what vanished -----------------------------------------------------------------------
-    def deletions(self, finished: bool, **guard: Any) -> DeletionPlan:
-        """Pages to delete (see :func:`index.deletion.plan_deletions`); nothing unless
-        the crawl finished normally."""
+    def deletions(self, finished: bool, guard: DeletionGuard | None = None) -> DeletionPlan:
+        """Pages to delete (see :func:`index.deletion.plan_deletions`), as far as
+        ``guard`` (default: the settings' defaults) lets through; nothing unless the crawl
+        finished normally."""
         if not finished:
             return DeletionPlan()
-        return plan_deletions(self.states, self.complete_starts(), self.seen, listed=self.listed, **guard)
+        kwargs = (guard or DeletionGuard()).plan_deletions()
+        return plan_deletions(self.states, self.complete_starts(), self.seen, listed=self.listed, **kwargs)

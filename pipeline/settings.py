@@ -1,9 +1,15 @@
 """Scrapy settings for the pages crawler. Every tunable of this project is here, with
-its default and why; override any of them with ``-s NAME=VALUE``."""
+its default and why; override any of them with ``-s NAME=VALUE``.
 
-import os
+These are the defaults, defined once: code that reads a setting with a fallback (a
+crawler built without this module, as in tests) takes the fallback from here, or, for
+the settings the index side reads too, from ``index.options``, which this module lists."""
 
 from index.options import DEFAULTS as _writer  # lower case: not a setting itself
+from index.options import DeletionGuard as _DeletionGuard
+from index.options import default_index_dir as _default_index_dir
+
+_guard = _DeletionGuard()
 
 BOT_NAME = "pages"
 SPIDER_MODULES = ["pipeline.spiders"]
@@ -47,7 +53,7 @@ REDIS_CRAWLER_TTL = 20
 # The writer's defaults are defined once, in index.options.WriterOptions (which
 # `python -m index ingest -s NAME=VALUE` reads too); they are listed here to be found.
 # Where the Whoosh index lives. Precedence: -s INDEX_DIR=... > $PAGES_INDEX > data/index.
-INDEX_DIR = os.environ.get("PAGES_INDEX", "data/index")
+INDEX_DIR = _default_index_dir()
 # Set False to crawl without touching the index (e.g. only `-O items.jsonl`).
 INDEX_ENABLED = True
 # Commit after this many documents, or this many seconds, whichever comes first: a crash
@@ -97,10 +103,11 @@ SITEMAP_MAXSIZE = 50 * 1024 * 1024
 # REFRESH_MAX_DELETE_FEW pages), or whose listing came back empty, deletes none of them:
 # the crawl logs a warning, counts pages/delete_refused and exits 25 (as rsync's
 # --max-delete). An unmounted share or a sitemap replaced by a login page looks like that.
-REFRESH_MAX_DELETE_SHARE = 0.2
-REFRESH_MAX_DELETE_FEW = 5
+# (Defined in index.options.DeletionGuard, with the index writer's options.)
+REFRESH_MAX_DELETE_SHARE = _guard.max_share
+REFRESH_MAX_DELETE_FEW = _guard.few
 # Accept a real mass deletion once: scrapy crawl pages -a start=... -s REFRESH_ACCEPT_MASS_DELETE=True
-REFRESH_ACCEPT_MASS_DELETE = False
+REFRESH_ACCEPT_MASS_DELETE = _guard.accept_mass_delete
 
 # --- politeness and limits -----------------------------------------------------------
 ROBOTSTXT_OBEY = True

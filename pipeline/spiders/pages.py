@@ -31,6 +31,7 @@ from scrapy.utils.gz import gzip_magic_number
 from scrapy.utils.sitemap import sitemap_urls_from_robots
 from twisted.internet.defer import CancelledError
 
+from pipeline import settings as defaults
 from pipeline.items import PageItem
 from pipeline.parsing import PageError, parse_page
 from pipeline.refresh import RefreshState, start_key
@@ -128,7 +129,7 @@ class PagesSpider(scrapy.Spider):
                 self.crawler.engine.crawl(request)
         if starts:
             logger.info("took %d starts from Redis", len(starts))
-        wait = self.settings.getfloat("REDIS_IDLE_CLOSE", 0)
+        wait = self.settings.getfloat("REDIS_IDLE_CLOSE", defaults.REDIS_IDLE_CLOSE)
         if wait and time.monotonic() - self._idle_since >= wait and not starts:
             return
         raise DontCloseSpider
@@ -345,19 +346,7 @@ class PagesSpider(scrapy.Spider):
         if not url.startswith("file:"):
             fetch["etag"] = _header(response, b"ETag")
             fetch["last_modified"] = _header(response, b"Last-Modified")
-        yield PageItem(
-            url=page.url,
-            title=page.title,
-            author=page.author,
-            date=page.date,
-            tags=page.tags,
-            front_matter=page.front_matter,
-            format=page.format,
-            body_text=page.body_text,
-            content_hash=page.content_hash,
-            images=page.images,
-            fetch={k: v for k, v in fetch.items() if v is not None},
-        )
+        yield PageItem.from_page(page, fetch={k: v for k, v in fetch.items() if v is not None})
 
     def _too_large(self, url: str, detail: str) -> None:
         self.refresh.mark_seen(url)  # keep what was indexed before it grew
