@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +104,15 @@ def _page_files(folder: Path) -> list[Path]:
 
 
 def stages_and_documents(folder: Path, jsonl: Path) -> dict[str, float]:
-    """Run the pure stages in this process (one core), timing each, and write the final
-    documents as JSON Lines (the baselines' input)."""
+    """Run the pure stages in this process (one core), timing each: parse_page, then the
+    item pipelines' own work (pipeline.steps, index.contract, index.documents) as a crawl
+    does it, and write the final documents as JSON Lines (the baselines' input)."""
+    from itemadapter import ItemAdapter
+
+    from index.contract import page_problem
     from index.documents import page_documents
+    from pipeline import steps
+    from pipeline.items import PageItem
     from pipeline.normalize import captions, domains
     from pipeline.parsing import parse_page
 
@@ -117,37 +122,38 @@ def stages_and_documents(folder: Path, jsonl: Path) -> dict[str, float]:
     pages = [parse_page(url, body) for url, body in bodies]
     t_parse = time.perf_counter() - t0
     images = sum(len(p.images) for p in pages)
+    # What the spider yields for a local file (untimed: it only wraps the page).
+    stats = [f.stat() for f in files]
+    items = [
+        PageItem.from_page(page, fetch={"start": str(folder), "size": st.st_size, "mtime": st.st_mtime_ns})
+        for page, st in zip(pages, stats, strict=True)
+    ]
+
+    t0 = time.perf_counter()
+    problems = [page_problem(ItemAdapter(item)) for item in items]
+    t_validate = time.perf_counter() - t0
+    assert not any(problems), problems
 
     domains._idna_host.cache_clear()
     domains.registrable_domain.cache_clear()
     domains.platform_for.cache_clear()
     domains._host_facts.cache_clear()
     t0 = time.perf_counter()
-    for page in pages:
-        for image in page.images:
-            info = domains.normalize_image_url(image["image_url"], page.url)
-            image["image_url"], image["image_host"], image["domain"] = info.image_url, info.image_host, info.domain
-            image["site_hint"] = info.site_hint
+    for item in items:
+        steps.normalize_domains(item.url, item.images)
     t_domain = time.perf_counter() - t0
 
     captions.repair.cache_clear()
     t0 = time.perf_counter()
-    for page in pages:
-        for image in page.images:
-            c = captions.normalize_caption(
-                image["caption_raw"], image_domain=image["domain"], site_hint=image.pop("site_hint")
-            )
-            image.update(caption=c.caption, headline=c.headline, site=c.site, board=c.board, tags=list(c.tags))
+    for item in items:
+        steps.normalize_captions(item.url, item.images)
     t_caption = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     with jsonl.open("w", encoding="utf-8") as out:
-        for page in pages:
-            first: dict[str, int] = {}
-            for image in page.images:
-                pos = first.setdefault(image["image_url"], image["position"])
-                image["duplicate_of"] = pos if pos != image["position"] else None
-            for doc in page_documents(asdict(page)):
+        for item in items:
+            steps.mark_duplicates(item.images)
+            for doc in page_documents(steps.stamped_page(item)):
                 if "date" in doc:
                     doc["date"] = doc["date"].isoformat()
                 out.write(json.dumps(doc, ensure_ascii=False) + "\n")
@@ -157,6 +163,7 @@ def stages_and_documents(folder: Path, jsonl: Path) -> dict[str, float]:
         "images": images,
         "parse_images_per_s": images / t_parse,
         "parse_pages_per_s": len(pages) / t_parse,
+        "validate_per_s": images / t_validate,
         "domain_urls_per_s": images / t_domain,
         "caption_per_s": images / t_caption,
         "documents_per_s": images / t_docs,
