@@ -1,5 +1,6 @@
 """Moved to :mod:`index._whoosh.fixes` (applied once by ``import index``). Kept only for
-``index/search.py``'s import until it drops it; nothing else should import this."""
+``tests/test_index.py``'s import of ``MemoryCursor`` until it imports it from there;
+nothing else should import this."""
 
 from index._whoosh.fixes import MemoryCursor, apply
 

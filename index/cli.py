@@ -11,7 +11,8 @@ import sys
 from typing import NoReturn, TextIO
 
 from index.deletion import EXIT_DELETE_REFUSED
-from index.search import FACETS, SORTS, Results, SearchError, search
+from index.querylang import FACETS, FILTERS, SORTS
+from index.search import Results, SearchError, search
 
 __all__ = ["add_search_arguments", "default_index_dir", "main", "run_search"]
 
@@ -20,9 +21,8 @@ SEARCH_USAGE = "[options] QUERY..."
 # Option values that start with a dash and would otherwise read as options.
 _DASHED_VALUES = frozenset(v for v in SORTS if v.startswith("-"))
 BOLD, RESET = "\x1b[1m", "\x1b[0m"
-FILTERS = ("domain", "site", "author", "board")
 # The search marks matches with private-use characters (never left in page text, see
-# index.search); they become BOLD/RESET only after the text has been made inert.
+# index.hits); they become BOLD/RESET only after the text has been made inert.
 MARK_START, MARK_END = "\ue000", "\ue001"
 
 # Crawled text may carry terminal escapes (`ESC ] 0 ; title BEL`, 8-bit CSI) or bidi

@@ -28,6 +28,9 @@ from whoosh import query as Q
 from whoosh.automata import lev
 from whoosh.codec.base import Automata
 
+from index import _whoosh
+from index.querylang import QueryError
+
 __all__ = [
     "MAX_EXPANSIONS",
     "MAX_QUERY_CHARS",
@@ -130,10 +133,8 @@ _WORDISH = re.compile(r"\w+")
 
 
 def check_size(text: str) -> None:
-    """Refuse what no person types and what would cost every other user: a 26 KB query
-    of 3,000 words took 83 s."""
-    from index.search import QueryError  # the error type lives with the search
-
+    """Refuse what no person types and what would cost every other user: a pasted page
+    of text, thousands of words, keeps a search thread busy long after anyone waits."""
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(f"query too long: {len(text)} characters (at most {MAX_QUERY_CHARS})")
     words = len(_WORDISH.findall(text))
@@ -207,7 +208,7 @@ def expand_multiterms(q: Q.Query, reader: Any) -> Q.Query:
         words = terms_within(reader, q.fieldname, q.text, maxdist, q.prefixlength)
         return _or(q.fieldname, _most_frequent(reader, q.fieldname, words, MAX_EXPANSIONS), q, q.text)
     if kind is Q.Wildcard:
-        pattern = re.compile(q._get_pattern())  # Whoosh's own translation of * and ?
+        pattern = re.compile(_whoosh.wildcard_pattern(q))
         literal = re.split(r"[*?]", q.text, maxsplit=1)[0]
         scanned = itertools.islice(reader.expand_prefix(q.fieldname, literal), MAX_SCANNED)
         words = [w for w in map(_text, scanned) if pattern.match(w)]

@@ -38,13 +38,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from index.query import Budget
+from index.querylang import FILTERS
 from index.search import IndexMissing, Results, SearchCancelled, SearchError, search
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
 
 HERE = Path(__file__).parent
 SIDEBAR_FACETS = ("domain", "site", "board", "author")
-FILTERS = ("domain", "site", "author", "board")
 PAGE_SIZE = 24
 # Searches run in worker threads (each with its own searcher), at most this many at
 # once per process, of which SLOW_LANES at most in Whoosh's one-by-one searcher (see

@@ -18,7 +18,7 @@ from whoosh import query as Q
 from bench.corpus import WORDS, generate
 from conftest import ROOT, crawl, fuzz
 from index import fastsearch
-from index.search import parse_query
+from index.querylang import parse_query
 
 EXAMPLES = ROOT / "examples" / "pages"
 VOCABULARY = [*WORDS[:24], "pin", "fitness", "theraband", "nothingmatchesthis"]

@@ -20,7 +20,8 @@ from index import fastsearch
 from index.cli import run_search
 from index.documents import TEXT_SECTIONS
 from index.query import allowed_edits, osa_distance, tolerate
-from index.search import _searcher, parse_query, query_boosts, search
+from index.querylang import parse_query, query_boosts
+from index.search import _searcher, search
 from index.web import create_app
 
 

@@ -1,0 +1,125 @@
+"""What a hit shows beyond its record: the last step of :func:`index.search.search`.
+
+Highlight marks in the headline, how many pages show the image, the facet counts in
+order, corrections as words a person reads, and a suggestion when nothing matched.
+All of it is decoration: it never makes a search fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from whoosh import highlight
+from whoosh import query as Q
+from whoosh.searching import Searcher
+
+from index import fastsearch
+
+__all__ = ["decorate", "highlighter", "ordered_facets", "shown_corrections", "suggestion"]
+
+
+def decorate(
+    searcher: Searcher,
+    ranked: list[tuple[float, dict[str, Any]]],
+    *,
+    scored: bool,
+    marked: Callable[[str], str] | None,
+) -> list[dict[str, Any]]:
+    """The hits as the caller sees them: each record with its ``score`` (None unless
+    ``scored``), ``uses`` (pages showing the image) and, with ``marked``, its
+    ``headline_marked``."""
+    hits = []
+    for score, record in ranked:
+        record["score"] = round(float(score or 0.0), 4) if scored else None
+        record["uses"] = _uses(searcher, record.get("image_url"))
+        if marked:
+            record["headline_marked"] = marked(record.get("headline") or "")
+        hits.append(record)
+    return hits
+
+
+class _Marks(highlight.Formatter):
+    """Wraps matched terms in the caller's marks (ANSI bold, <mark>, ...)."""
+
+    def __init__(self, start: str, end: str) -> None:
+        self.start, self.end = start, end
+
+    def format_token(self, text: str, token: Any, replace: bool = False) -> str:
+        return f"{self.start}{highlight.get_text(text, token, replace)}{self.end}"
+
+
+def highlighter(searcher: Searcher, q: Q.Query, marks: tuple[str, str]) -> Callable[[str], str]:
+    """A function wrapping the query's words in ``marks`` in a headline.
+
+    The words are matched in the combined ``text`` field, which Whoosh's hit highlighter
+    does not know belongs to the headline, so the terms are handed over explicitly
+    (prefixes and fuzzy words expanded to the index's own words)."""
+    try:
+        found = q.existing_terms(searcher.reader(), phrases=True, expand=True)
+    except Exception:  # noqa: BLE001 - highlighting is decoration, never an error
+        found = set()
+    words = frozenset(
+        word.decode("utf-8") if isinstance(word, bytes) else str(word)
+        for name, word in found
+        if name in ("text", "headline")
+    )
+    analyzer = searcher.schema["headline"].analyzer
+    formatter, fragmenter = _Marks(*marks), highlight.WholeFragmenter()
+
+    def mark(text: str) -> str:
+        # Page text that already holds the mark strings would unbalance them.
+        for m in marks:
+            if m and m in text:
+                text = text.replace(m, "\ufffd")
+        if not text or not words:
+            return text
+        return highlight.highlight(text, words, analyzer, fragmenter, formatter, top=1, minscore=0) or text
+
+    return mark
+
+
+def _uses(searcher: Searcher, image_url: str | None) -> int:
+    """How many image documents (page occurrences) show this image URL."""
+    if not image_url:
+        return 0
+    try:
+        return fastsearch.doc_count(searcher, "image_url", image_url)
+    except fastsearch.Unsupported:
+        return sum(1 for _ in Q.Term("image_url", image_url).docs(searcher))
+
+
+def ordered_facets(raw: Mapping[str, Mapping[Any, int]]) -> dict[str, dict[Any, int]]:
+    """Each facet's counts, largest first (ties by value), without the empty value."""
+    return {
+        name: dict(sorted(((k, v) for k, v in groups.items() if k), key=lambda kv: (-kv[1], str(kv[0]))))
+        for name, groups in raw.items()
+    }
+
+
+def shown_corrections(searcher: Searcher, corrections: dict[str, str], hits: list[dict[str, Any]]) -> dict[str, str]:
+    """Corrections as words a person reads: the index holds stems (`exercis`), so each
+    is shown as the first hit's word with that stem (`exercises`)."""
+    if not hits:
+        return {}
+    analyzer = searcher.schema["text"].analyzer if "text" in searcher.schema else None
+    shown = {}
+    for typed, stem in corrections.items():
+        word = stem
+        for hit in hits[:10]:
+            text = " ".join(str(hit.get(k) or "") for k in ("headline", "title", "alt"))
+            surface = next((t.original for t in analyzer(text, keeporiginal=True) if t.text == stem), None)
+            if surface:
+                word = surface.lower()
+                break
+        shown[typed] = word
+    return shown
+
+
+def suggestion(searcher: Searcher, q: Q.Query, text: str) -> str | None:
+    """Whoosh's spelling suggestion for a query that found nothing, if it differs."""
+    try:
+        corrected = searcher.correct_query(q, text)
+    except Exception:  # noqa: BLE001 - a suggestion is best effort (Whoosh fails on e.g. `00:00`)
+        return None
+    return corrected.string if corrected is not None and corrected.query != q else None
