@@ -529,37 +529,79 @@ def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray
     return _CACHE.put(key, (ords, hashes), ords.nbytes + hashes.nbytes + 64)
 
 
+def _lookup_instead(reader: Any, fieldname: str, hits: int) -> bool:
+    """Whether to read ``hits`` values of a segment one by one rather than its whole
+    column: fewer documents than the segment holds, in a process that has not yet looked
+    up as many values as building the segment's ordinals once would read (a cold
+    `python -m index search` must not read a million values for a thousand hits)."""
+    if _CACHE.get(("v", _segment_key(reader), fieldname)) is not None:
+        return False
+    size = reader.doc_count_all()
+    spent = _LOOKED_UP.get((_segment_key(reader), fieldname), 0)
+    return hits <= DISTINCT_LOOKUP_LIMIT or (hits * 4 < size and spent + hits < size)
+
+
+def _global_ordinals(segments: list[_Segment], fieldname: str) -> tuple[list[np.ndarray], int]:
+    """Per segment, per document, the index of its value among all the searcher's
+    distinct values, and how many there are (that number itself marks a document without
+    a value): counting the distinct values of a result set is then a scatter into one
+    boolean array, not a sort of its hashes."""
+    key = ("g", tuple(_segment_key(seg.reader) for seg in segments), fieldname)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    per = [_value_ordinals(seg.reader, fieldname) for seg in segments]
+    hashes = np.concatenate([_EMPTY_IDS, *(h for _, h in per)])
+    distinct, inverse = np.unique(hashes, return_inverse=True)
+    out: list[np.ndarray] = []
+    start = 0
+    for ords, seg_hashes in per:
+        to_global = np.append(inverse[start : start + len(seg_hashes)], len(distinct)).astype(np.int32)
+        start += len(seg_hashes)
+        out.append(to_global[ords])  # ords == -1 picks the appended "none"
+    return _CACHE.put(key, (out, len(distinct)), sum(a.nbytes for a in out) + 64)
+
+
 def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str) -> int:
     """How many distinct values of the sortable ``fieldname`` the documents ``docnums``
     (sorted, global) hold; a document without a value counts on its own, as collapsing
     keeps it."""
-    parts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    segments = _segments(searcher)
+    spans: list[tuple[int, np.ndarray]] = []
+    for i, seg in enumerate(segments):
+        lo, hi = np.searchsorted(docnums, [seg.offset, seg.offset + seg.reader.doc_count_all()])
+        if hi > lo:
+            if not seg.reader.has_column(fieldname):
+                raise Unsupported(f"no column {fieldname}")
+            spans.append((i, docnums[lo:hi] - seg.offset))
+    if any(_lookup_instead(segments[i].reader, fieldname, len(local)) for i, local in spans):
+        return _distinct_by_lookup(segments, spans, fieldname)
+    ordinals, size = _global_ordinals(segments, fieldname)
+    present = np.zeros(size + 1, dtype=bool)
     alone = 0
-    for seg in _segments(searcher):
-        local = docnums[(docnums >= seg.offset) & (docnums < seg.offset + seg.reader.doc_count_all())] - seg.offset
-        if not len(local):
-            continue
-        reader = seg.reader
-        if not reader.has_column(fieldname):
-            raise Unsupported(f"no column {fieldname}")
-        key = _segment_key(reader)
-        cached = _CACHE.get(("v", key, fieldname))
-        size = reader.doc_count_all()
-        spent = _LOOKED_UP.get((key, fieldname), 0)
-        if cached is None and (
-            len(local) <= DISTINCT_LOOKUP_LIMIT or (len(local) * 4 < size and spent + len(local) < size)
-        ):
-            # Fewer documents than the segment holds: look their values up one by one
-            # (a cold `python -m index search` must not read a million values for a
-            # thousand hits), until a long-lived process has looked up as many values
-            # as building the whole segment's ordinals once would read.
-            _LOOKED_UP[(key, fieldname)] = spent + len(local)
+    for i, local in spans:
+        picked = ordinals[i][local]
+        present[picked] = True
+        alone += int(np.count_nonzero(picked == size))
+    return int(np.count_nonzero(present[:size])) + alone
+
+
+def _distinct_by_lookup(segments: list[_Segment], spans: list[tuple[int, np.ndarray]], fieldname: str) -> int:
+    """``distinct_count`` when some segment's values are read one by one (see
+    ``_lookup_instead``)."""
+    parts: list[np.ndarray] = [_EMPTY_IDS]
+    alone = 0
+    for i, local in spans:
+        reader = segments[i].reader
+        if _lookup_instead(reader, fieldname, len(local)):
+            key = (_segment_key(reader), fieldname)
+            _LOOKED_UP[key] = _LOOKED_UP.get(key, 0) + len(local)
             column = _column(reader, fieldname)
             found = [column[d] for d in local.tolist()]
             parts.append(np.array([hash(v) for v in found if v], dtype=np.int64))
             alone += sum(1 for v in found if not v)
         else:
-            ords, hashes = cached if cached is not None else _value_ordinals(reader, fieldname)
+            ords, hashes = _value_ordinals(reader, fieldname)
             picked = ords[local]
             parts.append(hashes[picked[picked >= 0]])
             alone += int(np.count_nonzero(picked < 0))

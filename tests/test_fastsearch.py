@@ -173,3 +173,46 @@ def test_expanded_prefix_and_fuzzy_words_match_whoosh(searcher):
     for text in ("stretch*", "stret*", "shouldr~", "exercise~2 neck", "s* OR pin"):
         q = expand_multiterms(parse_query(searcher.schema, text), searcher.reader())
         assert assert_same(searcher, q), text
+
+
+@pytest.fixture(scope="module")
+def shared_urls(tmp_path_factory):
+    """Four segments whose documents draw their image URL from a small pool (so values
+    repeat within and across segments), some with none, some deleted."""
+    from index.schema import make_schema
+
+    ix = whoosh_index.create_in(str(tmp_path_factory.mktemp("distinct")), make_schema())
+    rng = np.random.default_rng(3)
+    urls: dict[str, str] = {}
+    for segment in range(4):
+        writer = ix.writer()
+        for n in range(150):
+            doc_id = f"{segment}-{n}"
+            url = "" if rng.random() < 0.1 else f"https://img.example.com/{rng.integers(60)}.jpg"
+            urls[doc_id] = url
+            writer.add_document(id=doc_id, kind="image", **({"image_url": url} if url else {}))
+        writer.commit(merge=False)
+    writer = ix.writer()
+    for doc_id in list(urls)[::17]:
+        writer.delete_by_term("id", doc_id)
+        del urls[doc_id]
+    writer.commit(merge=False)
+    with ix.searcher() as s:
+        assert len(s.leaf_searchers()) == 4
+        yield s, urls
+
+
+@pytest.mark.parametrize("lookup", [True, False], ids=["values-looked-up", "global-ordinals"])
+def test_distinct_count_matches_the_stored_image_urls(shared_urls, monkeypatch, lookup):
+    """Collapsed totals: distinct image URLs of a result set, a document without one
+    counting on its own, across segments that share URLs and hold deleted documents,
+    whichever way the values are read."""
+    searcher, urls = shared_urls
+    monkeypatch.setattr(fastsearch, "_lookup_instead", lambda reader, fieldname, hits: lookup)
+    by_docnum = {searcher.document_number(id=doc_id): url for doc_id, url in urls.items()}
+    live = np.array(sorted(by_docnum), dtype=np.int64)
+    rng = np.random.default_rng(5)
+    for size in (1, 7, len(live) // 3, len(live)):
+        picked = np.sort(rng.choice(live, size=size, replace=False)).tolist()
+        expected = len({by_docnum[d] for d in picked if by_docnum[d]}) + sum(1 for d in picked if not by_docnum[d])
+        assert fastsearch.distinct_count(searcher, np.array(picked, dtype=np.int64), "image_url") == expected
