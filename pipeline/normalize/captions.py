@@ -195,8 +195,15 @@ def repair(text: str) -> str:
     return s
 
 
+# The ASCII characters str.isalnum() refuses (bytes.translate deletes them fastest).
+_ASCII_NOT_ALNUM = bytes(b for b in range(128) if not chr(b).isalnum())
+
+
 def _key(s: str) -> str:
     """Letters and digits only, case-folded and without accents: `ELDERGYM®` → `eldergym`."""
+    if s.isascii():
+        # Most segments: casefold is lower() and NFKD changes nothing on ASCII.
+        return s.lower().encode().translate(None, _ASCII_NOT_ALNUM).decode()
     folded = unicodedata.normalize("NFKD", s.casefold())
     return "".join(c for c in folded if c.isalnum())
 
@@ -232,11 +239,12 @@ class CaptionInfo:
 
 
 @lru_cache(maxsize=16384)
-def _domain_evidence(domain: str) -> tuple[frozenset[str], frozenset[str]]:
+def _domain_evidence(domain: str) -> tuple[frozenset[str], tuple[str, ...]]:
     """(keys a site must equal, labels a site may end with) for a registrable domain."""
     labels = [label for label in domain.split(".") if label]
     equal = {_key(domain), *(_key(label) for label in labels if len(label) >= 3 and label not in _GENERIC_LABELS)}
-    ending = frozenset(_key(label) for label in labels if len(label) >= 6 and label not in _GENERIC_LABELS)
+    # A tuple, for one str.endswith call per segment.
+    ending = tuple({_key(label) for label in labels if len(label) >= 6 and label not in _GENERIC_LABELS})
     return frozenset(k for k in equal if k), ending
 
 
@@ -250,7 +258,7 @@ def _is_site(segment: str, domains: tuple[str | None, ...]) -> bool:
         if not domain:
             continue
         equal, ending = _domain_evidence(domain)
-        if key in equal or any(key.endswith(label) for label in ending):
+        if key in equal or key.endswith(ending):
             return True
     return False
 
@@ -320,7 +328,8 @@ def normalize_caption(
     tags: list[str] = []
     if pinterest and board is None:
         headline, tags = _tag_trail(headline)
-    hashtags = [t for t in _HASHTAG.findall(headline) if not t.endswith(_TRUNCATED)]
+    # The pattern starts with a lookbehind, which the regex engine tries at every position.
+    hashtags = [t for t in _HASHTAG.findall(headline) if not t.endswith(_TRUNCATED)] if "#" in headline else []
     if hashtags:
         headline = _without_trailing_hashtags(headline) or headline
     return CaptionInfo(
