@@ -120,6 +120,32 @@ def _split_host(netloc: str) -> tuple[str, str]:
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)")
+# Authorities longer than this are worked out each time instead of cached: hostile input
+# must not fill the cache with megabytes of keys.
+_CACHED_AUTHORITY_CHARS = 4 * MAX_HOST_CHARS + 16
+
+
+def _authority(scheme: str, netloc: str) -> tuple[str, str] | None:
+    """(``scheme://netloc`` as written back, ASCII host) for a URL's scheme and
+    authority, or None when they make no usable http(s) URL."""
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None
+    host, port = _split_host(netloc)
+    ascii_host = _idna_host(host)
+    if ascii_host is None:
+        return None
+    if port:
+        if not port.isdigit():
+            return None
+        if int(port) == _DEFAULT_PORTS[scheme]:
+            port = ""
+    netloc = f"{ascii_host}:{port}" if port else ascii_host
+    return f"{scheme}://{netloc}", ascii_host
+
+
+# A page's images come from a few hosts: each scheme and authority is worked out once.
+_cached_authority = lru_cache(maxsize=65536)(_authority)
 
 
 def clean_url(raw: str, base: str | None = None) -> tuple[str, str | None]:
@@ -130,32 +156,26 @@ def clean_url(raw: str, base: str | None = None) -> tuple[str, str | None]:
     url = raw.strip()
     if url.startswith("<") and url.endswith(">"):
         url = url[1:-1].strip()
-    if any(c in url for c in "\t\r\n"):
+    if "\t" in url or "\r" in url or "\n" in url:
         url = url.replace("\t", "").replace("\r", "").replace("\n", "")
     if not url:
         return raw, None
-    if base and not _SCHEME.match(url):
+    # An absolute URL (the usual image) matches _AUTHORITY, and then _SCHEME too: only
+    # one of the two patterns is tried for it.
+    m = _AUTHORITY.match(url)
+    if m is None and base and not _SCHEME.match(url):
         try:
             url = urljoin(base, url).strip()
         except ValueError:
             return url, None
-    m = _AUTHORITY.match(url)
+        m = _AUTHORITY.match(url)
     if m is None:
         return url, None
-    scheme = m.group(1).lower()
-    if scheme not in _DEFAULT_PORTS:
+    scheme, netloc = m.groups()
+    facts = _cached_authority(scheme, netloc) if len(netloc) <= _CACHED_AUTHORITY_CHARS else _authority(scheme, netloc)
+    if facts is None:
         return url, None
-    host, port = _split_host(m.group(2))
-    ascii_host = _idna_host(host)
-    if ascii_host is None:
-        return url, None
-    if port:
-        if not port.isdigit():
-            return url, None
-        if int(port) == _DEFAULT_PORTS[scheme]:
-            port = ""
-    netloc = f"{ascii_host}:{port}" if port else ascii_host
-    return f"{scheme}://{netloc}{url[m.end() :]}", ascii_host
+    return f"{facts[0]}{url[m.end() :]}", facts[1]
 
 
 @lru_cache(maxsize=65536)
@@ -216,8 +236,11 @@ def suffix_list_age(today: dt.date | None = None) -> tuple[str, int]:
 
 def _origin_url(url: str, host: str) -> str | None:
     """The URL an image proxy is serving, or None if `url` is not a known proxy URL."""
-    parts = urlsplit(url)
     proxy = _PROXY_BY_HOST.get(host)
+    # A path starts with a prefix only if the URL holds it: most URLs are not split at all.
+    if proxy is None and not any(p["path_prefix"] in url for p in _PROXY_BY_PATH):
+        return None
+    parts = urlsplit(url)
     if proxy is None:
         proxy = next((p for p in _PROXY_BY_PATH if parts.path.startswith(p["path_prefix"])), None)
     if proxy is None:
