@@ -26,9 +26,6 @@ from pipeline import settings as defaults
 from pipeline.refresh import RefreshState
 from pipeline.steps import mark_duplicates, normalize_captions, normalize_domains, now, stamped_page
 
-logger = logging.getLogger(__name__)
-
-
 __all__ = [
     "DeduplicateImages",
     "IndexWriter",
@@ -39,6 +36,8 @@ __all__ = [
     "stamped_page",
     "writer_options",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def writer_options(settings: BaseSettings) -> WriterOptions:
