@@ -26,6 +26,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from pipeline import settings as defaults
 from pipeline.exitcodes import EXIT_LOCKED, EXIT_OK, exit_status
 
 __all__ = ["MonitoringFiles", "metrics_text", "previous_success", "report", "write_atomically"]
@@ -232,7 +233,7 @@ class MonitoringFiles:
             # Off unless STATS_FILE or METRICS_FILE is set. (No message: Scrapy logs a
             # NotConfigured with one as a warning, and a default crawl logs none.)
             raise NotConfigured
-        local_index = s.getbool("INDEX_ENABLED", True) and not s.get("REDIS_URL")
+        local_index = s.getbool("INDEX_ENABLED", defaults.INDEX_ENABLED) and not s.get("REDIS_URL")
         o = cls(crawler, s.get("STATS_FILE"), s.get("METRICS_FILE"), s.get("INDEX_DIR") if local_index else None)
         crawler.signals.connect(o.engine_stopped, signal=signals.engine_stopped)
         return o

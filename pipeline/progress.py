@@ -27,6 +27,7 @@ from scrapy.statscollectors import StatsCollector
 from scrapy.utils.asyncio import create_looping_call
 
 from index.progress import IndexGenerations, LiveLine, RateMeter, crawl_line, wants_live
+from pipeline import settings as defaults
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +58,12 @@ class Progress(LogStats):
     def from_crawler(cls, crawler: Crawler) -> Self:
         s = crawler.settings
         interval = s.getfloat("LOGSTATS_INTERVAL")
-        enabled = s.getbool("PROGRESS", True)
+        enabled = s.getbool("PROGRESS", defaults.PROGRESS)
         # A log file is "not a terminal" even when the crawl was started from one.
         live = enabled and not s.get("LOG_FILE") and wants_live(sys.stderr)
         if not interval and not live:
             raise NotConfigured  # LOGSTATS_INTERVAL=0 and no terminal: nothing to show
-        local_index = s.getbool("INDEX_ENABLED", True) and not s.get("REDIS_URL")
+        local_index = s.getbool("INDEX_ENABLED", defaults.INDEX_ENABLED) and not s.get("REDIS_URL")
         o = cls(
             crawler.stats, interval, enabled=enabled, live=live, index_dir=s.get("INDEX_DIR") if local_index else None
         )

@@ -12,6 +12,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
 
 from index.writer import IndexLocked, SessionLock
+from pipeline import settings as defaults
 from pipeline.exitcodes import EXIT_FAILED, EXIT_LOCKED, exit_status
 
 
@@ -26,9 +27,10 @@ class Command(ScrapyCrawl):
         if len(args) != 1:
             raise UsageError("give exactly one spider name, e.g. scrapy crawl pages -a start=PATH_OR_URL")
         assert self.settings is not None and self.crawler_process is not None
-        local_index = self.settings.getbool("INDEX_ENABLED", True) and not self.settings.get("REDIS_URL")
-        if local_index and not self.settings.getbool("INDEX_LOCK_WAIT"):
-            probe = SessionLock(self.settings.get("INDEX_DIR"))
+        s = self.settings
+        local_index = s.getbool("INDEX_ENABLED", defaults.INDEX_ENABLED) and not s.get("REDIS_URL")
+        if local_index and not s.getbool("INDEX_LOCK_WAIT", defaults.INDEX_LOCK_WAIT):
+            probe = SessionLock(s.get("INDEX_DIR"))
             try:
                 probe.acquire()
             except IndexLocked as exc:
@@ -36,7 +38,7 @@ class Command(ScrapyCrawl):
                 self.exitcode = EXIT_LOCKED
                 return
             except OSError as exc:  # not a folder, no permission, read-only file system...
-                sys.stderr.write(f"error: cannot use the index directory {self.settings.get('INDEX_DIR')}: {exc}\n")
+                sys.stderr.write(f"error: cannot use the index directory {s.get('INDEX_DIR')}: {exc}\n")
                 self.exitcode = EXIT_FAILED
                 return
             probe.release()
