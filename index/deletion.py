@@ -23,12 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from index.documents import start_key
+from index.options import DeletionGuard
 
 __all__ = ["EXIT_DELETE_REFUSED", "DeletionPlan", "plan_deletions"]
 
 # The exit status of a crawl or `ingest --finish` whose deletions the guard refused:
 # rsync's for its --max-delete limit.
 EXIT_DELETE_REFUSED = 25
+
+# The guard's defaults (the REFRESH_* settings') are DeletionGuard's.
+_GUARD = DeletionGuard()
 
 
 @dataclass
@@ -50,9 +54,9 @@ def plan_deletions(
     seen: Collection[str],
     *,
     listed: Mapping[str, int] | None = None,
-    max_share: float = 0.2,
-    few: int = 5,
-    accept_mass_delete: bool = False,
+    max_share: float = _GUARD.max_share,
+    few: int = _GUARD.few,
+    accept_mass_delete: bool = _GUARD.accept_mass_delete,
 ) -> DeletionPlan:
     """Pages of complete starts that were not seen, less those of starts the guard stops.
 

@@ -27,14 +27,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from index.contract import page_problem
 from index.deletion import DeletionPlan, plan_deletions
 from index.documents import STATE_FIELDS, page_documents, start_key
-from index.options import DEFAULTS, WriterOptions
+from index.options import DEFAULTS, DeletionGuard, WriterOptions
 from index.pagewriter import PageWriter
 from index.progress import IngestProgress
 from index.state import load_page_states
@@ -304,7 +304,7 @@ def finish_run(
     index_dir: str,
     keys: Keys = KEYS,
     *,
-    guard: dict[str, Any] | None = None,
+    guard: DeletionGuard | Mapping[str, Any] | None = None,
     options: WriterOptions = DEFAULTS,
 ) -> DeletionPlan:
     """The end of a distributed run: delete the pages of this run's complete starts that
@@ -312,7 +312,12 @@ def finish_run(
     evidence of completeness, the mass-deletion guard), then forget the run. A crawler
     that ended early or was killed before it reported (``*``, ``crawler:<id>`` in the
     incomplete set) makes the whole run incomplete. A run whose keys are gone (Redis
-    restarted without persistence) has no complete start, so deletes nothing."""
+    restarted without persistence) has no complete start, so deletes nothing.
+
+    ``guard``: the mass-deletion guard (default: the REFRESH_* settings' defaults), or
+    some of its fields by name."""
+    if not isinstance(guard, DeletionGuard):
+        guard = DeletionGuard(**(guard or {}))
     r = connect(redis_url)
     backlog = r.xlen(keys.stream) if r.exists(keys.stream) else 0
     if backlog:
@@ -328,7 +333,7 @@ def finish_run(
     seen = r.smembers(keys.seen)
     listed = {k: int(v) for k, v in r.hgetall(keys.listed).items()}
     states = load_page_states(index_dir)
-    plan = plan_deletions(states, complete, seen, listed=listed, **(guard or {}))
+    plan = plan_deletions(states, complete, seen, listed=listed, **guard.plan_deletions())
     for start, (would, known) in plan.refused.items():
         logger.warning(
             "refused to delete %d of the %d pages of %s (mass-deletion guard); nothing of it deleted",
