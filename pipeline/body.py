@@ -360,6 +360,18 @@ def _inline_rule(state: StateCore) -> None:
                 token.children = fast  # type: ignore[assignment]  # read only by _Paragraph.walk
 
 
+def _normalize_rule(state: StateCore) -> None:
+    """markdown-it's core `normalize` rule (CR and CRLF to LF, NUL to U+FFFD) with str
+    methods, and only when there is something to change: its regex rewrote every line
+    end of every page."""
+    src = state.src
+    if "\r" in src:
+        src = src.replace("\r\n", "\n").replace("\r", "\n")
+    if "\0" in src:
+        src = src.replace("\0", "\ufffd")
+    state.src = src
+
+
 def _make_parser(fast_path: bool = True) -> MarkdownIt:
     md = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING})
     # Entities stay as written: the caption normalizer decodes them exactly once, and
@@ -372,6 +384,7 @@ def _make_parser(fast_path: bool = True) -> MarkdownIt:
     md.validateLink = lambda url: True  # type: ignore[method-assign]
     md.inline.ruler.before("text", "shortcode_image", _shortcode_rule)
     if fast_path:
+        md.core.ruler.at("normalize", _normalize_rule)
         md.core.ruler.at("inline", _inline_rule)
         # text_join only turns escapes (`text_special`) into text and merges neighbours;
         # the walk reads both kinds alike and joins text itself.
@@ -394,8 +407,9 @@ _BLOCK_STARTS = {
     "html_block": "<",
     "heading": "#",
 }
-# A setext underline, inside any container: `===` or `---` alone on its line.
-_SETEXT_UNDERLINE = re.compile(r"^[ \t>]*(?:=+|-+)[ \t]*$", re.MULTILINE)
+# A setext underline, inside any container: `===` or `---` alone on its line. (Matched
+# line by line: a MULTILINE `^` pattern searched over the page tried every position.)
+_SETEXT_UNDERLINE = re.compile(r"[ \t>]*(?:=+|-+)[ \t]*")
 _PARSERS: dict[frozenset[str], MarkdownIt] = {}
 _LIST_MARKER = re.compile(r"(?:[-*+]|[0-9]{1,9}[.)])(?=[ \t]|$)")
 
@@ -420,12 +434,14 @@ def _parser_for(markdown: str) -> MarkdownIt:
     if "\r" in markdown:  # markdown-it reads a lone CR as a line end too
         markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
     starts: set[str] = set()
-    for line in markdown.split("\n"):
+    lines = markdown.split("\n")
+    for line in lines:
         _line_starts(line, starts)
     off = [rule for rule, chars in _BLOCK_STARTS.items() if starts.isdisjoint(chars)]
     if ">" not in markdown:
         off.append("blockquote")
-    if _SETEXT_UNDERLINE.search(markdown) is None:
+    # An underline's first character after indentation and `>` is one of `=-`.
+    if starts.isdisjoint("=-") or not any(_SETEXT_UNDERLINE.fullmatch(line) for line in lines):
         off.append("lheading")
     key = frozenset(off)
     md = _PARSERS.get(key)
