@@ -27,12 +27,9 @@ from whoosh.searching import Searcher
 
 from index import _whoosh, collect, hits
 from index.query import Budget, BudgetExceeded, Cancelled, check_size
-from index.querylang import DEFAULT_FIELDS, FACETS, SORTS, QueryError, SearchError, check_options, parse
+from index.querylang import QueryError, SearchError, check_options, parse
 
 __all__ = [
-    "DEFAULT_FIELDS",
-    "FACETS",
-    "SORTS",
     "IndexMissing",
     "QueryError",
     "Results",
