@@ -292,57 +292,48 @@ _IMAGE_LINE = re.compile(
 _ENTITY = re.compile(r"&(?:#\d|#[xX][0-9a-fA-F]|[A-Za-z][A-Za-z0-9]*;)")
 
 
-class _Tok:
-    """The part of markdown-it's Token the walk reads, without the dataclass' cost (the
-    fast path makes six of these per image line)."""
+class _ImageLine(NamedTuple):
+    """One `[ ![alt](src)](link) caption` line, as markdown-it's inline pass would read it:
+    link_open, a text " " when ``space``, the image, link_close, the caption's text."""
 
-    __slots__ = ("attrs", "children", "content", "type")
-
-    def __init__(
-        self, type: str, content: str = "", attrs: dict[str, str] | None = None, children: list[_Tok] | None = None
-    ) -> None:
-        self.type = type
-        self.content = content
-        self.attrs = attrs if attrs is not None else {}
-        self.children = children
+    space: str
+    alt: str
+    src: str
+    link: str
+    caption: str
 
 
-_SOFTBREAK = _Tok("softbreak")
+class FastLines(list[str | _ImageLine]):
+    """A paragraph's (or heading's) lines read by the fast path, in the place of its
+    inline tokens: plain text lines as str, image lines as _ImageLine; lines are joined by
+    soft breaks. _Paragraph.walk_fast reads them as walk reads the tokens."""
+
+    __slots__ = ()
 
 
-def _fast_line(line: str, out: list[_Tok]) -> bool:
-    """Append the tokens markdown-it's inline pass makes of ``line``; False when the line
-    is outside the fast path's grammar (``out`` then holds a partial line: discard it)."""
+def _fast_line(line: str) -> str | _ImageLine | None:
+    """``line`` as a FastLines entry, or None when it is outside the fast path's grammar."""
     m = _IMAGE_LINE.fullmatch(line)
     if m is None:
         if _PLAIN_LINE.fullmatch(line) is None or line != line.strip():
-            return False
-        if line:
-            out.append(_Tok("text", line))
-        return True
-    src, link, alt, caption = m["src"], m["link"], m["alt"], m["caption"]
-    if caption != caption.rstrip() or ("&" in src and _ENTITY.search(src)) or ("&" in link and _ENTITY.search(link)):
-        return False
-    out.append(_Tok("link_open", attrs={"href": link}))
-    if m["space"]:
-        out.append(_Tok("text", " "))
-    children = [_Tok("text", alt)] if alt else []
-    out.append(_Tok("image", alt, {"src": src, "alt": ""}, children))
-    out.append(_Tok("link_close"))
-    if caption:
-        out.append(_Tok("text", caption))
-    return True
-
-
-def fast_inline(content: str) -> list[_Tok] | None:
-    """The inline tokens of one paragraph's (or heading's) content when every line of it
-    is in the fast path's grammar, else None."""
-    out: list[_Tok] = []
-    for i, line in enumerate(content.split("\n")):
-        if i:
-            out.append(_SOFTBREAK)
-        if not _fast_line(line, out):
             return None
+        return line
+    image = _ImageLine(*m.groups())
+    src, link, caption = image.src, image.link, image.caption
+    if caption != caption.rstrip() or ("&" in src and _ENTITY.search(src)) or ("&" in link and _ENTITY.search(link)):
+        return None
+    return image
+
+
+def fast_inline(content: str) -> FastLines | None:
+    """The lines of one paragraph's (or heading's) content when every line of it is in
+    the fast path's grammar, else None."""
+    out = FastLines()
+    for line in content.split("\n"):
+        read = _fast_line(line)
+        if read is None:
+            return None
+        out.append(read)
     return out
 
 
@@ -357,7 +348,7 @@ def _inline_rule(state: StateCore) -> None:
                 parse(token.content, state.md, state.env, children)
                 token.children = children
             else:
-                token.children = fast  # type: ignore[assignment]  # read only by _Paragraph.walk
+                token.children = fast  # type: ignore[assignment]  # read only by _Paragraph.walk_fast
 
 
 def _normalize_rule(state: StateCore) -> None:
@@ -562,6 +553,24 @@ class _Paragraph:
                 self.pending.caption = caption
             self.pending, self.caption = None, []
 
+    def walk_fast(self, lines: FastLines) -> None:
+        """What walk does with the tokens markdown-it's inline pass makes of ``lines``."""
+        for i, line in enumerate(lines):
+            if i:
+                self.line_break()  # softbreak
+            if type(line) is str:
+                if line:
+                    self.add_text(line)
+                continue
+            self.link = line.link or None  # link_open
+            if line.space:
+                self.add_text(line.space)
+            self.add_image(ImageRef(src=line.src, alt=line.alt))
+            self.link = None  # link_close
+            if line.caption:
+                self.add_text(line.caption)
+        self.flush()
+
     def walk(self, children: list[Token]) -> None:
         for tok in children:
             t = tok.type
@@ -622,7 +631,11 @@ def extract_body(markdown: str, *, fast_path: bool = True) -> Body:
         deepest = max(deepest, tok.level)
         if tok.type == "inline":
             text: list[str] = []
-            _Paragraph(refs, text).walk(tok.children or [])
+            children = tok.children
+            if type(children) is FastLines:
+                _Paragraph(refs, text).walk_fast(children)
+            else:
+                _Paragraph(refs, text).walk(children or [])
             blocks.append("\n".join(line.strip() for line in "".join(text).split("\n")))
         elif tok.type in ("code_block", "fence"):
             blocks.append(tok.content.rstrip("\n"))
