@@ -23,16 +23,35 @@ from index.merging import merge_bounded
 from index.options import DEFAULTS
 from index.schema import make_schema
 
-__all__ = ["PageWriter", "auto_procs", "open_or_create"]
+__all__ = ["MAX_AUTO_PROCS", "PageWriter", "auto_procs", "available_cpus", "open_or_create"]
 
 
-def auto_procs(procs: int) -> int:
-    """``INDEX_WRITER_PROCS``: 0 means one sub-writer per CPU, at most two. Two wrote 1M
-    documents 1.5x faster than one plain writer on a 2-core machine (bench/RESULTS.md);
-    more than two was not measured, and every sub-writer adds a segment per commit."""
+# Sub-writers INDEX_WRITER_PROCS=0 starts at most (bench/scaling.py measures why).
+MAX_AUTO_PROCS = 8
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity: a container's or taskset's limit), not
+    the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def auto_procs(procs: int, cpus: int | None = None) -> int:
+    """``INDEX_WRITER_PROCS``: N > 0 is N; 0 follows the machine. One CPU: one plain
+    writer. Two: two sub-writers (1M documents 1.5x faster than one plain writer, sharing
+    the cores with the crawl). More: one per CPU less the one the crawl process keeps
+    busy, at most :data:`MAX_AUTO_PROCS`: one crawl process feeds only a few sub-writers;
+    beyond ten, each commit's segments (``INDEX_COMMIT_DOCS`` / sub-writers) fall under
+    the merge policy's small-segment size and are merged once more, serially in the
+    feeding process; and every sub-writer is another Python process's memory."""
     if procs > 0:
         return procs
-    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    cpus = available_cpus() if cpus is None else max(1, cpus)
+    if cpus <= 2:
+        return cpus
+    return min(cpus - 1, MAX_AUTO_PROCS)
 
 
 def open_or_create(index_dir: str | os.PathLike[str]) -> whoosh_index.Index:
@@ -88,7 +107,18 @@ class PageWriter:
         self.mergetype = merge_bounded(segment_max_docs)
         # The caller may hold the session lock itself (the crawl does, for its whole run).
         self.lock: SessionLock | None = SessionLock(index_dir, wait=lock_wait) if lock else None
-        self.stats = {"pages": 0, "documents": 0, "commits": 0, "deleted_pages": 0, "deleted_documents": 0}
+        self.stats: dict[str, float] = {
+            "pages": 0,
+            "documents": 0,
+            "commits": 0,
+            "deleted_pages": 0,
+            "deleted_documents": 0,
+            # CPU-seconds of this process inside commits (with more than one sub-writer,
+            # the merge of earlier segments and the table of contents; with one plain
+            # writer, also sorting and writing the segment): the serial part of the
+            # scaling model (bench/scaling.py).
+            "commit_cpu_s": 0.0,
+        }
         self._ix: whoosh_index.Index | None = None
         self._writer: WhooshWriter | None = None
         self._known: set[str] = set()
@@ -141,7 +171,9 @@ class PageWriter:
 
     def commit(self, reopen: bool = True) -> None:
         assert self._writer is not None
+        cpu = time.process_time()
         self._writer.commit(mergetype=self.mergetype)
+        self.stats["commit_cpu_s"] += time.process_time() - cpu
         # Committed pages can be replaced from now on (a long-running indexer sees the
         # same page again on the next refresh).
         self._known |= self._seen
@@ -151,7 +183,7 @@ class PageWriter:
         self._last_commit = time.monotonic()
         self._writer = self._new_writer() if reopen else None
 
-    def close(self) -> dict[str, int]:
+    def close(self) -> dict[str, float]:
         """Commit what is pending and release the index."""
         try:
             if self._writer is not None:

@@ -16,6 +16,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import resource
 import signal
 import time
 from typing import Any
@@ -48,6 +49,11 @@ class Reply(enum.Enum):
     FAILED = "failed"  # anything else (raised as WriterError)
 
 
+def _cpu_s(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _serve(index_dir: str, options: dict[str, Any], inbox: Any, outbox: Any, parent: int) -> None:
     """Child process main loop: messages in, one final message out."""
     # Ctrl-C reaches the whole process group; the crawl decides how to stop, not us.
@@ -77,6 +83,10 @@ def _serve(index_dir: str, options: dict[str, Any], inbox: Any, outbox: Any, par
                 stats["max_rss_kb"] = peak_rss_kb()
                 stats["subwriter_max_rss_kb"] = children_peak_rss_kb()
                 stats["procs"] = writer.procs
+                # CPU-seconds (user + system) of this process, and of its sub-writers
+                # (ended and joined at each commit, so all of them are counted).
+                stats["cpu_s"] = _cpu_s(resource.RUSAGE_SELF)
+                stats["subwriter_cpu_s"] = _cpu_s(resource.RUSAGE_CHILDREN)
                 outbox.put((Reply.DONE, stats))
                 return
     except Exception as exc:
@@ -154,7 +164,7 @@ class WriterProcess:
     def delete_pages(self, urls: list[str]) -> None:
         self._send((Ask.DELETE, urls))
 
-    def close(self) -> dict[str, int]:
+    def close(self) -> dict[str, float]:
         """Commit what is pending, stop the process and return its stats."""
         self._send((Ask.CLOSE,))
         kind, value = self._receive(timeout=24 * 3600)

@@ -4,6 +4,7 @@ same way by the crawl (Scrapy settings) and by `python -m index ingest -s NAME=V
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 from scrapy.settings import Settings
@@ -106,3 +107,14 @@ def test_scrapy_redis_keys_are_named_after_the_spider():
     RedisAddon().update_settings(settings)
     # scrapy-redis formats this with the spider's name: the key enqueue clears.
     assert settings["SCHEDULER_DUPEFILTER_KEY"] % {"spider": PagesSpider.name} == ingest.KEYS.dupefilter
+
+
+@pytest.mark.parametrize("procs", ["1", "3", "16", "32"])
+def test_a_given_number_of_sub_writers_is_kept_whatever_the_machine(monkeypatch, procs):
+    from index.pagewriter import PageWriter
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    options = writer_options(Settings({"INDEX_WRITER_PROCS": procs}))
+    writer = PageWriter("/nonexistent/ix", lock=False, **options.page_writer())
+    assert writer.procs == int(procs)
+    assert PageWriter("/nonexistent/ix", lock=False, **DEFAULTS.page_writer()).procs == 2  # 0: the 2 CPUs
