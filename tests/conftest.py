@@ -1,18 +1,24 @@
 from __future__ import annotations
 
+import atexit
 import errno
 import functools
 import http.server
 import json
 import os
+import re
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,8 +80,124 @@ def crawl(index: Path, *starts: str, settings: dict[str, str] | None = None) -> 
     return result
 
 
-def crawl_stats(result: subprocess.CompletedProcess[str]) -> str:
+def crawl_stats(result: subprocess.CompletedProcess[str] | CrawlResult) -> str:
+    """The stats dump at the end of a crawl's log."""
     return result.stderr[result.stderr.find("Dumping Scrapy stats") :]
+
+
+@dataclass
+class CrawlResult:
+    """A crawl run by the tests' crawl runner: the status `scrapy crawl` would exit with,
+    what it would write to stderr (its log), and its final stats."""
+
+    returncode: int
+    stderr: str
+    stats: dict[str, Any]
+
+
+class _CrawlRunner:
+    """tests/crawl_runner.py in a child process, kept for every crawl of this pytest
+    process (one per xdist worker); it exits when this process closes its stdin."""
+
+    def __init__(self) -> None:
+        # Its own errors (not the crawls' logs, which come back with each reply).
+        self.errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 (open while the runner runs)
+        env = {k: v for k, v in os.environ.items() if k != "PAGES_INDEX"}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("crawl_runner.py"))],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errors,
+            text=True,
+        )
+
+    def crawl(self, request: dict[str, Any], timeout: float) -> CrawlResult:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            ready = sel.select(timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.proc.kill()
+            self.errors.seek(0)
+            raise AssertionError(
+                f"the crawl runner {'timed out' if not ready else 'died'}: {self.errors.read()[-3000:]}"
+            )
+        reply = json.loads(line)
+        return CrawlResult(reply["exit"], reply["log"], reply["stats"])
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+_runner: _CrawlRunner | None = None
+
+
+def crawl_in_process(
+    index: Path,
+    *starts: str,
+    settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> CrawlResult:
+    """The crawl `crawl()` runs, without a `scrapy crawl` process of its own: in one
+    process kept for all of this session's crawls (tests/crawl_runner.py says what differs
+    from the command). For the spider's, the pipelines' and the index's behaviour; the
+    command's own (exit 75 at once, a one-line error, kill -9) needs `crawl()`. `env` and
+    `cwd` are that process's for the crawl's duration (and so a writer process's)."""
+    global _runner
+    if _runner is None or _runner.proc.poll() is not None:
+        _runner = _CrawlRunner()
+        atexit.register(_runner.close)
+    request = {
+        "index": str(index),
+        "starts": list(starts),
+        "settings": {"LOG_LEVEL": "INFO", **(settings or {})},
+        "env": env or {},
+        "cwd": str(cwd) if cwd else None,
+    }
+    result = _runner.crawl(request, timeout)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result
+
+
+def stats_of(result: subprocess.CompletedProcess[str] | CrawlResult) -> dict[str, Any]:
+    """A crawl's final stats: its own, or the numbers read back from the command's dump."""
+    if isinstance(result, CrawlResult):
+        return result.stats
+    dump = crawl_stats(result)
+    assert dump, "no stats in the crawl's log"
+    return {k: int(v) for k, v in re.findall(r"'([^']+)': (\d+)\b(?![.:-])", dump)}
+
+
+def stat(result: subprocess.CompletedProcess[str] | CrawlResult, key: str) -> int:
+    """A stat the crawl counted: missing fails (renamed, or never counted), never 0."""
+    stats = stats_of(result)
+    assert key in stats, f"no stat {key!r} in the crawl's stats"
+    return stats[key]
+
+
+def no_stat(result: subprocess.CompletedProcess[str] | CrawlResult, key: str) -> bool:
+    """A stat the crawl did not count (Scrapy leaves a stat that stayed 0 out). The name
+    must be one the crawler's code spells, so a renamed stat fails here instead of
+    passing as 0."""
+    assert f'"{key}"' in _crawler_source(), f"{key!r} is not a stat the crawler counts"
+    return not stats_of(result).get(key)
+
+
+@functools.cache
+def _crawler_source() -> str:
+    return "".join(p.read_text() for p in (ROOT / "pipeline").rglob("*.py"))
 
 
 def image_documents(index: Path) -> list[dict]:
@@ -163,6 +285,16 @@ if os.environ.get("FAKE_ENOSPC"):
         return _create(self, name, *args, **kwargs)
     filestore.FileStorage.create_file = create_file
 """
+
+
+def full_disk(tmp_path: Path) -> dict[str, str]:
+    """The environment under which every Python process started fails its commits (the
+    patch is a sitecustomize.py): for a `scrapy crawl` process, or for a crawl in the
+    crawl runner whose index writer is a process (INDEX_WRITER_PROCESS=True)."""
+    patch = tmp_path / "full-disk"
+    patch.mkdir(exist_ok=True)
+    (patch / "sitecustomize.py").write_text(ENOSPC_PATCH)
+    return {"FAKE_ENOSPC": "1", "PYTHONPATH": f"{patch}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
 @pytest.fixture

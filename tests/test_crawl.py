@@ -1,4 +1,7 @@
-"""End to end: the real `scrapy crawl` and `scrapy search` commands in subprocesses."""
+"""The crawl on the example pages and on broken, edited, several and remote starts; the
+real `scrapy crawl` and `scrapy search` commands in subprocesses where the command itself is
+what is tested (the seed crawl, repeated -a start=, exit codes, one-line errors), the other
+crawls in the tests' crawl runner (conftest.crawl_in_process)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HIT_KEYS, ROOT, SEED, crawl, crawl_stats, image_documents, page_documents, run_scrapy, sitemap
+from conftest import (
+    HIT_KEYS,
+    ROOT,
+    SEED,
+    crawl,
+    crawl_in_process,
+    image_documents,
+    page_documents,
+    run_scrapy,
+    sitemap,
+    stat,
+)
 
 EXAMPLES = ROOT / "examples" / "pages"
 
@@ -32,7 +46,7 @@ def seed_index(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("seed")
     shutil.copy(SEED, folder / SEED.name)
     index = folder / "index"
-    result = crawl(index, str(folder))
+    result = crawl_in_process(index, str(folder))
     assert result.returncode == 0, result.stderr[-2000:]
     return index
 
@@ -46,7 +60,7 @@ def test_seed_crawl_gives_88_documents_and_recrawl_keeps_88(seed_index):
     assert first["author"] == "Our Writers"
     assert first["date"] == "2020-11-09T06:14:50.636078"
     folder = seed_index.parent
-    result = crawl(seed_index, str(folder))
+    result = crawl_in_process(seed_index, str(folder))
     assert result.returncode == 0
     assert len(image_documents(seed_index)) == 88
     assert len(page_documents(seed_index)) == 1
@@ -103,15 +117,14 @@ def test_good_and_broken_pages(tmp_path):
     (folder / "dir.md").mkdir()  # a folder with a page-like name is not a page
     (folder / "notes.rst").write_text("ignored: not a page extension")
     index = tmp_path / "index"
-    result = crawl(index, str(folder))
+    result = crawl_in_process(index, str(folder))
     assert result.returncode == 0
     docs = image_documents(index)
     assert len(docs) == 89
     assert {d["title"] for d in docs} == {"Chair Exercises For Upper Back", "Good"}
-    stats = crawl_stats(result)
     for reason in ("unclosed_front_matter", "invalid_yaml", "invalid_json", "binary"):
-        assert f"'pages/invalid/{reason}': 1" in stats
-    assert "'pages/invalid': 4" in stats
+        assert stat(result, f"pages/invalid/{reason}") == 1
+    assert stat(result, "pages/invalid") == 4
     for name in ("unclosed.md", "bad-yaml.md", "bad-json.md", "binary.md"):
         assert f"skipped file://{folder / name}:" in result.stderr
 
@@ -121,15 +134,17 @@ def test_removed_images_disappear_on_recrawl(tmp_path):
     page.parent.mkdir()
     page.write_text("![](https://x.test/1.jpg) one\n![](https://x.test/2.jpg) two\n![](https://x.test/3.jpg) three\n")
     index = tmp_path / "index"
-    crawl(index, str(page))
+    crawl_in_process(index, str(page))
     assert len(image_documents(index)) == 3
     page.write_text("![](https://x.test/1.jpg) one, edited\n")
-    crawl(index, str(page))
+    crawl_in_process(index, str(page))
     docs = image_documents(index)
     assert [(d["position"], d["caption"]) for d in docs] == [(0, "one, edited")]
 
 
 def test_several_starts(tmp_path):
+    # The command end to end (with the default writer: a writer process and its
+    # sub-writers), and its own parsing: Scrapy's `crawl` keeps only the last of repeated -a.
     index = tmp_path / "index"
     result = crawl(index, str(EXAMPLES / "desk-stretches.md"), str(EXAMPLES / "notes-without-front-matter.md"))
     assert result.returncode == 0
@@ -154,31 +169,17 @@ def test_http_page_and_sitemaps_give_the_folder_documents(tmp_path, http_root):
         "</sitemapindex>"
     )
     folder_index = tmp_path / "folder-index"
-    crawl(folder_index, str(EXAMPLES))
+    crawl_in_process(folder_index, str(EXAMPLES))
     expected = comparable(image_documents(folder_index))
     assert len(expected) > 88
 
     sitemap_index = tmp_path / "sitemap-index"
-    result = crawl(sitemap_index, f"{base}/sitemap_index.xml")
+    result = crawl_in_process(sitemap_index, f"{base}/sitemap_index.xml")
     assert result.returncode == 0
     assert comparable(image_documents(sitemap_index)) == expected
-    assert "'pages/refused/scheme': 1" in crawl_stats(result)
+    assert stat(result, "pages/refused/scheme") == 1
 
     page_index = tmp_path / "page-index"
-    crawl(page_index, f"{base}/{SEED.name}")
+    crawl_in_process(page_index, f"{base}/{SEED.name}")
     assert len(image_documents(page_index)) == 88
     assert {d["page_url"] for d in image_documents(page_index)} == {f"{base}/{SEED.name}"}
-
-
-def test_second_crawl_on_a_locked_index_exits_at_once(tmp_path):
-    from index.writer import SessionLock
-
-    index = tmp_path / "index"
-    lock = SessionLock(index)
-    lock.acquire()
-    try:
-        result = run_scrapy("crawl", "pages", "-a", f"start={EXAMPLES}", "-s", f"INDEX_DIR={index}")
-    finally:
-        lock.release()
-    assert result.returncode == 75
-    assert "being written by another process" in result.stderr

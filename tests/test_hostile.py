@@ -14,15 +14,16 @@ import time
 import pytest
 
 from conftest import (
-    ENOSPC_PATCH,
     ROOT,
     SEED,
     crawl,
-    crawl_stats,
+    crawl_in_process,
+    full_disk,
     image_documents,
     page_documents,
     run_scrapy,
     sitemap,
+    stat,
 )
 from index.search import SearchError, search
 
@@ -31,14 +32,6 @@ GOOD = "[ ![](https://good.example.org/{n}.jpg)](https://good.example.org/{n}) G
 
 def good_page(title: str, n: int = 1) -> str:
     return f'+++\ntitle = "{title}"\n+++\n' + "".join(GOOD.format(n=f"{title}-{i}") for i in range(n))
-
-
-def stat(result: subprocess.CompletedProcess[str], key: str) -> int:
-    stats = crawl_stats(result)
-    marker = f"'{key}': "
-    if marker not in stats:
-        return 0
-    return int(stats.split(marker, 1)[1].split(",", 1)[0].split("}", 1)[0])
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +92,7 @@ def hostile_crawl(tmp_path_factory):
     (folder / "deep" / "deeper" / "page.md").write_text(good_page("deep"))
     index = root / "index"
     started = time.monotonic()
-    result = crawl(index, str(folder))
+    result = crawl_in_process(index, str(folder))
     elapsed = time.monotonic() - started
     return result, index, folder, elapsed
 
@@ -154,10 +147,10 @@ def test_unreadable_file_is_skipped(tmp_path):
     secret = folder / "secret.md"
     secret.write_text(good_page("secret"))
     secret.chmod(0)
-    result = crawl(tmp_path / "index", str(folder))
+    result = crawl_in_process(tmp_path / "index", str(folder))
     assert result.returncode == 0
     assert {d["title"] for d in image_documents(tmp_path / "index")} == {"good"}
-    assert stat(result, "pages/errors") + stat(result, "pages/invalid/unreadable") == 1
+    assert result.stats.get("pages/errors", 0) + result.stats.get("pages/invalid/unreadable", 0) == 1
 
 
 def test_index_directory_respects_umask(tmp_path):
@@ -198,7 +191,9 @@ def test_hostile_http_redirects_oversize_and_a_50k_sitemap(tmp_path, http_root):
     assert len(urls) == 50_000
     (root / "sitemap.xml.gz").write_bytes(gzip.compress(sitemap(urls).encode()))
     index = tmp_path / "index"
-    result = crawl(index, f"{base}/sitemap.xml.gz", settings={"DOWNLOAD_MAXSIZE": "5000000", "ROBOTSTXT_OBEY": "False"})
+    result = crawl_in_process(
+        index, f"{base}/sitemap.xml.gz", settings={"DOWNLOAD_MAXSIZE": "5000000", "ROBOTSTXT_OBEY": "False"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert index.exists(), result.stderr[-5000:]
     titles = {d["title"] for d in image_documents(index)}
@@ -222,14 +217,10 @@ def test_disk_full_during_a_commit_keeps_the_last_commit(tmp_path):
     folder.mkdir()
     (folder / "first.md").write_text(good_page("first", 3))
     index = tmp_path / "index"
-    assert crawl(index, str(folder)).returncode == 0
+    assert crawl_in_process(index, str(folder)).returncode == 0
     (folder / "second.md").write_text(good_page("second", 2))
-    patch = tmp_path / "patch"
-    patch.mkdir()
-    # sitecustomize runs in every Python process, the spawned writer process included.
-    (patch / "sitecustomize.py").write_text(ENOSPC_PATCH)
-    env = {"FAKE_ENOSPC": "1", "PYTHONPATH": f"{patch}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    full = run_scrapy("crawl", "pages", "-a", f"start={folder}", "-s", f"INDEX_DIR={index}", env=env)
+    # The command with its default writer, a process of its own (its commits fail).
+    full = run_scrapy("crawl", "pages", "-a", f"start={folder}", "-s", f"INDEX_DIR={index}", env=full_disk(tmp_path))
     assert full.returncode == 1
     assert "index writer failed; the index keeps its last commit: OSError: [Errno 28] No space left on device" in (
         full.stderr
@@ -237,7 +228,7 @@ def test_disk_full_during_a_commit_keeps_the_last_commit(tmp_path):
     assert "Traceback" not in full.stderr
     assert {d["title"] for d in image_documents(index)} == {"first"}
     assert len(search(index, "neck").hits) == 3
-    again = crawl(index, str(folder))
+    again = crawl_in_process(index, str(folder))
     assert again.returncode == 0
     assert {d["title"] for d in image_documents(index)} == {"first", "second"}
     assert not [p for p in index.iterdir() if ".toc." in p.name]
@@ -251,13 +242,16 @@ def test_searches_in_a_loop_while_a_crawl_commits(tmp_path):
     index = tmp_path / "index"
     (tmp_path / "first").mkdir()
     (tmp_path / "first" / "seed.md").write_text(SEED.read_text("utf-8"))
-    assert crawl(index, str(tmp_path / "first")).returncode == 0
+    assert crawl_in_process(index, str(tmp_path / "first")).returncode == 0
     errors: list[str] = []
     counts: list[int] = []
     stop = threading.Event()
 
     def searching() -> None:
-        while not stop.is_set():
+        # A short pause between searches: back to back, they took a core from the crawl,
+        # its writer and two sub-writers on a 2-core machine (a crawl of seconds ran past
+        # its 120 s timeout under a loaded make test); commits are seconds apart.
+        while not stop.wait(0.02):
             try:
                 counts.append(search(index, "stretch", limit=5).total)
             except SearchError as exc:  # would be a bug: the index always exists
@@ -266,6 +260,8 @@ def test_searches_in_a_loop_while_a_crawl_commits(tmp_path):
     thread = threading.Thread(target=searching)
     thread.start()
     try:
+        # The command's default writer (a writer process, two sub-writers) is the one whose
+        # commits the searches race.
         result = crawl(index, str(folder), str(tmp_path / "first"), settings={"INDEX_COMMIT_DOCS": "500"})
     finally:
         stop.set()

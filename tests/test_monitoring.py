@@ -5,7 +5,6 @@ counting live documents only."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ENOSPC_PATCH, ROOT, crawl, image_documents, run_scrapy
+from conftest import ROOT, crawl_in_process, full_disk, image_documents, run_scrapy
 from index.admin import counts, stats
 from index.writer import SessionLock
 from pipeline.monitoring import metrics_text, previous_success, report, write_atomically
@@ -35,18 +34,16 @@ def one(m: dict, name: str, **labels: str) -> float:
     return m[name][tuple(sorted(labels.items()))]
 
 
-def monitored(index: Path, tmp_path: Path, *starts: str, env: dict[str, str] | None = None):
-    args = ["crawl", "pages", "-s", f"INDEX_DIR={index}"]
-    args += [
-        "-s",
-        f"STATS_FILE={tmp_path / 'out' / 'crawl.json'}",
-        "-s",
-        f"METRICS_FILE={tmp_path / 'out' / 'crawl.prom'}",
-    ]
-    for start in starts:
-        args += ["-a", f"start={start}"]
-    result = run_scrapy(*args, env=env)
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+def monitored(index: Path, tmp_path: Path, *starts: str, full: bool = False):
+    """A crawl (in the tests' crawl runner) writing both files; `full`: on a full disk,
+    which its writer process meets (test_hostile fills it under the `scrapy crawl` command)."""
+    settings = {
+        "STATS_FILE": str(tmp_path / "out" / "crawl.json"),
+        "METRICS_FILE": str(tmp_path / "out" / "crawl.prom"),
+    }
+    if full:
+        settings["INDEX_WRITER_PROCESS"] = True
+    result = crawl_in_process(index, *starts, settings=settings, env=full_disk(tmp_path) if full else None)
     return result, json.loads((tmp_path / "out" / "crawl.json").read_text()), metrics(tmp_path / "out" / "crawl.prom")
 
 
@@ -85,11 +82,7 @@ def test_normal_crawl_then_a_failed_one_keeps_the_last_success(pages, tmp_path):
     # The next run cannot commit (a full disk): exit 1, and the files say so, keeping
     # the time of the last success.
     (pages / "new-page.md").write_text('+++\ntitle = "new"\n+++\n![a](https://x.example.org/a.jpg) A caption\n')
-    patch = tmp_path / "patch"
-    patch.mkdir()
-    (patch / "sitecustomize.py").write_text(ENOSPC_PATCH)
-    env = {"FAKE_ENOSPC": "1", "PYTHONPATH": f"{patch}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    result, doc, m = monitored(index, tmp_path, str(pages), env=env)
+    result, doc, m = monitored(index, tmp_path, str(pages), full=True)
     assert result.returncode == 1
     assert doc["success"] is False and doc["exit_status"] == 1
     assert doc["last_success"] == pytest.approx(succeeded_at)
@@ -114,11 +107,7 @@ def test_crawl_with_invalid_pages(pages, tmp_path):
 def test_a_first_crawl_that_cannot_commit(pages, tmp_path):
     # Never a success yet: the files say exit 1 and a last success of 0 ("never"), which
     # an alert on the last success time catches at once.
-    patch = tmp_path / "patch"
-    patch.mkdir()
-    (patch / "sitecustomize.py").write_text(ENOSPC_PATCH)
-    env = {"FAKE_ENOSPC": "1", "PYTHONPATH": f"{patch}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    result, doc, m = monitored(tmp_path / "index", tmp_path, str(pages), env=env)
+    result, doc, m = monitored(tmp_path / "index", tmp_path, str(pages), full=True)
     assert result.returncode == 1
     assert doc["exit_status"] == 1 and doc["success"] is False and doc["last_success"] is None
     assert one(m, "pages_crawler_last_run_exit_status") == 1
@@ -126,8 +115,9 @@ def test_a_first_crawl_that_cannot_commit(pages, tmp_path):
 
 
 def test_a_locked_index_leaves_the_files_alone(pages, tmp_path):
-    # Exit 75: another crawl holds the index and will write the files itself when it
-    # ends; a run that did nothing must not overwrite them (nor count as a success).
+    # Exit 75 at once: another crawl holds the index and will write the files itself when
+    # it ends; a run that did nothing must not overwrite them (nor count as a success).
+    # (The crawl command's lock probe, before Scrapy starts: the one test of it.)
     index = tmp_path / "index"
     (tmp_path / "s.json").write_text('{"last_success": 1.0}')
     lock = SessionLock(index)
@@ -140,6 +130,8 @@ def test_a_locked_index_leaves_the_files_alone(pages, tmp_path):
     finally:
         lock.release()
     assert result.returncode == 75
+    assert "being written by another process" in result.stderr
+    assert "Spider opened" not in result.stderr  # refused before crawling
     assert json.loads((tmp_path / "s.json").read_text()) == {"last_success": 1.0}
     assert not (tmp_path / "m.prom").exists()
 
@@ -180,16 +172,16 @@ def test_previous_success_reads_either_file(tmp_path):
 
 def test_index_stats_count_only_live_documents(pages, tmp_path):
     index = tmp_path / "index"
-    assert crawl(index, str(pages)).returncode == 0
+    assert crawl_in_process(index, str(pages)).returncode == 0
     before = stats(index)
     assert before["documents"] == 95 and before["pages"] == 4
     # Two pages vanish; the refresh deletes their documents (no merge happens yet).
     (pages / "chair-exercises-upper-back.md").unlink()
     (pages / "desk-stretches.md").unlink()
-    refresh = crawl(index, str(pages), settings={"REFRESH_MAX_DELETE_SHARE": "1"})
+    refresh = crawl_in_process(index, str(pages), settings={"REFRESH_MAX_DELETE_SHARE": "1"})
     assert refresh.returncode == 0, refresh.stderr[-2000:]
     clean = tmp_path / "clean"
-    assert crawl(clean, str(pages)).returncode == 0
+    assert crawl_in_process(clean, str(pages)).returncode == 0
     after, expected = stats(index), stats(clean)
     assert after["deleted_documents"] > 0  # deleted, not merged away: their terms are still in the lexicon
     live = image_documents(index)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -15,26 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, crawl, crawl_stats, image_documents, page_documents, run_scrapy, sitemap
+from conftest import (
+    ROOT,
+    crawl,
+    crawl_in_process,
+    image_documents,
+    no_stat,
+    page_documents,
+    sitemap,
+    stat,
+)
 
 EXAMPLES = ROOT / "examples" / "pages"
-
-
-def stat(result: subprocess.CompletedProcess[str], key: str) -> int:
-    """A stat the crawl counted: missing fails (renamed, or never counted), never 0."""
-    m = re.search(rf"'{re.escape(key)}': (\d+)", crawl_stats(result))
-    assert m, f"no stat {key!r} in the crawl's stats"
-    return int(m.group(1))
-
-
-def no_stat(result: subprocess.CompletedProcess[str], key: str) -> bool:
-    """A stat the crawl did not count (Scrapy leaves a stat that stayed 0 out). The name
-    must be one the crawler's code spells, so a renamed stat fails here instead of
-    passing as 0."""
-    source = "".join(p.read_text() for p in (ROOT / "pipeline").rglob("*.py"))
-    assert f'"{key}"' in source, f"{key!r} is not a stat the crawler counts"
-    m = re.search(rf"'{re.escape(key)}': (\d+)", crawl_stats(result))
-    return m is None or int(m.group(1)) == 0
 
 
 def docs(index: Path) -> list[dict]:
@@ -47,10 +38,10 @@ def toc_files(index: Path) -> list[str]:
 
 def test_unchanged_refresh_writes_nothing(pages, tmp_path):
     index = tmp_path / "index"
-    first = crawl(index, str(pages))
+    first = crawl_in_process(index, str(pages))
     assert stat(first, "pages/new") == 4
     before, tocs = docs(index), toc_files(index)
-    again = crawl(index, str(pages))
+    again = crawl_in_process(index, str(pages))
     assert stat(again, "pages/unchanged") == 4
     assert no_stat(again, "images/indexed") and no_stat(again, "index/commits")
     assert toc_files(index) == tocs  # not a single commit
@@ -60,7 +51,7 @@ def test_unchanged_refresh_writes_nothing(pages, tmp_path):
 
 def test_refresh_converges_to_a_clean_crawl(pages, tmp_path):
     index = tmp_path / "index"
-    crawl(index, str(pages))
+    crawl_in_process(index, str(pages))
     (pages / "desk-stretches.md").unlink()
     notes = pages / "notes-without-front-matter.md"
     notes.write_text(notes.read_text() + "![](https://x.test/added.jpg) An added image\n")
@@ -68,12 +59,12 @@ def test_refresh_converges_to_a_clean_crawl(pages, tmp_path):
     (pages / "sub" / "new.md").write_text("---\ntitle: New\n---\n![](https://x.test/n.jpg) new page\n")
     seed = pages / "chair-exercises-upper-back.md"
     os.utime(seed, ns=(time.time_ns(), time.time_ns() + 10**9))  # touched, same bytes
-    result = crawl(index, str(pages))
+    result = crawl_in_process(index, str(pages))
     assert (stat(result, "pages/new"), stat(result, "pages/changed"), stat(result, "pages/deleted")) == (1, 1, 1)
     assert stat(result, "pages/unchanged") == 2  # one by size+mtime, one by content hash
     assert stat(result, "images/deleted") == 3
     clean = tmp_path / "clean"
-    crawl(clean, str(pages))
+    crawl_in_process(clean, str(pages))
     strip = lambda ds: [{k: v for k, v in d.items() if k != "score"} for d in ds]  # noqa: E731
     assert strip(docs(index)) == strip(docs(clean))
     assert {p["url"] for p in page_documents(index)} == {p["url"] for p in page_documents(clean)}
@@ -81,16 +72,16 @@ def test_refresh_converges_to_a_clean_crawl(pages, tmp_path):
 
 def test_interrupted_crawl_deletes_nothing(pages, tmp_path):
     index = tmp_path / "index"
-    crawl(index, str(pages))
+    crawl_in_process(index, str(pages))
     (pages / "desk-stretches.md").unlink()
     for name in ("notes-without-front-matter.md", "chair-yoga-basics.json.md"):
         (pages / name).write_text((pages / name).read_text() + "\n![](https://x.test/z.jpg) more\n")
-    result = crawl(index, str(pages), settings={"CLOSESPIDER_ITEMCOUNT": "1"})
-    assert "'finish_reason': 'closespider_itemcount'" in crawl_stats(result)
+    result = crawl_in_process(index, str(pages), settings={"CLOSESPIDER_ITEMCOUNT": "1"})
+    assert result.stats["finish_reason"] == "closespider_itemcount"
     assert no_stat(result, "pages/deleted")
     assert "nothing deleted: the crawl did not finish" in result.stderr
     assert any(p["url"].endswith("desk-stretches.md") for p in page_documents(index))
-    finished = crawl(index, str(pages))
+    finished = crawl_in_process(index, str(pages))
     assert stat(finished, "pages/deleted") == 1
 
 
@@ -99,8 +90,8 @@ def test_other_starts_are_left_alone(pages, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "o.md").write_text("![](https://x.test/o.jpg) other start\n")
-    crawl(index, str(pages), str(other))
-    result = crawl(index, str(other))  # only one of the two starts this time
+    crawl_in_process(index, str(pages), str(other))
+    result = crawl_in_process(index, str(other))  # only one of the two starts this time
     assert no_stat(result, "pages/deleted")
     assert len(page_documents(index)) == 5
 
@@ -118,18 +109,18 @@ def test_http_refresh_304_404_500_and_sitemap(tmp_path, http_root):
     www, base, server = http_root
     names = serve_examples(www, base)
     index = tmp_path / "index"
-    first = crawl(index, f"{base}/sitemap.xml")
+    first = crawl_in_process(index, f"{base}/sitemap.xml")
     assert stat(first, "pages/new") == 4
     assert all("last_modified" in p for p in page_documents(index))
 
     server.requests.clear()
-    again = crawl(index, f"{base}/sitemap.xml")
+    again = crawl_in_process(index, f"{base}/sitemap.xml")
     assert stat(again, "pages/unchanged") == 4  # If-Modified-Since → 304, nothing downloaded or parsed
     assert no_stat(again, "images/indexed")
 
     server.failing.add(f"/{names[0]}")  # 500: keep what we have
     (www / names[1]).unlink()  # 404: gone
-    result = crawl(index, f"{base}/sitemap.xml")
+    result = crawl_in_process(index, f"{base}/sitemap.xml")
     assert stat(result, "pages/errors") == 1 and stat(result, "pages/gone") == 1
     assert stat(result, "pages/deleted") == 1
     urls = {p["url"] for p in page_documents(index)}
@@ -138,10 +129,10 @@ def test_http_refresh_304_404_500_and_sitemap(tmp_path, http_root):
     # Dropped from the sitemap: deleted. A sitemap that fails: nothing deleted.
     server.failing.clear()
     (www / "sitemap.xml").write_text(sitemap([(f"{base}/{n}", None) for n in names[2:]]))
-    dropped = crawl(index, f"{base}/sitemap.xml")
+    dropped = crawl_in_process(index, f"{base}/sitemap.xml")
     assert stat(dropped, "pages/deleted") == 1
     server.failing.add("/sitemap.xml")
-    broken = crawl(index, f"{base}/sitemap.xml")
+    broken = crawl_in_process(index, f"{base}/sitemap.xml")
     assert no_stat(broken, "pages/deleted")
     assert len(page_documents(index)) == 2
 
@@ -150,9 +141,9 @@ def test_sitemap_lastmod_skips_requests(tmp_path, http_root):
     www, base, server = http_root
     serve_examples(www, base, lastmod="2024-05-01")
     index = tmp_path / "index"
-    crawl(index, f"{base}/sitemap.xml")
+    crawl_in_process(index, f"{base}/sitemap.xml")
     server.requests.clear()
-    again = crawl(index, f"{base}/sitemap.xml")
+    again = crawl_in_process(index, f"{base}/sitemap.xml")
     assert stat(again, "pages/unchanged") == 4
     assert [r for r in server.requests if r.endswith(".md")] == []
 
@@ -189,7 +180,7 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
     corpus = tmp_path / "corpus"
     generate(corpus, 40, seed=99)
     clean = tmp_path / "clean"
-    crawl(clean, str(corpus))
+    crawl_in_process(clean, str(corpus))
     expected = docs(clean)
     index = tmp_path / "index"
     rng = random.Random(seed)
@@ -222,7 +213,7 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
             assert _wait_gone(pid), f"process {pid} outlived the crawl that started it"
         if list(index.glob("*.toc")):
             assert check(index) == []  # opens, and pages and images agree
-    final = crawl(index, str(corpus))
+    final = crawl_in_process(index, str(corpus))
     assert final.returncode == 0
     assert docs(index) == expected
     assert check(index) == []
@@ -255,10 +246,10 @@ def test_kill_9_while_sub_writers_write(tmp_path):
     proc.wait()
     for pid in family:
         assert _wait_gone(pid), f"process {pid} outlived the crawl that started it"
-    final = crawl(index, str(corpus))
+    final = crawl(index, str(corpus))  # the command, its sub-writers on the index they left
     assert final.returncode == 0
     clean = tmp_path / "clean"
-    crawl(clean, str(corpus), settings={"INDEX_WRITER_PROCS": "1"})
+    crawl_in_process(clean, str(corpus), settings={"INDEX_WRITER_PROCS": "1"})
     assert docs(index) == docs(clean)
     assert check(index) == []
     assert not list(index.glob("*.tmp"))
@@ -278,20 +269,20 @@ def _descendants(pid: int, depth: int = 5) -> list[int]:
 
 def test_jobdir_pause_and_resume_deletes_exactly_what_one_run_would(pages, tmp_path):
     index = tmp_path / "index"
-    crawl(index, str(pages))
+    crawl_in_process(index, str(pages))
     (pages / "desk-stretches.md").unlink()
     for page in pages.glob("*.md"):
         page.write_text(page.read_text() + "\n![](https://x.test/more.jpg) one more\n")
     job = tmp_path / "job"
-    paused = crawl(index, str(pages), settings={"JOBDIR": str(job), "CLOSESPIDER_ITEMCOUNT": "1"})
+    paused = crawl_in_process(index, str(pages), settings={"JOBDIR": str(job), "CLOSESPIDER_ITEMCOUNT": "1"})
     assert no_stat(paused, "pages/deleted")
     assert (job / "pages-seen.txt").exists()
-    resumed = crawl(index, str(pages), settings={"JOBDIR": str(job)})
-    assert "'finish_reason': 'finished'" in crawl_stats(resumed)
+    resumed = crawl_in_process(index, str(pages), settings={"JOBDIR": str(job)})
+    assert resumed.stats["finish_reason"] == "finished"
     assert stat(resumed, "pages/deleted") == 1
     assert not (job / "pages-seen.txt").exists()
     clean = tmp_path / "clean"
-    crawl(clean, str(pages))
+    crawl_in_process(clean, str(pages))
     strip = lambda ds: [{k: v for k, v in d.items() if k != "score"} for d in ds]  # noqa: E731
     assert strip(docs(index)) == strip(docs(clean))
 
@@ -299,12 +290,10 @@ def test_jobdir_pause_and_resume_deletes_exactly_what_one_run_would(pages, tmp_p
 def test_relative_starts_delete_vanished_pages_whatever_the_spelling(pages, tmp_path):
     # Found late: a page remembered its start as typed (`pages`), while the vanished
     # rule compared absolute paths, so refreshes of relative starts deleted nothing.
-    env = {"SCRAPY_SETTINGS_MODULE": "pipeline.settings", "PYTHONPATH": str(ROOT)}
     index = tmp_path / "index"
-    args = ("crawl", "pages", "-s", f"INDEX_DIR={index}")
-    assert run_scrapy(*args, "-a", "start=pages", cwd=tmp_path, env=env).returncode == 0
+    assert crawl_in_process(index, "pages", cwd=tmp_path).returncode == 0
     (pages / "chair-yoga-basics.json.md").unlink()
-    result = run_scrapy(*args, "-a", "start=./pages", cwd=tmp_path, env=env)
+    result = crawl_in_process(index, "./pages", cwd=tmp_path)
     assert result.returncode == 0
     assert stat(result, "pages/deleted") == 1
     assert not [d for d in page_documents(index) if d["url"].endswith("chair-yoga-basics.json.md")]
