@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import NamedTuple
 
-from markdown_it import MarkdownIt
+from markdown_it import MarkdownIt, rules_block
 from markdown_it.rules_core import StateCore
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
@@ -401,7 +401,7 @@ _BLOCK_STARTS = {
 # A setext underline, inside any container: `===` or `---` alone on its line. (Matched
 # line by line: a MULTILINE `^` pattern searched over the page tried every position.)
 _SETEXT_UNDERLINE = re.compile(r"[ \t>]*(?:=+|-+)[ \t]*")
-_PARSERS: dict[frozenset[str], MarkdownIt] = {}
+_PARSERS: dict[tuple[frozenset[str], bool], MarkdownIt] = {}
 _LIST_MARKER = re.compile(r"(?:[-*+]|[0-9]{1,9}[.)])(?=[ \t]|$)")
 
 
@@ -420,6 +420,23 @@ def _line_starts(line: str, starts: set[str]) -> None:
         pos = marker.end()
 
 
+def _heading_may_interrupt(lines: list[str]) -> bool:
+    """Whether an ATX heading could start on a line that follows a non-blank line.
+
+    The heading rule is also asked, at every line of every paragraph, whether that line
+    ends the paragraph (and likewise for reference definitions and block quotes); each of
+    those blocks ends at a blank line before asking. A page whose only heading is its
+    title needs none of those calls."""
+    for i in range(1, len(lines)):
+        line = lines[i]
+        if "#" in line and lines[i - 1].strip(" \t"):
+            starts: set[str] = set()
+            _line_starts(line, starts)
+            if "#" in starts:
+                return True
+    return False
+
+
 def _parser_for(markdown: str) -> MarkdownIt:
     """The fast-path parser with the block rules ``markdown`` cannot use switched off."""
     if "\r" in markdown:  # markdown-it reads a lone CR as a line end too
@@ -434,12 +451,16 @@ def _parser_for(markdown: str) -> MarkdownIt:
     # An underline's first character after indentation and `>` is one of `=-`.
     if starts.isdisjoint("=-") or not any(_SETEXT_UNDERLINE.fullmatch(line) for line in lines):
         off.append("lheading")
-    key = frozenset(off)
+    # The heading rule then stays on where a block starts, and off the terminator lists.
+    quiet_heading = "heading" not in off and not _heading_may_interrupt(lines)
+    key = (frozenset(off), quiet_heading)
     md = _PARSERS.get(key)
     if md is None:
         md = _make_parser()
         if off:
             md.disable(off)
+        if quiet_heading:
+            md.block.ruler.at("heading", rules_block.heading, {"alt": []})
         _PARSERS[key] = md
     return md
 

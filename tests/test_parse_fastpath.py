@@ -128,6 +128,14 @@ def test_image_line_pairs_in_containers(a: str, b: str) -> None:
         '[ ![](https://x.test/a.jpg "t")](https://x.test/p) c',
         "[ ![](https://x.test/a.jpg)](https://x.test/p) c  \nnext line",
         "a\r# b\r[ ![](https://x.test/a.jpg)](https://x.test/p) c",
+        # Headings that end a paragraph, a reference definition or a block quote, and
+        # headings after blank lines (where the heading rule is left off the terminators).
+        "# T\n\n[ ![](https://x.test/a.jpg)](https://x.test/p) c\n# b\nd",
+        "# T\n\n> a\n# b",
+        "# T\n\n[r]: https://x.test/r.jpg\n# b\n![r]",
+        "# T\n\n- a\n  # b\n- c",
+        "# T\n\na\n\n# b\nc\n\n  ## d",
+        "# T\n\n[ ![](https://x.test/a.jpg)](https://x.test/p#f) c #tag\n#nohead",
     ],
 )
 def test_known_edges_fast_equals_markdown_it(markdown: str) -> None:
