@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from scrapy.utils.test import get_crawler
 
-from conftest import ROOT, run_scrapy
+from conftest import ROOT, crawl_in_process
 from index.progress import IndexGenerations, IngestProgress, LiveLine, RateMeter, crawl_line, wants_live
 from pipeline.progress import Progress
 
@@ -62,9 +62,14 @@ def crawl_args(index: Path, urls: list[str], *settings: str) -> list[str]:
     return args
 
 
+# One page at a time, at the server's pace.
+SLOW = {"CONCURRENT_REQUESTS": 1, "AUTOTHROTTLE_ENABLED": False}
+
+
 def test_progress_lines_in_a_log_replace_scrapys_line(slow_pages, tmp_path):
     log = tmp_path / "crawl.log"
-    result = run_scrapy(*crawl_args(tmp_path / "index", slow_pages, "LOGSTATS_INTERVAL=0.5", f"LOG_FILE={log}"))
+    settings = {**SLOW, "LOGSTATS_INTERVAL": 0.5, "LOG_FILE": str(log)}
+    result = crawl_in_process(tmp_path / "index", *slow_pages, settings=settings)
     assert result.returncode == 0, result.stderr[-2000:]
     text = log.read_text()
     lines = [line for line in text.splitlines() if "progress:" in line]
@@ -76,7 +81,8 @@ def test_progress_lines_in_a_log_replace_scrapys_line(slow_pages, tmp_path):
 
 
 def test_progress_false_is_scrapys_logstats(slow_pages, tmp_path):
-    result = run_scrapy(*crawl_args(tmp_path / "index", slow_pages, "LOGSTATS_INTERVAL=0.5", "PROGRESS=False"))
+    settings = {**SLOW, "LOGSTATS_INTERVAL": 0.5, "PROGRESS": False}
+    result = crawl_in_process(tmp_path / "index", *slow_pages, settings=settings)
     assert result.returncode == 0
     assert "progress:" not in result.stderr
     assert re.search(r"Crawled \d+ pages \(at \d+ pages/min\)", result.stderr)

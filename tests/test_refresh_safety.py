@@ -102,9 +102,17 @@ def check_fault_results(results: dict[str, dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def fault_results(tmp_path_factory):
+def results(tmp_path_factory):
+    """The fault cases, the HTTP matrix and a chain of refreshes, in one runner process
+    (one start-up and one base crawl for all three)."""
+    cases = fault_cases(every_exception=False) + http_cases() + CHAIN
+    return run_cases(cases, tmp_path_factory.mktemp("faults"))
+
+
+@pytest.fixture(scope="module")
+def fault_results(results):
     # `make test-slow` runs every pair of method and exception type.
-    return run_cases(fault_cases(every_exception=False), tmp_path_factory.mktemp("faults"))
+    return {name: results[name] for name in ["control"] + [case["name"] for case in fault_cases(False)]}
 
 
 def test_a_fault_in_any_callback_deletes_nothing_of_its_start(fault_results):
@@ -145,10 +153,13 @@ HTTP_MATRIX = {
 }
 
 
+def http_cases() -> list[dict]:
+    return [{"name": name, "http": http} for name, (http, _, _) in HTTP_MATRIX.items()]
+
+
 @pytest.fixture(scope="module")
-def http_results(tmp_path_factory):
-    cases = [{"name": name, "http": http} for name, (http, _, _) in HTTP_MATRIX.items()]
-    return run_cases(cases, tmp_path_factory.mktemp("http"))
+def http_results(results):
+    return {name: results[name] for name in HTTP_MATRIX}
 
 
 @pytest.mark.parametrize("name", list(HTTP_MATRIX))
@@ -266,9 +277,11 @@ def check_chain(results: dict[str, dict], cases: list[dict]) -> None:
         before = now
 
 
-def test_refreshes_in_a_row_under_random_faults_short(tmp_path):
-    cases = random_chain(12, seed=15)
-    check_chain(run_cases(cases, tmp_path), cases)
+CHAIN = random_chain(12, seed=15)
+
+
+def test_refreshes_in_a_row_under_random_faults_short(results):
+    check_chain(results, CHAIN)
 
 
 @pytest.mark.slow

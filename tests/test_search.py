@@ -1,13 +1,12 @@
 """The search command on the seed + example pages: every query form with exact hits,
-every error path with its exit code, JSON schema, highlighting on and off."""
+every error path with its exit code, JSON schema, highlighting on and off. The command is
+called in this process (`index.cli.main`); test_crawl runs it as a process."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import HIT_KEYS, ROOT, crawl, fuzz
+from conftest import HIT_KEYS, ROOT, crawl_in_process, fuzz
 from index.cli import BOLD, main, run_search
 from index.search import QueryError, search
 
@@ -25,7 +24,7 @@ EXAMPLES = ROOT / "examples" / "pages"
 @pytest.fixture(scope="module")
 def index(tmp_path_factory) -> Path:
     index = tmp_path_factory.mktemp("search") / "index"
-    result = crawl(index, str(EXAMPLES))
+    result = crawl_in_process(index, str(EXAMPLES))
     assert result.returncode == 0
     return index
 
@@ -103,7 +102,7 @@ def test_collapse_counts_uses(tmp_path):
     for name in ("a", "b", "c"):
         (folder / f"{name}.md").write_text(f"![](https://x.test/shared.jpg) Shared stretch {name}\n")
     index = tmp_path / "index"
-    crawl(index, str(folder))
+    crawl_in_process(index, str(folder))
     collapsed = search(index, "stretch").hits
     assert len(collapsed) == 1 and collapsed[0]["uses"] == 3
     assert len(search(index, "stretch", collapse=False).hits) == 3
@@ -137,23 +136,26 @@ def test_malformed_queries(index, query, message):
         search(index, query)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "index", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+def run_cli(capsys, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m index ARGS` (its exit status, stdout and stderr), in this process."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "index", *args], code, out, err)
 
 
-def test_cli_exit_codes_and_one_line_errors(index, tmp_path):
-    assert run_cli("search", "--index", str(index), "theraband").returncode == 0
-    none = run_cli("search", "--index", str(index), "bak strech")
+def test_cli_exit_codes_and_one_line_errors(index, tmp_path, capsys):
+    assert run_cli(capsys, "search", "--index", str(index), "theraband").returncode == 0
+    none = run_cli(capsys, "search", "--index", str(index), "bak strech")
     assert none.returncode == 1 and "Did you mean: back stretch?" in none.stdout
     for bad in ("title:(", "date:[x to"):
-        r = run_cli("search", "--index", str(index), bad)
+        r = run_cli(capsys, "search", "--index", str(index), bad)
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and r.stderr.startswith("error: ")
+    typo = run_cli(capsys, "search", "--index", str(index), "--sitee", "YouTube", "chair")
+    assert typo.returncode == 2 and typo.stdout == "" and len(typo.stderr.splitlines()) == 1
+    assert typo.stderr.startswith("error: unrecognized arguments: --sitee")
     empty = tmp_path / "empty"
     from whoosh import index as wi
 
@@ -162,13 +164,13 @@ def test_cli_exit_codes_and_one_line_errors(index, tmp_path):
     empty.mkdir()
     wi.create_in(str(empty), make_schema())
     for target, words in ((tmp_path / "missing", "no index at"), (empty, "is empty")):
-        r = run_cli("search", "--index", str(target), "x")
+        r = run_cli(capsys, "search", "--index", str(target), "x")
         assert r.returncode == 2 and words in r.stderr and "scrapy crawl pages -a start=" in r.stderr
         assert len(r.stderr.splitlines()) == 1
 
 
-def test_json_lines_schema(index):
-    r = run_cli("search", "--index", str(index), "--json", "--facet", "domain", "stretch")
+def test_json_lines_schema(index, capsys):
+    r = run_cli(capsys, "search", "--index", str(index), "--json", "--facet", "domain", "stretch")
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     *hits, summary = lines
     assert hits and all(set(h) == HIT_KEYS for h in hits)

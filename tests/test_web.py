@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import FIXTURES, HIT_KEYS, ROOT, crawl, free_port
+from conftest import FIXTURES, HIT_KEYS, ROOT, crawl_in_process, free_port
 from index.cli import run_search
 from index.web import CSP, create_app, marked, safe_href
 
@@ -29,7 +29,7 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "build" / "test-artifac
 @pytest.fixture(scope="module")
 def index(tmp_path_factory) -> Path:
     index = tmp_path_factory.mktemp("web") / "index"
-    assert crawl(index, str(EXAMPLES), str(HOSTILE)).returncode == 0
+    assert crawl_in_process(index, str(EXAMPLES), str(HOSTILE)).returncode == 0
     return index
 
 
@@ -144,11 +144,11 @@ def test_new_commits_show_up_without_a_restart(tmp_path):
     folder = tmp_path / "pages"
     folder.mkdir()
     shutil.copy(EXAMPLES / "chair-exercises-upper-back.md", folder)
-    assert crawl(index, str(folder)).returncode == 0
+    assert crawl_in_process(index, str(folder)).returncode == 0
     client = TestClient(create_app(index), base_url="http://localhost")
     assert client.get("/api/search", params={"q": "hostile"}).json()["hits"] == []
     shutil.copy(HOSTILE / "hostile.md", folder)
-    assert crawl(index, str(folder)).returncode == 0
+    assert crawl_in_process(index, str(folder)).returncode == 0
     assert len(client.get("/api/search", params={"q": "hostile"}).json()["hits"]) == 3
 
 
