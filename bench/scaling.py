@@ -51,16 +51,23 @@ def crawl_cpu(folder: Path, index: Path, settings: dict[str, str]) -> dict[str, 
     return result
 
 
-def crawl_pages(folder: Path) -> tuple[list[list[dict[str, Any]]], float]:
+def crawl_pages(folder: Path) -> tuple[list[list[dict[str, Any]]], dict[str, float]]:
     """Each page's documents as the crawl's IndexWriter pipeline hands them to the
-    writer (the same steps, in the same order), and the CPU-seconds of what indexing adds
-    to the crawl process: building the documents and pickling them for the writer."""
+    writer (the same steps, in the same order), and CPU-seconds of the per-page work that
+    moves between processes with the mode: ``build``, what indexing adds to a local crawl
+    process (build the documents, pickle them for the writer process); ``encode``, what a
+    distributed crawler does instead (the page as JSON for the Redis stream); ``ingest``,
+    what ``index ingest`` does per page before its writer (decode, validate, build the
+    documents, the page's refresh state as JSON)."""
+    from index.contract import page_problem
     from index.documents import page_documents
+    from index.ingest import state_of
     from pipeline import steps
     from pipeline.items import PageItem
     from pipeline.parsing import parse_page
 
-    out, cpu = [], 0.0
+    out = []
+    cpu = {"build": 0.0, "encode": 0.0, "ingest": 0.0}
     for path in sorted(folder.rglob("*.md")):
         st = path.stat()
         page = parse_page(path.resolve().as_uri(), path.read_bytes())
@@ -71,7 +78,17 @@ def crawl_pages(folder: Path) -> tuple[list[list[dict[str, Any]]], float]:
         t0 = time.process_time()
         docs = page_documents(steps.stamped_page(item))
         pickle.dumps(("page", docs), pickle.HIGHEST_PROTOCOL)
-        cpu += time.process_time() - t0
+        t1 = time.process_time()
+        text = json.dumps(steps.stamped_page(item), ensure_ascii=False)
+        t2 = time.process_time()
+        received = json.loads(text)
+        assert not page_problem(received)
+        page_documents(received)
+        json.dumps(state_of(received), sort_keys=True)
+        t3 = time.process_time()
+        cpu["build"] += t1 - t0
+        cpu["encode"] += t2 - t1
+        cpu["ingest"] += t3 - t2
         out.append(docs)
     return out, cpu
 
@@ -118,6 +135,8 @@ class Costs:
 
     crawl_alone: float  # crawl process, INDEX_ENABLED=False
     build: float  # what indexing adds to the crawl process: documents, pickling
+    encode: float  # distributed: what a crawler does instead (the page as JSON for Redis)
+    ingest: float  # distributed: index ingest before its writer (decode, validate, documents)
     crawl_total: dict[int, float]  # whole crawl (every process), by sub-writers
     plain_writer: float  # procs=1: the writer process does everything
     feeder: float  # procs=2: writer process between commits (job files for the sub-writers)
@@ -160,7 +179,7 @@ def measure(pages: int, repeat: int) -> tuple[Costs, dict[str, Any]]:
     folder = corpus(pages)
     index = WORK / "scaling" / "index"
     small = one_page(folder)
-    batches, build_cpu = crawl_pages(folder)
+    batches, moved = crawl_pages(folder)
     first, _ = crawl_pages(small)
     raw: dict[str, list[dict[str, float]]] = {}
     # Interleaved: each repeat measures everything once, so drift in the machine's load
@@ -171,8 +190,9 @@ def measure(pages: int, repeat: int) -> tuple[Costs, dict[str, Any]]:
             raw.setdefault(f"{name}_startup", []).append(crawl_cpu(small, index, settings))
         for procs in (1, 2):
             raw.setdefault(f"writer_{procs}", []).append(writer_side(batches, index, procs))
+            if procs == 2:  # the sub-writers' segments, as a commit leaves them
+                raw.setdefault("merge", []).append(merge_cpu(index))
             raw.setdefault(f"writer_{procs}_startup", []).append(writer_side(first, index, procs))
-        raw.setdefault("merge", []).append(merge_cpu(index))
 
     documents = int(raw["writer_1"][0]["documents"])
     k = 1000 / documents
@@ -184,7 +204,9 @@ def measure(pages: int, repeat: int) -> tuple[Costs, dict[str, Any]]:
     merged = raw["merge"][0]
     costs = Costs(
         crawl_alone=best("crawl_alone", "cpu_s"),
-        build=build_cpu * k,
+        build=moved["build"] * k,
+        encode=moved["encode"] * k,
+        ingest=moved["ingest"] * k,
         crawl_total={p: best(f"crawl_{p}", "cpu_s") for p in (1, 2)},
         plain_writer=best("writer_1", "writer_cpu_s"),
         feeder=best("writer_2", "writer_cpu_s") - best("writer_2", "commit_cpu_s"),
@@ -221,7 +243,9 @@ class Plan:
     limit: str
 
 
-def model(c: Costs, cores: int, subwriters: int, crawlers: int = 1, *, distributed: bool = False) -> Plan:
+def model(
+    c: Costs, cores: int, subwriters: int, crawlers: int = 1, *, distributed: bool = False, commit_docs: int = 100_000
+) -> Plan:
     """docs/s of ``crawlers`` crawl processes, one feeding process and ``subwriters``
     sub-writers on ``cores`` cores:
 
@@ -232,11 +256,12 @@ def model(c: Costs, cores: int, subwriters: int, crawlers: int = 1, *, distribut
     policy merges each commit's segments again (:func:`merged_share`), that merge; the
     feeder feeds nobody meanwhile (the crawl fills the bounded queue, then waits).
     ``distributed`` is several crawlers feeding ``index ingest`` through Redis: the
-    crawlers no longer build documents, the ingest process (the feeder) does."""
-    share = merged_share(subwriters)
+    crawlers encode pages as JSON instead of building documents, and the ingest process
+    (the feeder) decodes them and builds the documents."""
+    share = merged_share(subwriters, commit_docs)
     serial = (c.commit[2] + share * c.merge) / 1000  # seconds per document, one core
-    crawl = c.crawl_alone if distributed else c.crawl_indexing
-    feeder = c.feeder + (c.build if distributed else 0.0)
+    crawl = c.crawl_alone + c.encode if distributed else c.crawl_indexing
+    feeder = c.feeder + (c.ingest if distributed else 0.0)
     total = crawl + feeder + c.subwriter  # CPU-seconds per 1,000 documents, every process
     limits = {
         "crawl process" if crawlers == 1 else f"{crawlers} crawl processes": crawlers * _rate(crawl),
@@ -251,13 +276,17 @@ def model(c: Costs, cores: int, subwriters: int, crawlers: int = 1, *, distribut
     return Plan(cores, crawlers, subwriters, rate, limit)
 
 
-def best_distributed(c: Costs, cores: int) -> Plan:
-    """The split of ``cores`` into crawlers, the ingest process and sub-writers that
-    the model rates fastest."""
-    plans = [model(c, cores, cores - 1 - k, k, distributed=True) for k in range(1, cores - 1)] or [
-        model(c, cores, 1, 1, distributed=True)
+def best_distributed(c: Costs, cores: int, scaled_commits: bool = False) -> Plan:
+    """The numbers of crawlers and sub-writers (processes share the cores: the model's
+    ``cores`` limit counts the CPU they all need) that the model rates fastest; with ``scaled_commits``, ``INDEX_COMMIT_DOCS`` raised to
+    10,000 per sub-writer, so that no commit's segments are small enough to merge again."""
+    plans = [
+        model(c, cores, n, k, distributed=True, commit_docs=max(100_000, 10_000 * n) if scaled_commits else 100_000)
+        for k in range(1, cores + 1)
+        for n in range(1, cores + 1)
     ]
-    return max(plans, key=lambda plan: plan.docs_per_s)
+    # The fewest processes among the fastest.
+    return max(plans, key=lambda plan: (round(plan.docs_per_s), -plan.crawlers - plan.subwriters))
 
 
 def merged_share(subwriters: int, commit_docs: int = 100_000, segment_max_docs: int = 100_000) -> float:
@@ -278,12 +307,14 @@ def report(c: Costs, pages: int, repeat: int) -> str:
     for cores in (2, 4, 8, 16, 32):
         procs = auto_procs(0, cpus=cores)
         local = model(c, cores, procs)
-        wide = model(c, cores, max(1, cores - 2))
+        wide = model(c, cores, max(1, cores - 1))
         dist = best_distributed(c, cores)
+        scaled = best_distributed(c, cores, scaled_commits=True)
         rows.append(
             f"| {cores} | {procs}: {local.docs_per_s:,.0f} ({local.limit}) "
             f"| {wide.subwriters}: {wide.docs_per_s:,.0f} ({wide.limit}) "
-            f"| {dist.crawlers} + 1 + {dist.subwriters}: {dist.docs_per_s:,.0f} ({dist.limit}) |"
+            f"| {dist.crawlers} + 1 + {dist.subwriters}: {dist.docs_per_s:,.0f} ({dist.limit}) "
+            f"| {scaled.crawlers} + 1 + {scaled.subwriters}: {scaled.docs_per_s:,.0f} ({scaled.limit}) |"
         )
     f = lambda x: f"{x:.3f}"  # noqa: E731
     r = lambda x: f"{_rate(x):,.0f}"  # noqa: E731
@@ -301,6 +332,9 @@ def report(c: Costs, pages: int, repeat: int) -> str:
             f"| crawl process, `INDEX_ENABLED=False` (read, parse, normalize) | {f(c.crawl_alone)} | {r(c.crawl_alone)} |",
             f"| what indexing adds to it (build documents, pickle them for the writer) | {f(c.build)} | |",
             f"| crawl process when indexing | {f(c.crawl_indexing)} | {r(c.crawl_indexing)} |",
+            f"| distributed crawler: the page as JSON for Redis instead | {f(c.encode)} | |",
+            f"| `index ingest` per page before its writer (decode, validate, documents, state) | {f(c.ingest)} "
+            f"| {r(c.ingest)} |",
             f"| one plain writer (`INDEX_WRITER_PROCS=1`), all of it | {f(c.plain_writer)} | {r(c.plain_writer)} |",
             f"| of which its commit (sort, write the segment) | {f(c.commit[1])} | |",
             f"| writer process feeding sub-writers (job files), between commits | {f(c.feeder)} | {r(c.feeder)} |",
@@ -318,13 +352,14 @@ def report(c: Costs, pages: int, repeat: int) -> str:
             "time, and the merge too when the merge policy merges every commit's segments again (more than 10 "
             "sub-writers at the default `INDEX_COMMIT_DOCS` and `INDEX_SEGMENT_MAX_DOCS`: each sub-writer's "
             "segment is then under a tenth of the maximum). Local: one crawl process, the writer process, and "
-            "the default sub-writers (`INDEX_WRITER_PROCS=0`), or one per remaining core. Distributed "
+            "the default sub-writers (`INDEX_WRITER_PROCS=0`), or one per core but the crawl's (no cap). Distributed "
             "(`pipeline/distributed.py`): k crawl processes feed one `index ingest` through Redis, which builds "
-            "the documents and feeds the sub-writers; the best k shown.",
+            "the documents and feeds the sub-writers (Redis itself not counted); the best split shown.",
             "",
-            "| cores | local, default sub-writers: docs/s (limit) | local, N − 2 sub-writers | distributed: "
-            "crawlers + ingest + sub-writers: docs/s (limit) |",
-            "|---|---|---|---|",
+            "| cores | local, default sub-writers: docs/s (limit) | local, N − 1 sub-writers (no cap) | distributed: "
+            "crawlers + ingest + sub-writers: docs/s (limit) | distributed, `INDEX_COMMIT_DOCS` = 10,000 × "
+            "sub-writers |",
+            "|---|---|---|---|---|",
             *rows,
         ]
     )

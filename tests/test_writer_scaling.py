@@ -12,6 +12,7 @@ from whoosh import index as whoosh_index
 from index import pagewriter
 from index.admin import check
 from index.documents import page_documents
+from index.merging import merge_bounded
 from index.pagewriter import MAX_AUTO_PROCS, PageWriter, auto_procs
 from pipeline import steps
 from pipeline.items import PageItem
@@ -84,3 +85,61 @@ def test_three_sub_writers_write_the_same_documents_as_one(tmp_path):
     for field in ("caption", "text", "domain"):
         assert _postings(three, field) == _postings(one, field), field
     assert check(three) == []
+
+
+class _Segment:
+    def __init__(self, docs: int) -> None:
+        self.docs = docs
+
+    def doc_count_all(self) -> int:
+        return self.docs
+
+    doc_count = doc_count_all
+
+    def deleted_count(self) -> int:
+        return 0
+
+    def has_deletions(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class _Merger:
+    storage = schema = None
+
+    def __init__(self) -> None:
+        self.merged: list[_Segment] = []
+
+    def add_reader(self, reader: _Segment) -> None:
+        self.merged.append(reader)
+
+
+def _segments_after(procs: int, commits: int, monkeypatch) -> tuple[int, int]:
+    """Segments left, and documents merged again, after ``commits`` commits of 100,000
+    documents by ``procs`` sub-writers under the default merge policy."""
+    import whoosh.reading
+
+    monkeypatch.setattr(whoosh.reading, "SegmentReader", lambda storage, schema, segment: segment)
+    policy = merge_bounded(100_000)
+    segments: list[_Segment] = []
+    merged = 0
+    for _ in range(commits):
+        # As MpWriter._commit: the policy sees the segments of earlier commits; this
+        # commit's sub-writer segments (and the merged one) are added after it.
+        merger = _Merger()
+        segments = policy(merger, segments)
+        if merger.merged:
+            merged += sum(s.docs for s in merger.merged)
+            segments.append(_Segment(sum(s.docs for s in merger.merged)))
+        segments += [_Segment(100_000 // procs) for _ in range(procs)]
+    return len(segments), merged
+
+
+def test_the_cap_keeps_commits_segments_out_of_the_merge_policy(monkeypatch):
+    # Up to ten sub-writers, a commit's segments stay as written: one per sub-writer.
+    assert _segments_after(MAX_AUTO_PROCS, 10, monkeypatch) == (10 * MAX_AUTO_PROCS, 0)
+    # At sixteen, each is under a tenth of INDEX_SEGMENT_MAX_DOCS: every commit merges
+    # the previous one's again, in the feeding process, while the sub-writers wait.
+    assert _segments_after(16, 10, monkeypatch) == (9 + 16, 9 * 100_000)
