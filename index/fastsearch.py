@@ -24,9 +24,7 @@ order, scores, totals and facets against Whoosh's searcher on many queries.
 
 from __future__ import annotations
 
-import array
 import bisect
-import struct
 import threading
 import weakref
 from collections import OrderedDict
@@ -35,10 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from whoosh import columns
 from whoosh import query as Q
-from whoosh.codec.whoosh3 import LENGTHS_COLUMN, _lenfield
 from whoosh.util.numeric import byte_to_length
+
+from index import _whoosh
 
 __all__ = ["Evaluation", "Unsupported", "distinct_count", "doc_count", "evaluate", "facet_counts", "live_docnums"]
 
@@ -95,8 +93,7 @@ def clear_cache() -> None:
     _CACHE.size = 0
 
 
-def _segment_key(reader: Any) -> str:
-    return f"{reader.storage()!r}:{reader.segment().segment_id()}"
+_segment_key = _whoosh.segment_key
 
 
 def _read_postings(reader: Any, fieldname: str, btext: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -107,16 +104,11 @@ def _read_postings(reader: Any, fieldname: str, btext: bytes) -> tuple[np.ndarra
         return cached
     if (fieldname, btext) not in reader:
         return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), 64)
-    matcher = reader._terms.matcher(fieldname, btext, reader.schema[fieldname].format, scorer=None)
     ids_parts: list[np.ndarray] = []
     weight_parts: list[np.ndarray] = []
-    read_ids, read_weights = matcher._read_ids, matcher._read_weights
-    while matcher.is_active():
-        read_ids()
-        read_weights()
-        ids_parts.append(np.asarray(matcher._ids, dtype=np.int64))
-        weight_parts.append(np.asarray(matcher._weights, dtype=np.float64))
-        matcher._next_block()
+    for block_ids, block_weights in _whoosh.posting_blocks(reader, fieldname, btext):
+        ids_parts.append(np.asarray(block_ids, dtype=np.int64))
+        weight_parts.append(np.asarray(block_weights, dtype=np.float64))
     ids = np.concatenate(ids_parts) if ids_parts else _EMPTY_IDS
     weights = np.concatenate(weight_parts) if weight_parts else _EMPTY_SCORES
     return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
@@ -129,9 +121,8 @@ def _lengths(reader: Any, fieldname: str) -> np.ndarray:
     if cached is not None:
         return cached
     count = reader.doc_count_all()
-    column = reader._perdoc._cached_reader(_lenfield(fieldname), LENGTHS_COLUMN)
-    if column is not None and hasattr(column, "_basepos"):
-        raw = column._dbfile.get(column._basepos, min(column._count, count))
+    raw = _whoosh.length_codes(reader, fieldname, count)
+    if raw is not None:
         codes = np.frombuffer(raw, dtype=np.uint8)
         codes = np.concatenate([codes, np.zeros(count - len(codes), dtype=np.uint8)])
         lengths = _BYTE_TO_LENGTH[codes]
@@ -155,6 +146,10 @@ class _Segment:
     searcher: Any
     offset: int
     deleted: np.ndarray | None
+    # What identifies the index's state for cached scores: every segment and how many of
+    # its documents are deleted (a segment's deletions only grow). Searchers of the same
+    # commit (one per thread of the search page) share it, and so their cached scores.
+    state: str = ""
 
 
 @dataclass
@@ -291,26 +286,30 @@ class _Evaluator:
             btext = field.to_bytes(q.text)
         except ValueError:
             return _EMPTY_IDS, _EMPTY_SCORES
-        ids, weights = _read_postings(seg.reader, fieldname, btext)
-        if seg.deleted is not None and len(ids):
-            keep = ~_positions(ids, seg.deleted)[0]
-            ids, weights = ids[keep], weights[keep]
-        if not len(ids):
-            return ids, weights
-        if field.scorable:
-            idf, avgfl = self._stats(fieldname, q.text, btext)
-            B, K1 = self._bm25_params(fieldname)
-            lengths = _lengths(seg.reader, fieldname)[ids]
-            scores = idf * ((weights * (K1 + 1)) / (weights + K1 * ((1 - B) + B * lengths / avgfl)))
-        else:
-            scores = weights
+        params = self._bm25_params(fieldname) if field.scorable else None
+        # A term's live documents and their unboosted scores, kept like the postings:
+        # the words of a query typed letter by letter, or of popular queries, come back.
+        key = ("s", seg.state, _segment_key(seg.reader), fieldname, btext, params)
+        found = _CACHE.get(key)
+        if found is None:
+            ids, weights = _read_postings(seg.reader, fieldname, btext)
+            if seg.deleted is not None and len(ids):
+                keep = ~_positions(ids, seg.deleted)[0]
+                ids, weights = ids[keep], weights[keep]
+            if params is not None and len(ids):
+                idf, avgfl = self._stats(fieldname, q.text, btext)
+                B, K1 = params
+                lengths = _lengths(seg.reader, fieldname)[ids]
+                weights = idf * ((weights * (K1 + 1)) / (weights + K1 * ((1 - B) + B * lengths / avgfl)))
+            found = _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
+        ids, scores = found
         return ids, scores * q.boost if q.boost != 1.0 else scores
 
     def _bm25_params(self, fieldname: str) -> tuple[float, float]:
         w = self.weighting
         if type(w).__name__ != "BM25F":
             raise Unsupported(f"weighting {type(w).__name__}")
-        return w._field_B.get(fieldname, w.B), w.K1
+        return _whoosh.bm25_params(w, fieldname)
 
     def _stats(self, fieldname: str, text: Any, btext: bytes) -> tuple[float, float]:
         key = (fieldname, btext)
@@ -336,19 +335,22 @@ class _Evaluator:
 def _segments(searcher: Any) -> list[_Segment]:
     # A searcher's segments never change (a commit makes a new searcher): work out their
     # offsets and deleted documents once per searcher, not once per call -- a search asks
-    # for them for the evaluation, each facet and each hit's page count. Kept on the
-    # searcher itself, so they go when it goes (they refer back to it).
-    cached = getattr(searcher, "_pages_segments", None)
-    if cached is not None:
-        return cached
-    out = []
-    for sub, offset in searcher.leaf_searchers():
-        reader = sub.reader()
-        if not hasattr(reader, "_terms") or not hasattr(reader, "_perdoc"):
-            raise Unsupported("not a segment reader")
-        out.append(_Segment(reader, sub, offset, _deleted(reader)))
-    searcher._pages_segments = out
-    return out
+    # for them for the evaluation, each facet and each hit's page count.
+    def build() -> list[_Segment]:
+        out = []
+        for sub, offset in searcher.leaf_searchers():
+            reader = sub.reader()
+            if not _whoosh.is_segment_reader(reader):
+                raise Unsupported("not a segment reader")
+            # A one-segment searcher is its own leaf: held strongly, it would never be freed.
+            leaf = weakref.proxy(sub) if sub is searcher else sub
+            out.append(_Segment(reader, leaf, offset, _deleted(reader)))
+        state = "|".join(f"{_segment_key(seg.reader)}-{0 if seg.deleted is None else len(seg.deleted)}" for seg in out)
+        for seg in out:
+            seg.state = state
+        return out
+
+    return _whoosh.per_searcher(searcher, "fastsearch.segments", build)
 
 
 def evaluate(
@@ -375,8 +377,12 @@ def evaluate(
         return Evaluation(_EMPTY_IDS, _EMPTY_SCORES)
     # Segments are in offset order, so the concatenation is sorted.
     ids, scores = np.concatenate(all_ids), np.concatenate(all_scores)
-    if exclude is not None:
-        ids, scores = _without(ids, scores, exclude)
+    if exclude is not None and len(exclude) and len(ids):
+        # One scatter and one gather instead of a binary search per result.
+        excluded = np.zeros(max(int(ids[-1]), int(exclude[-1])) + 1, dtype=bool)
+        excluded[exclude] = True
+        keep = ~excluded[ids]
+        ids, scores = ids[keep], scores[keep]
     return Evaluation(ids, scores, _tiers(searcher, ids, tiers) if tiers else None)
 
 
@@ -443,30 +449,9 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
 
 
 # Per segment reader (so they go when it goes): its raw column readers. Opening one reads
-# the whole column's offsets in a Python loop, far more than a search's lookups cost.
+# the whole column's offsets, far more than a search's lookups cost.
 _COLUMNS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 _COLUMNS_LOCK = threading.Lock()
-
-
-class _VarBytesColumn(columns.VarBytesColumn):
-    """Whoosh's variable-bytes column, opened without its Python loop: a segment under
-    32,768 documents stores no offsets, and Whoosh adds its lengths up one by one on
-    every open (most of a cold search's time, with one column per segment)."""
-
-    class Reader(columns.VarBytesColumn.Reader):
-        def _read_offsets_and_lengths(self) -> None:
-            dbfile, doccount = self._dbfile, self._doccount
-            lastbyte = self._basepos + self._length - 1
-            lens_code = chr(dbfile.get_byte(lastbyte))
-            if lens_code == "X":  # offsets stored: Whoosh reads them as one array
-                super()._read_offsets_and_lengths()
-                return
-            lenstart = lastbyte - struct.calcsize(lens_code) * doccount
-            self._lengths = dbfile.get_array(lenstart, lens_code, doccount)
-            sizes = np.frombuffer(self._lengths.tobytes(), dtype=np.dtype(lens_code).newbyteorder("="))
-            starts = np.zeros(doccount, dtype=np.int64)
-            np.cumsum(sizes[:-1], out=starts[1:])
-            self._offsets = array.array("q", starts.tobytes())
 
 
 def _column(reader: Any, fieldname: str) -> Any:
@@ -474,9 +459,7 @@ def _column(reader: Any, fieldname: str) -> Any:
         per_reader = _COLUMNS.setdefault(reader, {})
         column = per_reader.get(fieldname)
         if column is None:
-            own = type(reader.schema[fieldname].column_type) is columns.VarBytesColumn
-            column = reader.column_reader(fieldname, column=_VarBytesColumn() if own else None, translate=False)
-            per_reader[fieldname] = column
+            column = per_reader[fieldname] = _whoosh.column_reader(reader, fieldname)
     return column
 
 
@@ -512,15 +495,8 @@ def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray
     column = _column(reader, fieldname)
     count = reader.doc_count_all()
     seen: dict[bytes, int] = {}
-    lengths = getattr(column, "_lengths", None)
-    if lengths is not None and hasattr(column, "_basepos") and len(lengths) == count:
-        # Whoosh's variable-bytes column: one read of its data, sliced here, instead of a
-        # file read per document (a third of a microsecond per document, not two).
-        sizes = np.frombuffer(lengths, dtype=lengths.typecode) if hasattr(lengths, "typecode") else np.asarray(lengths)
-        starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)[:-1]]).tolist()
-        data = column._dbfile.get(column._basepos, int(sizes.sum()))
-        values = [data[o : o + n] if n else b"" for o, n in zip(starts, sizes.tolist(), strict=True)]
-    else:
+    values = _whoosh.raw_column_values(column, count)
+    if values is None:
         values = [column[d] for d in range(count)]
     ords = np.fromiter((seen.setdefault(v, len(seen)) if v else -1 for v in values), dtype=np.int64, count=count)
     # Values compared across segments by a 64-bit hash (this process's): a collision

@@ -11,6 +11,7 @@ evaluates (index.fastsearch) with the same scores as Whoosh.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import heapq
@@ -25,7 +26,7 @@ from typing import Any
 
 from whoosh import collectors
 from whoosh import query as Q
-from whoosh.automata import lev
+from whoosh.automata import fsa, lev
 from whoosh.codec.base import Automata
 
 from index import _whoosh
@@ -43,6 +44,7 @@ __all__ = [
     "expand_multiterms",
     "prefix_terms",
     "terms_within",
+    "transpositions",
 ]
 
 MAX_QUERY_CHARS = 1_000
@@ -154,14 +156,72 @@ def _leaves(reader: Any) -> list[Any]:
     return [r for r, _ in reader.leaf_readers()] if hasattr(reader, "leaf_readers") else [reader]
 
 
+# A reader of more segments than this has its field's words merged into one sorted list
+# (once per index state): Whoosh's automaton then walks one list instead of every
+# segment's term file, and word starts are one binary search.
+MERGE_LEXICON_SEGMENTS = 2
+# ...unless the field has more words than this (memory: roughly 100 bytes a word).
+MERGED_LEXICON_WORDS = 2_000_000
+_LEXICONS: OrderedDict[tuple[Any, ...], _Lexicon | None] = OrderedDict()
+_LEXICONS_LOCK = threading.Lock()
+
+
+@dataclass
+class _Lexicon:
+    """One field's words over all segments of a reader, sorted, with their document
+    frequencies (deleted documents included, as Whoosh's own counts)."""
+
+    words: list[str]
+    frequency: dict[str, int]
+
+    def lookup(self, text: str) -> str | None:
+        """The first word >= ``text``: what Whoosh's automaton walk asks for."""
+        i = bisect.bisect_left(self.words, text)
+        return self.words[i] if i < len(self.words) else None
+
+    def starting_with(self, prefix: str) -> list[str]:
+        i = bisect.bisect_left(self.words, prefix)
+        j = bisect.bisect_left(self.words, prefix + "\U0010ffff", lo=i)
+        return self.words[i:j]
+
+
+def _merged_lexicon(reader: Any, fieldname: str) -> _Lexicon | None:
+    leaves = _leaves(reader)
+    key = _lexicon_key(reader)
+    if key is None or len(leaves) <= MERGE_LEXICON_SEGMENTS or fieldname not in reader.schema:
+        return None
+    key = (key, fieldname)
+    with _LEXICONS_LOCK:
+        if key in _LEXICONS:
+            _LEXICONS.move_to_end(key)
+            return _LEXICONS[key]
+        frequency: dict[str, int] = {}
+        lexicon: _Lexicon | None = None
+        for leaf in leaves:
+            for btext, info in leaf.iter_field(fieldname):
+                word = _text(btext)
+                frequency[word] = frequency.get(word, 0) + info.doc_frequency()
+            if len(frequency) > MERGED_LEXICON_WORDS:
+                break
+        else:
+            lexicon = _Lexicon(sorted(frequency), frequency)
+        _LEXICONS[key] = lexicon
+        while len(_LEXICONS) > 4:
+            _LEXICONS.popitem(last=False)
+    return lexicon
+
+
 def terms_within(reader: Any, fieldname: str, word: str, maxdist: int, prefix: int = 0) -> set[str]:
     """Index words within ``maxdist`` edits of ``word`` (Levenshtein), found by walking
-    Whoosh's Levenshtein automaton over each segment's sorted term list -- what a segment
-    reader's ``terms_within`` does, without the multi-segment reader's fallback, which
-    scans the whole lexicon in Python."""
+    Whoosh's Levenshtein automaton over the sorted words of the field (merged, or each
+    segment's term list) -- what a segment reader's ``terms_within`` does, without the
+    multi-segment reader's fallback, which scans the whole lexicon in Python."""
     if maxdist <= 0:
         return {word} if (fieldname, word) in reader else set()
     dfa = _dfa(word, maxdist, min(prefix, len(word)))
+    merged = _merged_lexicon(reader, fieldname)
+    if merged is not None:
+        return set(fsa.find_all_matches(dfa, merged.lookup))
     found: set[str] = set()
     for leaf in _leaves(reader):
         if fieldname not in leaf.schema or not hasattr(leaf, "cursor"):
@@ -171,13 +231,22 @@ def terms_within(reader: Any, fieldname: str, word: str, maxdist: int, prefix: i
     return found
 
 
+def doc_frequency(reader: Any, fieldname: str, word: str) -> int:
+    merged = _merged_lexicon(reader, fieldname)
+    return merged.frequency.get(word, 0) if merged is not None else reader.doc_frequency(fieldname, word)
+
+
 def _most_frequent(reader: Any, fieldname: str, words: Any, limit: int) -> list[str]:
-    return heapq.nlargest(limit, words, key=lambda w: (reader.doc_frequency(fieldname, w), w))
+    return heapq.nlargest(limit, words, key=lambda w: (doc_frequency(reader, fieldname, w), w))
 
 
 def prefix_terms(reader: Any, fieldname: str, prefix: str, limit: int = MAX_EXPANSIONS) -> list[str]:
     """The ``limit`` most frequent index words starting with ``prefix`` (Whoosh's
     ``iter_prefix``: one pass over that range of the sorted term list, bounded)."""
+    merged = _merged_lexicon(reader, fieldname)
+    if merged is not None:
+        scanned = itertools.islice(merged.starting_with(prefix), MAX_SCANNED)
+        return heapq.nlargest(limit, scanned, key=lambda w: (merged.frequency[w], w))
     seen = itertools.islice(reader.iter_prefix(fieldname, prefix), MAX_SCANNED)
     best = heapq.nlargest(limit, seen, key=lambda item: (item[1].doc_frequency(), item[0]))
     return [_text(word) for word, _ in best]
@@ -255,7 +324,7 @@ def osa_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def _transpositions(word: str) -> set[str]:
+def transpositions(word: str) -> set[str]:
     return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1) if word[i] != word[i + 1]}
 
 
@@ -306,7 +375,7 @@ def _variants(
         # a swap is two edits there, so each swapped spelling is looked up as well. The
         # first letter is kept, as most typos do (and it makes the walk far shorter).
         candidates = terms_within(reader, fieldname, word, edits, prefix=1)
-        for swapped in _transpositions(word):
+        for swapped in transpositions(word):
             candidates |= terms_within(reader, fieldname, swapped, edits - 1, prefix=1)
         for candidate in candidates:
             cost = osa_distance(word, candidate)
@@ -320,7 +389,7 @@ def _variants(
             if (fieldname, word[:cut]) in reader:
                 found.setdefault(word[:cut], 1)
     if len(found) > MAX_EXPANSIONS:
-        keep = sorted(found, key=lambda w: (found[w], -reader.doc_frequency(fieldname, w), w))[:MAX_EXPANSIONS]
+        keep = sorted(found, key=lambda w: (found[w], -doc_frequency(reader, fieldname, w), w))[:MAX_EXPANSIONS]
         found = {w: found[w] for w in keep}
     return found
 

@@ -170,7 +170,21 @@ def parse_query(schema: Any, text: str) -> Q.Query:
         raise QueryError("query matches nothing it can parse")
     if "text" in schema:  # an index built before the combined field searches the old way
         q = combine_fields(q, query_boosts(schema)["headline"])
-    return q
+    return _unpositioned_phrases(q, schema)
+
+
+def _unpositioned_phrases(q: Q.Query, schema: Any) -> Q.Query:
+    """A phrase in a field that keeps no positions (the tag list: `"0,0"` is two tags
+    there) as all of its words: Whoosh refuses to run it (a traceback, found by
+    tests/test_search_hostile.py's fuzzer)."""
+    if isinstance(q, Q.Phrase):
+        fieldname = q.fieldname
+        if fieldname in schema and not schema[fieldname].format.supports("positions"):
+            return Q.And([Q.Term(fieldname, w) for w in q.words], boost=q.boost)
+        return q
+    if q.is_leaf():
+        return q
+    return q.apply(lambda sub: _unpositioned_phrases(sub, schema))
 
 
 _UNBALANCED = (("(", ")"), ("[", "]"))

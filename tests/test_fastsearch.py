@@ -216,3 +216,53 @@ def test_distinct_count_matches_the_stored_image_urls(shared_urls, monkeypatch, 
         picked = np.sort(rng.choice(live, size=size, replace=False)).tolist()
         expected = len({by_docnum[d] for d in picked if by_docnum[d]}) + sum(1 for d in picked if not by_docnum[d])
         assert fastsearch.distinct_count(searcher, np.array(picked, dtype=np.int64), "image_url") == expected
+
+
+def test_merged_lexicon_finds_what_each_segment_finds(searcher, monkeypatch):
+    """Typo and word-start expansion over the words of all segments merged into one
+    sorted list (what a many-segment index uses) finds the same words, with the same
+    frequencies, as walking every segment's term list."""
+    from index import query
+
+    reader = searcher.reader()
+    words = sorted({w.decode() for w in reader.lexicon("text")})
+    probes = [*[w for w in words if len(w) >= 5][::7][:40], "strech", "chiar", "exercis", "zzzzz"]
+    starts = sorted({w[:k] for w in words[::11] for k in (1, 2, 3)})
+
+    def expansions():
+        query._LEXICONS.clear()
+        query._VARIANTS.clear()
+        within = {
+            (w, d): query.terms_within(reader, "text", w, d, prefix=p) for w in probes for d in (1, 2) for p in (0, 1)
+        }
+        prefixes = {p: query.prefix_terms(reader, "text", p, 30) for p in starts}
+        variants = {w: query.variants(reader, "text", w, len(w), typos=True, prefix=True) for w in probes}
+        return within, prefixes, variants
+
+    monkeypatch.setattr(query, "MERGE_LEXICON_SEGMENTS", 99)
+    per_segment = expansions()
+    monkeypatch.setattr(query, "MERGE_LEXICON_SEGMENTS", 0)
+    merged = expansions()
+    assert query._merged_lexicon(reader, "text") is not None
+    assert any(len(found) > 1 for found in per_segment[0].values())
+    assert merged == per_segment
+
+
+def test_did_you_mean_suggests_what_whoosh_suggests_over_segments(searcher):
+    """The suggestion's corrector walks Whoosh's automaton instead of Whoosh's
+    multi-segment fallback (an edit distance in Python per word of the field): the same
+    suggestions for words one edit or one swap away."""
+    from whoosh.spelling import ReaderCorrector
+
+    from index.hits import _Corrector
+
+    reader = searcher.reader()
+    assert len(searcher.leaf_searchers()) > 1
+    words = [w.decode() for w in reader.lexicon("text") if len(w) >= 6][::5][:30]
+    typos = {w[:2] + w[3:] for w in words} | {w[:2] + w[3] + w[2] + w[4:] for w in words} | {w + "x" for w in words}
+    ours, whoosh = (
+        _Corrector(reader, "text", searcher.schema["text"]),
+        ReaderCorrector(reader, "text", searcher.schema["text"]),
+    )
+    for typo in sorted(typos):
+        assert ours.suggest(typo, limit=5, maxdist=1) == whoosh.suggest(typo, limit=5, maxdist=1), typo

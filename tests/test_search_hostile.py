@@ -325,3 +325,11 @@ def test_any_query_through_main_exits_0_1_or_2_without_a_traceback(index, capsys
     assert code in (0, 1, 2), (text, code)
     assert "Traceback" not in err
     assert len(err.splitlines()) <= 1, err
+
+
+@pytest.mark.parametrize("query", ['"0,0"', 'tags:"chair yoga"', '"upper, back"'])
+def test_a_phrase_over_a_field_without_positions_searches_its_words(index, capsys, query):
+    """The tag list keeps no positions: a phrase that reaches it (`"0,0"` is two tags)
+    is all of its words there, not Whoosh's "field has no positions" traceback."""
+    code, _, err = run_main("search", "--index", str(index), "--", query, capsys=capsys)
+    assert code in (0, 1) and "Traceback" not in err, (code, err)

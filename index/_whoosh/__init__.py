@@ -23,11 +23,14 @@ from typing import Any, TypeVar
 __all__ = [
     "apply",
     "bm25_params",
+    "column_reader",
     "is_segment_reader",
     "length_codes",
     "per_searcher",
     "posting_blocks",
+    "raw_column_values",
     "searcher_serial",
+    "segment_key",
     "wildcard_pattern",
 ]
 
@@ -121,3 +124,74 @@ def wildcard_pattern(q: Any) -> str:
     """The regular expression a ``Wildcard`` (or ``Prefix``/``Regex``-like) query matches
     index words against: Whoosh's own translation of ``*`` and ``?``."""
     return q._get_pattern()
+
+
+# -- raw columns ---------------------------------------------------------------------------
+
+
+def _fast_varbytes_column() -> Any:
+    """Whoosh's variable-bytes column, opened without its Python loop: a segment under
+    32,768 documents stores no offsets, and Whoosh adds its lengths up one by one on
+    every open (most of a cold search's time, with one column per segment)."""
+    import array
+    import struct
+
+    import numpy as np
+    from whoosh import columns
+
+    class Reader(columns.VarBytesColumn.Reader):
+        def _read_offsets_and_lengths(self) -> None:
+            dbfile, doccount = self._dbfile, self._doccount
+            lastbyte = self._basepos + self._length - 1
+            lens_code = chr(dbfile.get_byte(lastbyte))
+            if lens_code == "X":  # offsets stored: Whoosh reads them as one array
+                super()._read_offsets_and_lengths()
+                return
+            lenstart = lastbyte - struct.calcsize(lens_code) * doccount
+            self._lengths = dbfile.get_array(lenstart, lens_code, doccount)
+            sizes = np.frombuffer(self._lengths.tobytes(), dtype=np.dtype(lens_code).newbyteorder("="))
+            starts = np.zeros(doccount, dtype=np.int64)
+            np.cumsum(sizes[:-1], out=starts[1:])
+            self._offsets = array.array("q", starts.tobytes())
+
+    class Column(columns.VarBytesColumn):
+        pass
+
+    Column.Reader = Reader
+    return Column()
+
+
+def column_reader(reader: Any, fieldname: str) -> Any:
+    """A segment's raw (untranslated) column reader of ``fieldname``; a variable-bytes
+    column opened without Whoosh's per-document Python loop."""
+    from whoosh import columns
+
+    own = type(reader.schema[fieldname].column_type) is columns.VarBytesColumn
+    return reader.column_reader(fieldname, column=_fast_varbytes_column() if own else None, translate=False)
+
+
+def raw_column_values(column: Any, count: int) -> list[bytes] | None:
+    """Every value of a variable-bytes column reader (``column_reader``) from one read
+    of its data, sliced here, instead of a file read per document; None when the column
+    is of another kind (read it value by value)."""
+    import numpy as np
+
+    lengths = getattr(column, "_lengths", None)
+    if lengths is None or not hasattr(column, "_basepos") or len(lengths) != count:
+        return None
+    sizes = np.frombuffer(lengths, dtype=lengths.typecode) if hasattr(lengths, "typecode") else np.asarray(lengths)
+    starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)[:-1]]).tolist()
+    data = column._dbfile.get(column._basepos, int(sizes.sum()))
+    return [data[o : o + n] if n else b"" for o, n in zip(starts, sizes.tolist(), strict=True)]
+
+
+_SEGMENT_KEYS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def segment_key(reader: Any) -> str:
+    """A segment reader's identity across searchers: its storage and segment id (a
+    segment's files never change once written; deletions are applied per reader)."""
+    key = _SEGMENT_KEYS.get(reader)
+    if key is None:
+        key = _SEGMENT_KEYS[reader] = f"{reader.storage()!r}:{reader.segment().segment_id()}"
+    return key
