@@ -10,12 +10,19 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 
-from index.search import IndexMissing, _open
 from index.writer import SessionLock
 
 __all__ = ["LAST_CRAWL", "check", "counts", "optimize", "record_crawl", "stats"]
 
 LAST_CRAWL = "last_crawl.json"
+
+
+def _search() -> Any:
+    """index.search, imported when used: it loads the search stack (NumPy), which a
+    crawl calling record_crawl does not need (half a second of its start)."""
+    import index.search
+
+    return index.search
 
 
 def record_crawl(index_dir: str | Path, summary: dict[str, Any]) -> None:
@@ -39,7 +46,7 @@ def _live_terms(searcher: Any, field: str) -> int:
 
 def counts(index_dir: str | Path) -> dict[str, int]:
     """Live image and page documents (what a refresh job reports after each crawl)."""
-    ix = _open(index_dir)
+    ix = _search()._open(index_dir)
     with ix.searcher() as s:
         pages = sum(1 for _ in s.document_numbers(kind="page"))
         # doc_count() leaves deleted documents out; only the (few) pages are walked.
@@ -49,7 +56,7 @@ def counts(index_dir: str | Path) -> dict[str, int]:
 def stats(index_dir: str | Path) -> dict[str, Any]:
     """The index's figures: live documents only (a deleted page's documents, domains and
     sites stop counting at once, not at the next merge)."""
-    ix = _open(index_dir)
+    ix = _search()._open(index_dir)
     with ix.searcher() as s:
         pages = sum(1 for _ in s.document_numbers(kind="page"))
         live = s.doc_count()
@@ -76,7 +83,7 @@ def stats(index_dir: str | Path) -> dict[str, Any]:
 
 def check(index_dir: str | Path) -> list[str]:
     """Consistency between page and image documents; returns the problems found."""
-    ix = _open(index_dir)
+    ix = _search()._open(index_dir)
     problems: list[str] = []
     with ix.searcher() as s:
         expected: dict[str, int] = {}
@@ -102,7 +109,7 @@ def optimize(index_dir: str | Path, wait: bool = False) -> dict[str, int]:
     """Merge all segments into one (takes the writer lock)."""
     path = Path(index_dir)
     if not whoosh_index.exists_in(str(path)):
-        raise IndexMissing(f"no index at {path}")
+        raise _search().IndexMissing(f"no index at {path}")
     lock = SessionLock(path, wait=wait)
     lock.acquire()
     try:

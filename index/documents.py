@@ -16,7 +16,7 @@ __all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents", "sta
 # The field weights, defined here once: headline > title > caption as people expect, alt
 # text and tags in between. They are the section weights of the combined search field
 # `text` (index.schema.BoostedText), the separate fields' index-time boosts where the
-# schema has one, and what index.search's parser adds on top, so that a word weighs the
+# schema has one, and what index.querylang's parser adds on top, so that a word weighs the
 # same in a field of its own (a phrase) as in the combined field.
 TEXT_SECTIONS = {"headline": 3.0, "title": 2.0, "tags": 1.5, "caption": 1.0, "alt": 0.8}
 

@@ -299,11 +299,11 @@ def test_an_index_from_an_older_schema_is_refused_with_advice(tmp_path):
 
 
 def test_compound_segment_files_are_read_in_place_like_bytesio():
-    # index._whoosh_fixes: Whoosh's BufferFile copied each opened part of a segment into
+    # index._whoosh.fixes: Whoosh's BufferFile copied each opened part of a segment into
     # a BytesIO; MemoryCursor reads the memory map in place and must behave the same.
     import io
 
-    from index._whoosh_fixes import MemoryCursor
+    from index._whoosh.fixes import MemoryCursor
 
     data = b"first line\nsecond\n\nlast without newline"
     ours, theirs = MemoryCursor(memoryview(data)), io.BytesIO(data)
