@@ -11,6 +11,7 @@ import sys
 from typing import NoReturn, TextIO
 
 from index.deletion import EXIT_DELETE_REFUSED
+from index.options import DeletionGuard, default_index_dir
 from index.querylang import FACETS, FILTERS, SORTS
 from index.search import Results, SearchError, search
 
@@ -35,10 +36,6 @@ _JSON_INERT = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), *range(0x202A, 0x2
 def clean(value: object) -> str:
     """``value`` as text safe to print on a terminal."""
     return str(value).translate(_INERT)
-
-
-def default_index_dir() -> str:
-    return os.environ.get("PAGES_INDEX", "data/index")
 
 
 def add_search_arguments(parser: argparse.ArgumentParser, with_index: bool = True) -> None:
@@ -243,7 +240,7 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"{stats.claimed} claimed from a stopped indexer; {stats.dead} bad entries moved to {ingest.KEYS.dead}\n"
         )
         if opts.finish:
-            guard = {"accept_mass_delete": opts.accept_mass_delete}
+            guard = DeletionGuard(accept_mass_delete=opts.accept_mass_delete)
             plan = ingest.finish_run(opts.redis, index_dir, guard=guard, options=options)
             out.write(f"run finished: {len(plan.delete)} vanished pages deleted\n")
             if plan.refused:
