@@ -307,7 +307,7 @@ def report(c: Costs, pages: int, repeat: int) -> str:
     for cores in (2, 4, 8, 16, 32):
         procs = auto_procs(0, cpus=cores)
         local = model(c, cores, procs)
-        wide = model(c, cores, max(1, cores - 1))
+        wide = model(c, cores, cores)
         dist = best_distributed(c, cores)
         scaled = best_distributed(c, cores, scaled_commits=True)
         rows.append(
@@ -352,11 +352,11 @@ def report(c: Costs, pages: int, repeat: int) -> str:
             "time, and the merge too when the merge policy merges every commit's segments again (more than 10 "
             "sub-writers at the default `INDEX_COMMIT_DOCS` and `INDEX_SEGMENT_MAX_DOCS`: each sub-writer's "
             "segment is then under a tenth of the maximum). Local: one crawl process, the writer process, and "
-            "the default sub-writers (`INDEX_WRITER_PROCS=0`), or one per core but the crawl's (no cap). Distributed "
+            "the default sub-writers (`INDEX_WRITER_PROCS=0`), or one per core (no cap). Distributed "
             "(`pipeline/distributed.py`): k crawl processes feed one `index ingest` through Redis, which builds "
             "the documents and feeds the sub-writers (Redis itself not counted); the best split shown.",
             "",
-            "| cores | local, default sub-writers: docs/s (limit) | local, N − 1 sub-writers (no cap) | distributed: "
+            "| cores | local, default sub-writers: docs/s (limit) | local, N sub-writers (no cap) | distributed: "
             "crawlers + ingest + sub-writers: docs/s (limit) | distributed, `INDEX_COMMIT_DOCS` = 10,000 × "
             "sub-writers |",
             "|---|---|---|---|---|",
@@ -370,10 +370,17 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--raw", type=Path, help="also write every measurement here (JSON)")
+    parser.add_argument("--load", type=Path, help="measure nothing: the report of a --raw file")
     args = parser.parse_args()
-    costs, raw = measure(args.pages, args.repeat)
-    if args.raw:
-        args.raw.write_text(json.dumps({"costs": dataclasses.asdict(costs), "raw": raw}, indent=1))
+    if args.load:
+        saved = json.loads(args.load.read_text())["costs"]
+        for name in ("crawl_total", "commit"):
+            saved[name] = {int(k): v for k, v in saved[name].items()}
+        costs = Costs(**saved)
+    else:
+        costs, raw = measure(args.pages, args.repeat)
+        if args.raw:
+            args.raw.write_text(json.dumps({"costs": dataclasses.asdict(costs), "raw": raw}, indent=1))
     print(report(costs, args.pages, args.repeat))
 
 

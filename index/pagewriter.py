@@ -39,19 +39,20 @@ def available_cpus() -> int:
 
 
 def auto_procs(procs: int, cpus: int | None = None) -> int:
-    """``INDEX_WRITER_PROCS``: N > 0 is N; 0 follows the machine. One CPU: one plain
-    writer. Two: two sub-writers (1M documents 1.5x faster than one plain writer, sharing
-    the cores with the crawl). More: one per CPU less the one the crawl process keeps
-    busy, at most :data:`MAX_AUTO_PROCS`: one crawl process feeds only a few sub-writers;
-    beyond ten, each commit's segments (``INDEX_COMMIT_DOCS`` / sub-writers) fall under
-    the merge policy's small-segment size and are merged once more, serially in the
-    feeding process; and every sub-writer is another Python process's memory."""
+    """``INDEX_WRITER_PROCS``: N > 0 is N; 0 is one sub-writer per CPU this process may
+    use (one CPU: one plain writer), at most :data:`MAX_AUTO_PROCS`.
+
+    Measured in CPU-seconds per document (bench/scaling.py): a sub-writer needs ~87% of a
+    document's CPU, the crawl process ~11% and the process feeding the sub-writers ~2%,
+    so no core is set aside for those two. The cap: one crawl process keeps about eight
+    sub-writers busy, no more; beyond ten, each commit's segments (``INDEX_COMMIT_DOCS``
+    / sub-writers) fall under the merge policy's small-segment size and are all merged
+    again, serially in the feeding process (index.merging); and every sub-writer is one
+    more Python process's memory."""
     if procs > 0:
         return procs
     cpus = available_cpus() if cpus is None else max(1, cpus)
-    if cpus <= 2:
-        return cpus
-    return min(cpus - 1, MAX_AUTO_PROCS)
+    return min(cpus, MAX_AUTO_PROCS)
 
 
 def open_or_create(index_dir: str | os.PathLike[str]) -> whoosh_index.Index:

@@ -21,7 +21,9 @@ from pipeline.parsing import parse_page
 SEED = Path(__file__).resolve().parent.parent / "examples" / "pages" / "chair-exercises-upper-back.md"
 
 
-@pytest.mark.parametrize(("cpus", "procs"), [(1, 1), (2, 2), (4, 3), (16, MAX_AUTO_PROCS), (64, MAX_AUTO_PROCS)])
+@pytest.mark.parametrize(
+    ("cpus", "procs"), [(1, 1), (2, 2), (4, 4), (8, 8), (16, MAX_AUTO_PROCS), (64, MAX_AUTO_PROCS)]
+)
 def test_the_default_follows_the_cpus_this_process_may_use(monkeypatch, cpus, procs):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     assert auto_procs(0) == procs
@@ -35,7 +37,7 @@ def test_without_affinity_the_cpu_count_is_used(monkeypatch):
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert pagewriter.available_cpus() == 4
-    assert auto_procs(0) == 3
+    assert auto_procs(0) == 4
 
 
 def _stored(index: Path) -> list[dict]:
