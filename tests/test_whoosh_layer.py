@@ -56,9 +56,11 @@ def _page(url: str, captions: list[str]) -> dict:
 @pytest.fixture(scope="module")
 def one_segment(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("whoosh") / "ix"
-    writer = PageWriter(path)
+    writer = PageWriter(path, procs=1)  # one segment
     writer.open()
-    writer.add_page(page_documents(_page("file:///a.md", ["chair yoga chair", "desk"])))
+    # Enough postings of `chair` for several of Whoosh's blocks (128 postings each).
+    captions = ["chair yoga chair", "desk", *(f"chair {'chair ' * (i % 3)}{i}" for i in range(300))]
+    writer.add_page(page_documents(_page("file:///a.md", captions)))
     writer.close()
     return path
 
@@ -114,7 +116,7 @@ def test_accessors_read_what_whoosh_reads(one_segment):
         while matcher.is_active():
             expected.append((matcher.id(), matcher.weight()))
             matcher.next()
-        assert expected and list(zip(ids, weights, strict=True)) == expected
+        assert len(expected) > 256 and list(zip(ids, weights, strict=True)) == expected
         count = reader.doc_count_all()
         codes = _whoosh.length_codes(reader, "caption", count)
         assert codes is not None

@@ -48,6 +48,12 @@ class MemoryCursor:
         self._pos = max(start, end)
         return bytes(self._buf[start:end])
 
+    def peek(self, size: int = 0) -> bytes:
+        # With peek, pickle.load reads ahead in one call instead of one read per opcode
+        # (a posting block header is a small pickle: most of a cold search's reads).
+        start = self._pos
+        return bytes(self._buf[start : start + min(max(size, 1), 4096)])
+
     def readline(self, size: int | None = -1) -> bytes:
         buf = self._buf
         end = len(buf) if size is None or size < 0 else min(len(buf), self._pos + size)
