@@ -185,6 +185,7 @@ def report(runs: dict[str, list[dict[str, float]]], pages: int, repeat: int) -> 
     best = {name: min(r["cpu_s"] for r in results) for name, results in runs.items()}
     full = best["full"]
     documents = int(runs["full"][0]["documents"])
+    spread = (min(r["cpu_s"] for r in runs["full"]), max(r["cpu_s"] for r in runs["full"]))
     rows = []
     for name, (drops, features, _, _) in VARIANTS.items():
         size = runs[name][0]["index_mb"]
@@ -199,7 +200,8 @@ def report(runs: dict[str, list[dict[str, float]]], pages: int, repeat: int) -> 
             f"`python -m bench.fields --pages {pages} --repeat {repeat}`: {documents:,} documents (pages and "
             "images) of the bench corpus, as the crawl builds them; one plain Whoosh writer (`limitmb=256`, one "
             "commit) per variant in a fresh process; CPU-seconds of the writer, best of "
-            f"{repeat}, interleaved. The marginal cost of a feature is the full schema's CPU less the variant's.",
+            f"{repeat}, interleaved. The marginal cost of a feature is the full schema's CPU less the variant's; "
+            f"for scale, the full schema's own runs spread over {spread[0]:.1f}–{spread[1]:.1f} CPU-s.",
             "",
             "| variant | CPU-s | × full | marginal cost (share of full) | index MB | what needs it |",
             "|---|---|---|---|---|---|",
@@ -213,11 +215,18 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--raw", type=Path, help="also write every measurement here (JSON)")
+    parser.add_argument("--load", type=Path, nargs="+", help="measure nothing: the report of --raw files, pooled")
     args = parser.parse_args()
-    runs = measure(args.pages, args.repeat)
-    if args.raw:
-        args.raw.write_text(json.dumps(runs, indent=1))
-    print(report(runs, args.pages, args.repeat))
+    if args.load:
+        runs: dict[str, list[dict[str, float]]] = {}
+        for path in args.load:
+            for name, results in json.loads(path.read_text()).items():
+                runs.setdefault(name, []).extend(results)
+    else:
+        runs = measure(args.pages, args.repeat)
+        if args.raw:
+            args.raw.write_text(json.dumps(runs, indent=1))
+    print(report(runs, args.pages, len(runs["full"])))
 
 
 if __name__ == "__main__":
