@@ -80,6 +80,19 @@ def crawl(index: Path, *starts: str, settings: dict[str, str] | None = None) -> 
     return result
 
 
+def index_main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m index ARGS` in this process (index.cli.main): its exit status, stdout and
+    stderr, as `subprocess.run` would give them."""
+    from index.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "index", *args], code, out, err)
+
+
 def crawl_stats(result: subprocess.CompletedProcess[str] | CrawlResult) -> str:
     """The stats dump at the end of a crawl's log."""
     return result.stderr[result.stderr.find("Dumping Scrapy stats") :]

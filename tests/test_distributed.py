@@ -1,6 +1,9 @@
 """Distributed mode against a real redis-server (started here on a free port): two crawler
 processes and one indexer give the same documents as a local crawl, also when the indexer
-is killed -9 midway; crawlers wait on a full stream; refresh rules hold across a run."""
+is killed -9 midway; crawlers wait on a full stream; refresh rules hold across a run.
+Crawlers are `scrapy crawl` processes (each is a distributed crawler of its own); the
+local reference crawl runs in the tests' crawl runner, and starts are enqueued and the
+indexer run in this process where no process of its own is needed."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.corpus import generate
-from conftest import ROOT, crawl, free_port, image_documents, page_documents
+from conftest import ROOT, crawl_in_process, free_port, image_documents, index_main, page_documents, stat, stats_of
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -109,9 +112,21 @@ def documents(index: Path) -> list[tuple[str, str]]:
     )
 
 
-def stat(stderr: str, key: str) -> int:
-    marker = f"'{key}': "
-    return int(stderr.split(marker, 1)[1].split(",", 1)[0].split("}", 1)[0]) if marker in stderr else 0
+def stats_of_log(stderr: str) -> dict:
+    """The final stats in a crawler process's log."""
+    return stats_of(subprocess.CompletedProcess([], 0, "", stderr))
+
+
+def crawler_stat(stderr: str, key: str) -> int:
+    """A stat from a crawler process's log (missing fails: see conftest.stat)."""
+    return stat(subprocess.CompletedProcess([], 0, "", stderr), key)
+
+
+def enqueue(redis_url: str, *starts: str) -> None:
+    """`python -m index enqueue` without its start-up (test_indexer_killed... runs the command)."""
+    from index import ingest
+
+    assert ingest.enqueue(redis_url, list(starts)) == len(starts)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +136,7 @@ def corpus(tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
     generate(root / "a", 20, seed=21)
     generate(root / "b", 20, seed=22)
     local = root / "local-index"
-    assert crawl(local, str(root / "a"), str(root / "b")).returncode == 0
+    assert crawl_in_process(local, str(root / "a"), str(root / "b")).returncode == 0
     return root, documents(local)
 
 
@@ -133,13 +148,14 @@ def test_two_crawlers_and_one_indexer_make_the_local_crawls_documents(redis_url,
     for crawler, head in zip(crawlers, heads, strict=True):
         wait_ready(crawler, head)
     # Both are up and idle: each takes one start from Redis at its next idle check
-    # (Scrapy's 5 s heartbeat); the indexer works while they crawl.
-    assert index_cmd("enqueue", "--redis", redis_url, str(root / "a"), str(root / "b")).returncode == 0
+    # (Scrapy's 5 s heartbeat); the indexer works while they crawl. (Enqueued in this
+    # process: a `python -m index enqueue` start-up under load outlasted REDIS_IDLE_CLOSE.)
+    enqueue(redis_url, str(root / "a"), str(root / "b"))
     indexer = start_indexer(redis_url, index, "--idle-exit", "6", "--batch", "7")
     errs = ["".join(head) + finish(c)[1] for c, head in zip(crawlers, heads, strict=True)]
     out, _ = finish(indexer)
     # Both crawlers worked, and together they reached every page exactly once.
-    new = [stat(e, "pages/new") for e in errs]
+    new = [crawler_stat(e, "pages/new") for e in errs]
     assert all(n > 0 for n in new) and sum(new) == 40, new
     assert documents(index) == expected
     assert "indexed 40 pages" in out
@@ -162,8 +178,13 @@ def test_indexer_killed_midway_loses_nothing_and_doubles_nothing(redis_url, corp
     indexer.send_signal(signal.SIGKILL)
     indexer.wait()
     assert 0 < r.xlen("pages:items") < 40
-    again = start_indexer(redis_url, index, "--idle-exit", "2", "--batch", "3")
-    finish(again)
+    from index import ingest
+    from index.options import WriterOptions
+
+    # The next indexer claims what the dead one had read but not committed: the same
+    # ingest() as `python -m index ingest`, in this process, with one plain writer (two
+    # sub-writers started for each commit took a third of this test).
+    ingest.ingest(redis_url, str(index), idle_exit=1, options=WriterOptions(procs=1))
     assert documents(index) == expected
     ids = [d[0] for d in documents(index)]
     assert len(ids) == len(set(ids))
@@ -181,7 +202,7 @@ def test_pages_trickling_in_are_committed_together(redis_url, corpus, tmp_path):
     from index import ingest
 
     root, expected = corpus
-    assert index_cmd("enqueue", "--redis", redis_url, str(root / "a"), str(root / "b")).returncode == 0
+    enqueue(redis_url, str(root / "a"), str(root / "b"))
     finish(start_crawler(redis_url))
     r = redis.Redis.from_url(redis_url)
     entries = r.xrange("pages:items")
@@ -216,21 +237,23 @@ def test_crawlers_wait_while_the_stream_is_full(redis_url, corpus, tmp_path):
     indexer = start_indexer(redis_url, tmp_path / "index", "--idle-exit", "2", "--batch", "2")
     _, err = finish(crawler)
     finish(indexer)
-    assert stat(err, "redis/backpressure_waits") > 0
+    assert crawler_stat(err, "redis/backpressure_waits") > 0
     assert len(page_documents(tmp_path / "index")) == 20
 
 
-def test_refresh_rules_hold_across_a_distributed_run(redis_url, tmp_path):
+def test_refresh_rules_hold_across_a_distributed_run(redis_url, tmp_path, capsys):
     pages = tmp_path / "pages"
     generate(pages, 12, seed=31)
     index = tmp_path / "index"
     files = sorted(pages.rglob("*.md"))
 
     def run(crawlers: int = 2) -> tuple[list[str], str]:
-        assert index_cmd("enqueue", "--redis", redis_url, str(pages)).returncode == 0
+        enqueue(redis_url, str(pages))
         procs = [start_crawler(redis_url) for _ in range(crawlers)]
         errs = [finish(p)[1] for p in procs]
-        result = index_cmd("ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1", "--finish")
+        result = index_main(
+            capsys, "ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1", "--finish"
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         return errs, result.stdout
 
@@ -240,8 +263,8 @@ def test_refresh_rules_hold_across_a_distributed_run(redis_url, tmp_path):
     with files[1].open("a", encoding="utf-8") as out:
         out.write("[ ![](https://changed.example.com/x.jpg)](https://changed.example.com/) A changed page\n")
     errs, out = run()
-    assert sum(stat(e, "pages/unchanged") for e in errs) == 10  # skipped from the published state
-    assert sum(stat(e, "pages/changed") for e in errs) == 1
+    assert sum(stats_of_log(e).get("pages/unchanged", 0) for e in errs) == 10  # skipped from the published state
+    assert sum(stats_of_log(e).get("pages/changed", 0) for e in errs) == 1
     assert "run finished: 1 vanished pages deleted" in out
     urls = {p["url"] for p in page_documents(index)}
     assert files[0].resolve().as_uri() not in urls and len(urls) == 11
@@ -258,7 +281,7 @@ def test_refresh_rules_hold_across_a_distributed_run(redis_url, tmp_path):
     assert len(page_documents(index)) == 11
 
 
-def test_a_crawler_killed_midway_loses_no_page(redis_url, http_root, tmp_path):
+def test_a_crawler_killed_midway_loses_no_page(redis_url, http_root, tmp_path, capsys):
     import redis
 
     from conftest import sitemap
@@ -271,7 +294,7 @@ def test_a_crawler_killed_midway_loses_no_page(redis_url, http_root, tmp_path):
     (root / "sitemap.xml").write_text(sitemap([f"{base}/page-{i}.md" for i in range(30)]))
     server.delay = 0.4  # slow pages: requests are in flight when the crawler dies
     r = redis.Redis.from_url(redis_url)
-    assert index_cmd("enqueue", "--redis", redis_url, f"{base}/sitemap.xml").returncode == 0
+    enqueue(redis_url, f"{base}/sitemap.xml")
     ttl = ("-s", "REDIS_CRAWLER_TTL=2", "-s", "CONCURRENT_REQUESTS=4", "-s", "AUTOTHROTTLE_ENABLED=False")
     first = start_crawler(redis_url, *ttl)
     deadline = time.monotonic() + 60
@@ -283,9 +306,9 @@ def test_a_crawler_killed_midway_loses_no_page(redis_url, http_root, tmp_path):
     assert inflight and r.hlen(inflight[0]) > 0  # what the dead crawler was fetching
     time.sleep(2.5)  # its heartbeat expires
     _, err = finish(start_crawler(redis_url, *ttl))
-    assert stat(err, "redis/recovered_requests") > 0
+    assert crawler_stat(err, "redis/recovered_requests") > 0
     index = tmp_path / "index"
-    result = index_cmd("ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1")
+    result = index_main(capsys, "ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     titles = sorted(p["title"] for p in page_documents(index))
     assert titles == sorted(f"p{i}" for i in range(30))
@@ -353,7 +376,7 @@ def test_a_crawler_that_loses_redis_exits_1_and_the_run_deletes_nothing(redis_ur
     r.flushall()  # a restart without persistence: the stream, its group and the run are gone
     _, err = crawler.communicate(timeout=120)
     assert crawler.returncode == 1, err[-3000:]
-    assert "lost Redis" in err and stat(err, "redis/errors") >= 1
+    assert "lost Redis" in err and crawler_stat(err, "redis/errors") >= 1
     assert "Traceback" not in err
     # What the crawler could still write marks the run incomplete: --finish deletes nothing.
     assert "*" in {m.decode() for m in r.smembers("pages:run:incomplete")}

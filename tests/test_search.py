@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from argparse import Namespace
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import HIT_KEYS, ROOT, crawl_in_process, fuzz
+from conftest import HIT_KEYS, ROOT, crawl_in_process, fuzz, index_main
 from index.cli import BOLD, main, run_search
 from index.search import QueryError, search
 
@@ -136,24 +135,14 @@ def test_malformed_queries(index, query, message):
         search(index, query)
 
 
-def run_cli(capsys, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m index ARGS` (its exit status, stdout and stderr), in this process."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:  # argparse's errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["python", "-m", "index", *args], code, out, err)
-
-
 def test_cli_exit_codes_and_one_line_errors(index, tmp_path, capsys):
-    assert run_cli(capsys, "search", "--index", str(index), "theraband").returncode == 0
-    none = run_cli(capsys, "search", "--index", str(index), "bak strech")
+    assert index_main(capsys, "search", "--index", str(index), "theraband").returncode == 0
+    none = index_main(capsys, "search", "--index", str(index), "bak strech")
     assert none.returncode == 1 and "Did you mean: back stretch?" in none.stdout
     for bad in ("title:(", "date:[x to"):
-        r = run_cli(capsys, "search", "--index", str(index), bad)
+        r = index_main(capsys, "search", "--index", str(index), bad)
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and r.stderr.startswith("error: ")
-    typo = run_cli(capsys, "search", "--index", str(index), "--sitee", "YouTube", "chair")
+    typo = index_main(capsys, "search", "--index", str(index), "--sitee", "YouTube", "chair")
     assert typo.returncode == 2 and typo.stdout == "" and len(typo.stderr.splitlines()) == 1
     assert typo.stderr.startswith("error: unrecognized arguments: --sitee")
     empty = tmp_path / "empty"
@@ -164,13 +153,13 @@ def test_cli_exit_codes_and_one_line_errors(index, tmp_path, capsys):
     empty.mkdir()
     wi.create_in(str(empty), make_schema())
     for target, words in ((tmp_path / "missing", "no index at"), (empty, "is empty")):
-        r = run_cli(capsys, "search", "--index", str(target), "x")
+        r = index_main(capsys, "search", "--index", str(target), "x")
         assert r.returncode == 2 and words in r.stderr and "scrapy crawl pages -a start=" in r.stderr
         assert len(r.stderr.splitlines()) == 1
 
 
 def test_json_lines_schema(index, capsys):
-    r = run_cli(capsys, "search", "--index", str(index), "--json", "--facet", "domain", "stretch")
+    r = index_main(capsys, "search", "--index", str(index), "--json", "--facet", "domain", "stretch")
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     *hits, summary = lines
     assert hits and all(set(h) == HIT_KEYS for h in hits)
