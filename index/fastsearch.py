@@ -584,19 +584,33 @@ def _distinct_by_lookup(segments: list[_Segment], spans: list[tuple[int, np.ndar
     return len(np.unique(np.concatenate(parts))) + alone
 
 
+def _facet_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarray, list[str]]:
+    """Per global document number, the index of its value of ``fieldname`` among all
+    the searcher's shown values (-1: none): counting a result set's facet is then one
+    gather and one ``bincount``, not a pass over the result set per segment."""
+    key = ("f", segments[0].state if segments else "", fieldname)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    values: list[str] = []
+    index: dict[str, int] = {}
+    parts = [np.zeros(0, dtype=np.int32)]
+    for seg in segments:
+        ords, shown = _ordinals(seg.reader, fieldname)
+        # Values are merged by what is shown, as counting them segment by segment did.
+        to_global = np.array([index.setdefault(v, len(index)) for v in shown] + [-1], dtype=np.int32)
+        parts.append(to_global[ords])  # ords == -1 picks the appended -1
+    values = list(index)
+    ordinals = np.concatenate(parts)
+    return _CACHE.put(key, (ordinals, values), ordinals.nbytes + 64 * len(values))
+
+
 def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str) -> dict[str, int]:
     """How many documents of the result set have each value of ``fieldname``."""
-    counts: dict[str, int] = {}
     docnums = evaluation.docnums
-    for seg in _segments(searcher):
-        local = docnums[(docnums >= seg.offset) & (docnums < seg.offset + seg.reader.doc_count_all())] - seg.offset
-        if not len(local):
-            continue
-        ords, values = _ordinals(seg.reader, fieldname)
-        picked = ords[local]
-        picked = picked[picked >= 0]
-        tally = np.bincount(picked, minlength=len(values))
-        for index in np.flatnonzero(tally):
-            value = values[index]
-            counts[value] = counts.get(value, 0) + int(tally[index])
-    return counts
+    if not len(docnums):
+        return {}
+    ordinals, values = _facet_ordinals(_segments(searcher), fieldname)
+    picked = ordinals[docnums]
+    tally = np.bincount(picked[picked >= 0], minlength=len(values))
+    return {values[i]: int(tally[i]) for i in np.flatnonzero(tally).tolist()}
