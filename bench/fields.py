@@ -6,8 +6,8 @@ our schema and with variants that each drop or cheapen one thing.
 One plain Whoosh writer per run (``limitmb=256``, one commit), each in a fresh spawned
 process, so every run starts from the same cold analyzer caches; what is timed is the
 writer's CPU-seconds (user + system, this process: adding the documents and the commit),
-not the loading of the documents. Runs are interleaved (each repeat runs every variant
-once, in a rotated order) and the best of the repeats is kept. The schema is not changed
+not the loading of the documents. Each variant runs right beside a run of the full schema
+(a pair), and the median of the pairs' ratios is what counts. The schema is not changed
 here: this is measurement for the report (issue 19).
 """
 
@@ -20,6 +20,7 @@ import multiprocessing
 import pickle
 import resource
 import shutil
+import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -170,14 +171,27 @@ def measure(pages: int, repeat: int) -> dict[str, list[dict[str, float]]]:
     if not documents.exists():
         docs, _ = crawl_pages(corpus(pages))
         documents.write_bytes(pickle.dumps(docs, pickle.HIGHEST_PROTOCOL))
-    names = list(VARIANTS)
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    variants = [name for name in VARIANTS if name != "full"]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
     spawn = multiprocessing.get_context("spawn")
+
+    def run(name: str) -> dict[str, float]:
+        # A fresh process per run: no variant inherits another's warm caches.
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            result = pool.submit(write_variant, name, str(documents)).result()
+        runs[name].append(result)
+        return result
+
+    # Each variant right beside a run of the full schema (in turn first and second), so
+    # that the machine's drifting load touches both alike: the ratio of a pair is the
+    # variant's cost relative to the full schema, and the median of the pairs is kept.
     for r in range(repeat):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            # A fresh process per run: no variant inherits another's warm caches.
-            with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                runs[name].append(pool.submit(write_variant, name, str(documents)).result())
+        for name in variants[r % len(variants) :] + variants[: r % len(variants)]:
+            if r % 2:
+                variant, full = run(name), run("full")
+            else:
+                full, variant = run("full"), run(name)
+            runs[name][-1]["ratio"] = variant["cpu_s"] / full["cpu_s"]
     return runs
 
 
@@ -189,9 +203,15 @@ def report(runs: dict[str, list[dict[str, float]]], pages: int, repeat: int) -> 
     rows = []
     for name, (drops, features, _, _) in VARIANTS.items():
         size = runs[name][0]["index_mb"]
-        saved = "—" if name == "full" else f"{full - best[name]:.1f} ({(full - best[name]) / full:.0%})"
+        ratios = sorted(r["ratio"] for r in runs[name] if "ratio" in r)
+        if name == "full":
+            rows.append(f"| {drops} | {full:.1f} | 1 | — | — | {size:.1f} | — |")
+            continue
+        ratios = ratios or [best[name] / full]  # runs saved before pairs were measured
+        median = statistics.median(ratios)
         rows.append(
-            f"| {drops} | {best[name]:.1f} | {best[name] / full:.2f} | {saved} | {size:.1f} | {features or '—'} |"
+            f"| {drops} | {best[name]:.1f} | {median:.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f}) | {1 - median:.0%} "
+            f"| {full - best[name]:.1f} | {size:.1f} | {features} |"
         )
     return "\n".join(
         [
@@ -199,12 +219,14 @@ def report(runs: dict[str, list[dict[str, float]]], pages: int, repeat: int) -> 
             "",
             f"`python -m bench.fields --pages {pages} --repeat {repeat}`: {documents:,} documents (pages and "
             "images) of the bench corpus, as the crawl builds them; one plain Whoosh writer (`limitmb=256`, one "
-            "commit) per variant in a fresh process; CPU-seconds of the writer, best of "
-            f"{repeat}, interleaved. The marginal cost of a feature is the full schema's CPU less the variant's; "
-            f"for scale, the full schema's own runs spread over {spread[0]:.1f}–{spread[1]:.1f} CPU-s.",
+            "commit) per run, in a fresh process; CPU-seconds of the writer. Each variant ran beside a run of the "
+            f"full schema, {repeat} pairs: the ratio is the median of the pairs' (their range in brackets), the "
+            "marginal cost of a feature is 1 − that ratio; best-of CPU-seconds beside it (the full schema's own "
+            f"runs spread over {spread[0]:.1f}–{spread[1]:.1f} CPU-s).",
             "",
-            "| variant | CPU-s | × full | marginal cost (share of full) | index MB | what needs it |",
-            "|---|---|---|---|---|---|",
+            "| variant | CPU-s (best) | × full (median of pairs) | marginal cost | full − variant, best-of CPU-s "
+            "| index MB | what needs it |",
+            "|---|---|---|---|---|---|---|",
             *rows,
         ]
     )
@@ -226,7 +248,7 @@ def main() -> None:
         runs = measure(args.pages, args.repeat)
         if args.raw:
             args.raw.write_text(json.dumps(runs, indent=1))
-    print(report(runs, args.pages, len(runs["full"])))
+    print(report(runs, args.pages, max(len(results) for name, results in runs.items() if name != "full")))
 
 
 if __name__ == "__main__":
