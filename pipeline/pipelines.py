@@ -211,7 +211,8 @@ class IndexWriter(_StatsPipeline):
         docs = page_documents(page)
         try:
             self._writer().add_page(docs)
-        except (IndexLocked, WriterError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any writer failure ends the crawl, never a page's error
+            exc = _writer_error(exc)
             logger.error("cannot write the index: %s", exc)
             self.inc("index/errors")
             self.locked = False
@@ -251,7 +252,12 @@ class IndexWriter(_StatsPipeline):
             )
         self.inc("pages/delete_refused", plan.refused_pages)
         if vanished:
-            self._writer().delete_pages(vanished)
+            try:
+                self._writer().delete_pages(vanished)
+            except Exception as exc:  # noqa: BLE001 - keep the pages: a failed deletion deletes nothing
+                logger.error("cannot delete vanished pages; they stay in the index: %s", _writer_error(exc))
+                self.inc("index/errors")
+                vanished, images_deleted = [], 0
             for url in vanished:
                 logger.info("vanished, deleted from the index: %s", url)
         result: dict[str, int] = {}
@@ -259,8 +265,8 @@ class IndexWriter(_StatsPipeline):
             writer, self.writer = self.writer, None
             try:
                 result = writer.close()
-            except WriterError as exc:
-                logger.error("index writer failed; the index keeps its last commit: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - with the writer in this process, Whoosh's own errors
+                logger.error("index writer failed; the index keeps its last commit: %s", _writer_error(exc))
                 self.inc("index/errors")
                 return
         self.inc("pages/deleted", len(vanished))
@@ -322,3 +328,13 @@ def _deletion_note(finished: bool, refused: int, incomplete: int) -> str:
     if refused:
         notes.append(f"{refused} deletions refused (REFRESH_MAX_DELETE_SHARE)")
     return "".join(f"; {n}" for n in notes)
+
+
+def _writer_error(exc: Exception) -> Exception:
+    """A writer failure as the writer process reports it (``OSError: [Errno 28] ...``),
+    whether the writer runs in a process of its own or, with INDEX_WRITER_PROCESS=False,
+    in this one (where Whoosh's own exceptions arrive unwrapped: a full disk went by as
+    an item error per page, and the crawl ended "finished", exit 0, with nothing committed)."""
+    if isinstance(exc, (IndexLocked, WriterError)):
+        return exc
+    return WriterError(f"{type(exc).__name__}: {exc}")

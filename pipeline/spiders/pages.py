@@ -107,8 +107,13 @@ class PagesSpider(scrapy.Spider):
             # Distributed mode: when idle, take more starts from Redis (see
             # pipeline.distributed); stay open until REDIS_IDLE_CLOSE seconds of nothing.
             crawler.signals.connect(spider._redis_idle, signal=signals.spider_idle)
-            spider._idle_since = time.monotonic()
+            # Counted from the spider's opening, not the crawler's creation: a crawler slow
+            # to start (a loaded machine) closed at its first idle check, before any start.
+            crawler.signals.connect(spider._start_idle_clock, signal=signals.spider_opened)
         return spider
+
+    def _start_idle_clock(self) -> None:
+        self._idle_since = time.monotonic()
 
     def starts_keys(self) -> list[str]:
         return [start_key(s) for s in self.starts]
@@ -177,7 +182,8 @@ class PagesSpider(scrapy.Spider):
 
     # -- starts -------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Any]:
-        if not self.starts:
+        if not self.starts and not self.settings.get("REDIS_URL"):
+            # A distributed crawler takes its starts from Redis (python -m index enqueue).
             logger.error("no start given: use scrapy crawl pages -a start=FOLDER|FILE|URL|SITEMAP")
         for start in self.starts:
             for request in self._requests_or_error(start):
