@@ -96,8 +96,9 @@ def clear_cache() -> None:
 _segment_key = _whoosh.segment_key
 
 
-def _read_postings(reader: Any, fieldname: str, btext: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """All (docnum, weight) pairs of a term in one segment, deletions included."""
+def _read_postings(reader: Any, fieldname: str, btext: bytes, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """All (docnum, weight) pairs of a term in one segment, deletions included; kept in
+    the cache unless ``keep`` is false (the caller keeps what it derives from them)."""
     key = ("p", _segment_key(reader), fieldname, btext)
     cached = _CACHE.get(key)
     if cached is not None:
@@ -111,6 +112,8 @@ def _read_postings(reader: Any, fieldname: str, btext: bytes) -> tuple[np.ndarra
         weight_parts.append(np.asarray(block_weights, dtype=np.float64))
     ids = np.concatenate(ids_parts) if ids_parts else _EMPTY_IDS
     weights = np.concatenate(weight_parts) if weight_parts else _EMPTY_SCORES
+    if not keep:
+        return ids, weights
     return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
 
 
@@ -292,7 +295,8 @@ class _Evaluator:
         key = ("s", seg.state, _segment_key(seg.reader), fieldname, btext, params)
         found = _CACHE.get(key)
         if found is None:
-            ids, weights = _read_postings(seg.reader, fieldname, btext)
+            # Not kept twice: the live documents and their scores are what is kept.
+            ids, weights = _read_postings(seg.reader, fieldname, btext, keep=False)
             if seg.deleted is not None and len(ids):
                 keep = ~_positions(ids, seg.deleted)[0]
                 ids, weights = ids[keep], weights[keep]
