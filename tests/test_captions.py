@@ -283,7 +283,7 @@ def test_never_raises_and_is_idempotent(raw):
     assert repair(first.caption) == first.caption
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=fuzz(500), deadline=None)
 @given(correct_text())
 def test_correct_text_without_suffixes_is_unchanged(text):
     text = unicodedata.normalize("NFC", " ".join(text.split()))
