@@ -20,6 +20,9 @@ Anything else (phrases, prefixes, fuzzy terms, ranges inside the scored query, c
 sorts) raises :class:`Unsupported` and the caller uses Whoosh's searcher as before.
 Filters are unscored, so any query works there. ``tests/test_fastsearch.py`` checks hit
 order, scores, totals and facets against Whoosh's searcher on many queries.
+
+Over 400 lines, as one concern: the evaluator, the collapsed totals and the facet
+counts share one bounded cache and one per-searcher segment list.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ cancel flag for a caller that has gone), and every word that stands for many ind
 here, with Whoosh's own lexicon tools, to at most :data:`MAX_EXPANSIONS` index words, the
 most frequent first. The expanded query is plain terms, which the NumPy fast path
 evaluates (index.fastsearch) with the same scores as Whoosh.
+
+Over 400 lines, as one concern: the budget and the expansion share the lexicon caches
+(merged word lists, variants) and the limits that bound them.
 """
 
 from __future__ import annotations
