@@ -28,6 +28,7 @@ counts share one bounded cache and one per-searcher segment list.
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -43,8 +44,19 @@ from index import _whoosh
 
 __all__ = ["Evaluation", "Unsupported", "distinct_count", "doc_count", "evaluate", "facet_counts", "live_docnums"]
 
-# Arrays kept per process: posting lists, field lengths and facet ordinals.
-POSTINGS_CACHE_BYTES = 256 * 1024 * 1024
+
+def _cache_bytes(default_mb: int = 1024) -> int:
+    """The bound on the arrays a search process keeps (posting lists, scores, field
+    lengths, facet and collapsing ordinals): ``$PAGES_SEARCH_CACHE_MB``, else 1 GiB, used
+    only as queries touch words. At a million documents 256 MiB was too small: typo and
+    word-start queries evicted each other's arrays and read them again (bench/RESULTS.md)."""
+    try:
+        return max(16, int(os.environ.get("PAGES_SEARCH_CACHE_MB") or default_mb)) * 2**20
+    except ValueError:
+        return default_mb * 2**20
+
+
+POSTINGS_CACHE_BYTES = _cache_bytes()
 _BYTE_TO_LENGTH = np.array([byte_to_length(b) for b in range(256)], dtype=np.float64)
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _EMPTY_SCORES = np.zeros(0, dtype=np.float64)

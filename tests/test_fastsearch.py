@@ -266,3 +266,12 @@ def test_did_you_mean_suggests_what_whoosh_suggests_over_segments(searcher):
     )
     for typo in sorted(typos):
         assert ours.suggest(typo, limit=5, maxdist=1) == whoosh.suggest(typo, limit=5, maxdist=1), typo
+
+
+def test_the_array_cache_bound_is_a_setting(monkeypatch):
+    monkeypatch.setenv("PAGES_SEARCH_CACHE_MB", "300")
+    assert fastsearch._cache_bytes() == 300 * 2**20
+    monkeypatch.setenv("PAGES_SEARCH_CACHE_MB", "lots")
+    assert fastsearch._cache_bytes() == 1024 * 2**20
+    monkeypatch.delenv("PAGES_SEARCH_CACHE_MB")
+    assert fastsearch._cache_bytes() == 1024 * 2**20
