@@ -281,9 +281,9 @@ class IndexWriter(_StatsPipeline):
                 self.stats.set_value("index/writer_procs", result["procs"])
                 self.stats.set_value("index/subwriter_max_rss", result.get("subwriter_max_rss_kb", 0) * 1024)
             # CPU-seconds of the writer side, for the scaling model (bench/scaling.py).
-            for key in ("cpu_s", "subwriter_cpu_s", "commit_cpu_s"):
+            for key, stat in (("cpu_s", "writer_cpu_s"), ("subwriter_cpu_s",) * 2, ("commit_cpu_s",) * 2):
                 if key in result:
-                    self.stats.set_value("index/writer_cpu_s" if key == "cpu_s" else f"index/{key}", round(result[key], 3))
+                    self.stats.set_value(f"index/{stat}", round(result[key], 3))
             self.stats.set_value("crawl/max_rss", peak_rss_kb() * 1024)
         if finished and self.refresh.seen_log is not None:
             self.refresh.seen_log.unlink(missing_ok=True)  # the job is complete
