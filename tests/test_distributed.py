@@ -143,7 +143,10 @@ def corpus(tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
 def test_two_crawlers_and_one_indexer_make_the_local_crawls_documents(redis_url, corpus, tmp_path):
     root, expected = corpus
     index = tmp_path / "index"
-    crawlers = [start_crawler(redis_url, idle_close=3) for _ in range(2)]
+    # Each must still be waiting when the starts are queued: after the slower one opens,
+    # and within the first's REDIS_IDLE_CLOSE (its idle checks come every 5 s). 3 s lost
+    # that race under load (one crawler closed with nothing done; CI 2026-11-30).
+    crawlers = [start_crawler(redis_url, idle_close=12) for _ in range(2)]
     heads: list[list[str]] = [[], []]
     for crawler, head in zip(crawlers, heads, strict=True):
         wait_ready(crawler, head)
