@@ -536,12 +536,18 @@ def _lookup_instead(reader: Any, fieldname: str, hits: int) -> bool:
     return hits <= DISTINCT_LOOKUP_LIMIT or (hits * 4 < size and spent + hits < size)
 
 
+def _segments_key(segments: list[_Segment]) -> tuple[str, ...]:
+    """The searcher's segments, whatever their deletions: what per-document value
+    ordinals depend on."""
+    return tuple(_segment_key(seg.reader) for seg in segments)
+
+
 def _global_ordinals(segments: list[_Segment], fieldname: str) -> tuple[list[np.ndarray], int]:
     """Per segment, per document, the index of its value among all the searcher's
     distinct values, and how many there are (that number itself marks a document without
     a value): counting the distinct values of a result set is then a scatter into one
     boolean array, not a sort of its hashes."""
-    key = ("g", tuple(_segment_key(seg.reader) for seg in segments), fieldname)
+    key = ("g", _segments_key(segments), fieldname)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
@@ -607,11 +613,10 @@ def _facet_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarra
     """Per global document number, the index of its value of ``fieldname`` among all
     the searcher's shown values (-1: none): counting a result set's facet is then one
     gather and one ``bincount``, not a pass over the result set per segment."""
-    key = ("f", segments[0].state if segments else "", fieldname)
+    key = ("f", _segments_key(segments), fieldname)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    values: list[str] = []
     index: dict[str, int] = {}
     parts = [np.zeros(0, dtype=np.int32)]
     for seg in segments:

@@ -118,11 +118,11 @@ def shown_corrections(searcher: Searcher, corrections: dict[str, str], hits: lis
 
 
 class _Corrector(ReaderCorrector):
-    """Whoosh's reader corrector, with the index words found segment by segment by
-    Whoosh's Levenshtein automaton (:func:`index.query.terms_within`): over several
-    segments, Whoosh's own falls back to an edit distance computed in Python for every
-    word of the field (over a second per suggestion at a million documents). A swap of
-    two neighbour letters counts as one edit, as in Whoosh's fallback."""
+    """Whoosh's reader corrector, with the index words found by Whoosh's Levenshtein
+    automaton over the field's sorted words (:func:`index.query.terms_within`): over
+    several segments, Whoosh's own falls back to an edit distance computed in Python for
+    every word of the field (over a second per suggestion at a million documents). A swap
+    of two neighbour letters counts as one edit, as in Whoosh's fallback."""
 
     def _suggestions(self, text: str, maxdist: int, prefix: int) -> Any:
         reader, fieldname = self.reader, self.fieldname

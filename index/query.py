@@ -234,13 +234,19 @@ def terms_within(reader: Any, fieldname: str, word: str, maxdist: int, prefix: i
     return found
 
 
-def doc_frequency(reader: Any, fieldname: str, word: str) -> int:
+def _frequency(reader: Any, fieldname: str) -> Any:
+    """A function from a word to its document frequency in ``fieldname``: the merged
+    word list's when there is one, else the reader's (looked up once per call site, not
+    once per word)."""
     merged = _merged_lexicon(reader, fieldname)
-    return merged.frequency.get(word, 0) if merged is not None else reader.doc_frequency(fieldname, word)
+    if merged is not None:
+        return lambda word: merged.frequency.get(word, 0)
+    return lambda word: reader.doc_frequency(fieldname, word)
 
 
 def _most_frequent(reader: Any, fieldname: str, words: Any, limit: int) -> list[str]:
-    return heapq.nlargest(limit, words, key=lambda w: (doc_frequency(reader, fieldname, w), w))
+    frequency = _frequency(reader, fieldname)
+    return heapq.nlargest(limit, words, key=lambda w: (frequency(w), w))
 
 
 def prefix_terms(reader: Any, fieldname: str, prefix: str, limit: int = MAX_EXPANSIONS) -> list[str]:
@@ -340,7 +346,7 @@ _VARIANTS_LOCK = threading.Lock()
 
 def _lexicon_key(reader: Any) -> tuple[Any, ...] | None:
     try:
-        return tuple(f"{leaf.storage()!r}:{leaf.segment().segment_id()}" for leaf in _leaves(reader))
+        return tuple(_whoosh.segment_key(leaf) for leaf in _leaves(reader))
     except AttributeError:  # not segment readers: no stable identity, no cache
         return None
 
@@ -392,7 +398,8 @@ def _variants(
             if (fieldname, word[:cut]) in reader:
                 found.setdefault(word[:cut], 1)
     if len(found) > MAX_EXPANSIONS:
-        keep = sorted(found, key=lambda w: (found[w], -doc_frequency(reader, fieldname, w), w))[:MAX_EXPANSIONS]
+        frequency = _frequency(reader, fieldname)
+        keep = sorted(found, key=lambda w: (found[w], -frequency(w), w))[:MAX_EXPANSIONS]
         found = {w: found[w] for w in keep}
     return found
 

@@ -15,6 +15,7 @@ checked here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import weakref
 from collections.abc import Callable, Iterator
@@ -152,10 +153,12 @@ def wildcard_pattern(q: Any) -> str:
 # -- raw columns ---------------------------------------------------------------------------
 
 
-def _fast_varbytes_column() -> Any:
+@functools.cache
+def _fast_varbytes_column() -> type:
     """Whoosh's variable-bytes column, opened without its Python loop: a segment under
     32,768 documents stores no offsets, and Whoosh adds its lengths up one by one on
-    every open (most of a cold search's time, with one column per segment)."""
+    every open (most of a cold search's time, with one column per segment). Built on
+    first use (NumPy is the search's, not the crawl's), once."""
     import array
     import struct
 
@@ -181,7 +184,7 @@ def _fast_varbytes_column() -> Any:
         pass
 
     Column.Reader = Reader
-    return Column()
+    return Column
 
 
 def column_reader(reader: Any, fieldname: str) -> Any:
@@ -190,7 +193,7 @@ def column_reader(reader: Any, fieldname: str) -> Any:
     from whoosh import columns
 
     own = type(reader.schema[fieldname].column_type) is columns.VarBytesColumn
-    return reader.column_reader(fieldname, column=_fast_varbytes_column() if own else None, translate=False)
+    return reader.column_reader(fieldname, column=_fast_varbytes_column()() if own else None, translate=False)
 
 
 def raw_column_values(column: Any, count: int) -> list[bytes] | None:
