@@ -22,38 +22,24 @@ from pathlib import Path
 
 from bench.baselines import scrapy_alone, uptime
 from bench.run import WORK, corpus, crawl
+from pipeline.normalize import clear_caches
 
 
 def _pure_stages(files: list[Path]) -> dict[str, float]:
-    """parse_page over ``files``, then the domain and caption normalizers as the item
-    pipelines call them; seconds per stage."""
-    from pipeline.normalize.captions import normalize_caption
-    from pipeline.normalize.domains import host_of, normalize_image_url, registrable_domain
+    """parse_page over ``files``, then the domain and caption steps the item pipelines
+    run (``pipeline.steps``); seconds per stage."""
     from pipeline.parsing import parse_page
+    from pipeline.steps import normalize_captions, normalize_domains
 
     bodies = [(f.resolve().as_uri(), f.read_bytes()) for f in files]
     t0 = time.perf_counter()
     pages = [parse_page(url, body) for url, body in bodies]
     t1 = time.perf_counter()
     for page in pages:
-        for image in page.images:
-            info = normalize_image_url(image["image_url"], page.url)
-            image["image_url"] = info.image_url
-            image["image_host"] = info.image_host
-            image["domain"] = info.domain
-            image["site_hint"] = info.site_hint
+        normalize_domains(page.url, page.images)
     t2 = time.perf_counter()
     for page in pages:
-        page_host = host_of(page.url)
-        page_domain = registrable_domain(page_host) if page_host else None
-        for image in page.images:
-            c = normalize_caption(
-                image.get("caption_raw") or "",
-                image_domain=image.get("domain"),
-                page_domain=page_domain,
-                site_hint=image.pop("site_hint", None),
-            )
-            image.update(caption=c.caption, headline=c.headline, site=c.site, board=c.board, tags=list(c.tags))
+        normalize_captions(page.url, page.images)
     t3 = time.perf_counter()
     images = sum(len(p.images) for p in pages)
     return {"pages": len(pages), "images": images, "parse": t1 - t0, "domains": t2 - t1, "captions": t3 - t2}
@@ -63,15 +49,6 @@ def _children_cpu() -> float:
     """User + system CPU seconds of the finished child processes so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _clear_caches() -> None:
-    from pipeline.normalize import captions, domains
-
-    for module in (captions, domains):
-        for value in vars(module).values():
-            if hasattr(value, "cache_clear"):
-                value.cache_clear()
 
 
 def profile(folder: Path, top: int) -> None:
@@ -86,7 +63,7 @@ def profile(folder: Path, top: int) -> None:
     print(out.getvalue())
     # Timed again without the profiler, from cold caches again (a crawl process starts
     # with none).
-    _clear_caches()
+    clear_caches()
     plain = _pure_stages(files)
     for label, s in (("profiled", stages), ("unprofiled", plain)):
         n = s["images"]

@@ -113,7 +113,7 @@ def stages_and_documents(folder: Path, jsonl: Path) -> dict[str, float]:
     from index.documents import page_documents
     from pipeline import steps
     from pipeline.items import PageItem
-    from pipeline.normalize import captions, domains
+    from pipeline.normalize import captions, clear_caches, domains
     from pipeline.parsing import parse_page
 
     files = _page_files(folder)
@@ -134,16 +134,14 @@ def stages_and_documents(folder: Path, jsonl: Path) -> dict[str, float]:
     t_validate = time.perf_counter() - t0
     assert not any(problems), problems
 
-    domains._idna_host.cache_clear()
-    domains.registrable_domain.cache_clear()
-    domains.platform_for.cache_clear()
-    domains._host_facts.cache_clear()
+    # Cold, as in a fresh crawl process (the list of the module's caches went stale once).
+    clear_caches(domains)
     t0 = time.perf_counter()
     for item in items:
         steps.normalize_domains(item.url, item.images)
     t_domain = time.perf_counter() - t0
 
-    captions.repair.cache_clear()
+    clear_caches(captions)
     t0 = time.perf_counter()
     for item in items:
         steps.normalize_captions(item.url, item.images)

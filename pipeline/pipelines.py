@@ -39,6 +39,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# CPU-seconds of the writer side, as the writer reports them, and the crawl's stat for
+# each (the scaling model's inputs, bench/scaling.py).
+_WRITER_CPU_STATS = {
+    "cpu_s": "index/writer_cpu_s",
+    "subwriter_cpu_s": "index/subwriter_cpu_s",
+    "commit_cpu_s": "index/commit_cpu_s",
+}
+
 
 def writer_options(settings: BaseSettings) -> WriterOptions:
     """The ``INDEX_*`` settings of a crawl as writer options (defaults: WriterOptions')."""
@@ -280,10 +288,9 @@ class IndexWriter(_StatsPipeline):
                 # at most its own peak plus procs times the largest sub-writer's.
                 self.stats.set_value("index/writer_procs", result["procs"])
                 self.stats.set_value("index/subwriter_max_rss", result.get("subwriter_max_rss_kb", 0) * 1024)
-            # CPU-seconds of the writer side, for the scaling model (bench/scaling.py).
-            for key, stat in (("cpu_s", "writer_cpu_s"), ("subwriter_cpu_s",) * 2, ("commit_cpu_s",) * 2):
+            for key, stat in _WRITER_CPU_STATS.items():
                 if key in result:
-                    self.stats.set_value(f"index/{stat}", round(result[key], 3))
+                    self.stats.set_value(stat, round(result[key], 3))
             self.stats.set_value("crawl/max_rss", peak_rss_kb() * 1024)
         if finished and self.refresh.seen_log is not None:
             self.refresh.seen_log.unlink(missing_ok=True)  # the job is complete

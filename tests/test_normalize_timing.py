@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import fuzz
 from pipeline.body import extract_body
-from pipeline.normalize import captions, domains
+from pipeline.normalize import captions, clear_caches, domains
 from pipeline.normalize.captions import normalize_caption
 from pipeline.normalize.domains import normalize_image_url, platform_for
 
@@ -27,18 +27,10 @@ MAX_RATIO = 24
 FLOOR_SECONDS = 0.02
 
 
-def _clear_caches() -> None:
-    # Every cache of both modules, so that each timed run pays for the work it measures.
-    for module in (captions, domains):
-        for value in vars(module).values():
-            if hasattr(value, "cache_clear"):
-                value.cache_clear()
-
-
 def _best(run: Callable[[str], object], text: str, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
-        _clear_caches()
+        clear_caches(captions, domains)  # each timed run pays for the work it measures
         start = time.perf_counter()
         run(text)
         best = min(best, time.perf_counter() - start)
