@@ -60,6 +60,9 @@ POSTINGS_CACHE_BYTES = _cache_bytes()
 _BYTE_TO_LENGTH = np.array([byte_to_length(b) for b in range(256)], dtype=np.float64)
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _EMPTY_SCORES = np.zeros(0, dtype=np.float64)
+# From this many ids on, removing documents scatters into a boolean array instead of a
+# binary search per id.
+_SCATTER_FROM = 4096
 # Above any BM25 score: tier t ranks as t * _TIER_GAP - score when partitioning.
 _TIER_GAP = 1e7
 
@@ -250,9 +253,17 @@ def _combine_or(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
 
 
 def _without(ids: np.ndarray, scores: np.ndarray, remove: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` (sorted) and their scores, less the sorted ``remove``."""
     if not len(remove) or not len(ids):
         return ids, scores
-    keep = ~_positions(ids, remove)[0]
+    if len(ids) < _SCATTER_FROM:
+        keep = ~_positions(ids, remove)[0]
+    else:
+        # One scatter and one gather instead of a binary search per id (the page
+        # documents taken out of a whole result set).
+        removed = np.zeros(max(int(ids[-1]), int(remove[-1])) + 1, dtype=bool)
+        removed[remove] = True
+        keep = ~removed[ids]
     return ids[keep], scores[keep]
 
 
@@ -396,12 +407,8 @@ def evaluate(
         return Evaluation(_EMPTY_IDS, _EMPTY_SCORES)
     # Segments are in offset order, so the concatenation is sorted.
     ids, scores = np.concatenate(all_ids), np.concatenate(all_scores)
-    if exclude is not None and len(exclude) and len(ids):
-        # One scatter and one gather instead of a binary search per result.
-        excluded = np.zeros(max(int(ids[-1]), int(exclude[-1])) + 1, dtype=bool)
-        excluded[exclude] = True
-        keep = ~excluded[ids]
-        ids, scores = ids[keep], scores[keep]
+    if exclude is not None:
+        ids, scores = _without(ids, scores, exclude)
     return Evaluation(ids, scores, _tiers(searcher, ids, tiers) if tiers else None)
 
 

@@ -275,3 +275,16 @@ def test_the_array_cache_bound_is_a_setting(monkeypatch):
     assert fastsearch._cache_bytes() == 1024 * 2**20
     monkeypatch.delenv("PAGES_SEARCH_CACHE_MB")
     assert fastsearch._cache_bytes() == 1024 * 2**20
+
+
+@pytest.mark.parametrize("scatter_from", [1, 10**9], ids=["scatter", "binary-search"])
+def test_removing_documents_either_way_keeps_the_rest_and_their_scores(monkeypatch, scatter_from):
+    monkeypatch.setattr(fastsearch, "_SCATTER_FROM", scatter_from)
+    rng = np.random.default_rng(9)
+    for size, removed in ((1, 1), (50, 3), (5000, 700), (5000, 9000)):
+        ids = np.unique(rng.integers(0, 20000, size))
+        remove = np.unique(rng.integers(0, 20000, removed))
+        scores = rng.random(len(ids))
+        kept, kept_scores = fastsearch._without(ids, scores, remove)
+        expected = ~np.isin(ids, remove)
+        assert kept.tolist() == ids[expected].tolist() and kept_scores.tolist() == scores[expected].tolist()
