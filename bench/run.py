@@ -69,6 +69,18 @@ PRESETS = {
 }
 
 
+DOCS_PER_PAGE = 80  # bench.corpus pages carry 80 image documents on average
+
+
+def sized_preset(preset: str, docs: int) -> str:
+    """A copy of ``preset`` sized for about ``docs`` image documents (issue 19's 2M run),
+    registered under its own name so its results get their own section."""
+    pages = max(1, round(docs / DOCS_PER_PAGE))
+    name = f"{preset}-{docs // 1000}k"
+    PRESETS[name] = {**PRESETS[preset], "pages": pages, "refresh_pages": pages}
+    return name
+
+
 def machine() -> dict[str, str]:
     mem_kb = 0
     try:
@@ -194,6 +206,8 @@ def crawl(folder: Path, index: Path, settings: dict[str, str] | None = None, kee
         "writer_rss_mb": stats.get("index/writer_max_rss", 0) / 2**20,
         "subwriter_rss_mb": stats.get("index/subwriter_max_rss", 0) / 2**20,
         "procs": stats.get("index/writer_procs", 1),
+        "index_mb": sum(f.stat().st_size for f in index.glob("*") if f.is_file()) / 2**20,
+        "segments": len(list(index.glob("*.seg"))),
     }
 
 
@@ -736,7 +750,8 @@ def report(r: dict[str, Any]) -> str:
     rows = [
         f"| 1 | end-to-end `scrapy crawl pages` into a fresh index (defaults: writer process, {int(e['procs'])} Whoosh "
         f"sub-writers) | {e['seconds']:.1f} s, "
-        f"{e['pages'] / e['seconds']:.0f} pages/s, {e_rate:,.0f} docs/s |",
+        f"{e['pages'] / e['seconds']:.0f} pages/s, {e_rate:,.0f} docs/s; index "
+        f"{e.get('index_mb', 0):,.0f} MB in {int(e.get('segments', 0))} segments |",
     ]
     if "inproc" in r:
         i = r["inproc"]
@@ -943,7 +958,19 @@ def main() -> None:
     parser.add_argument(
         "--search-typos", action="store_true", help="only typo / word-start latency and the page under slow queries"
     )
+    parser.add_argument(
+        "--docs",
+        type=int,
+        help="about this many image documents instead of the preset's (pages = docs / 80); its own section",
+    )
+    parser.add_argument(
+        "--work", type=Path, help="where corpora and indexes go (default bench/work); a big run may want another disk"
+    )
     opts = parser.parse_args()
+    if opts.work:
+        globals()["WORK"] = opts.work.resolve()
+    if opts.docs:
+        opts.preset = sized_preset(opts.preset, opts.docs)
     t0 = time.perf_counter()
     if opts.search_typos:
         section = search_typos(opts.preset)
@@ -961,9 +988,10 @@ def main() -> None:
         update_results(opts.results, f"## `{opts.preset}` follow-up", section)
         return
     result = run(opts.preset, opts.inprocess)
+    # Kept before the report is formatted: a long run's figures outlive a slip in the report.
+    (WORK / f"result-{opts.preset}.json").write_text(json.dumps(result, indent=2))
     section = report(result)
     print(section)
-    (WORK / f"result-{opts.preset}.json").write_text(json.dumps(result, indent=2))
     update_results(opts.results, f"## `{opts.preset}` preset", section)
     print(f"[bench] done in {time.perf_counter() - t0:.0f} s; wrote {opts.results}")
 
