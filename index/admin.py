@@ -10,6 +10,7 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 
+from index.options import ARRAY_STORE_FILE
 from index.writer import SessionLock
 
 __all__ = ["LAST_CRAWL", "check", "counts", "optimize", "record_crawl", "stats"]
@@ -33,8 +34,9 @@ def record_crawl(index_dir: str | Path, summary: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+def _size(path: Path, store: bool = False) -> int:
+    """The index's files, or (``store``) those of the search processes' array store."""
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file() and f.name.startswith(ARRAY_STORE_FILE) == store)
 
 
 def _live_terms(searcher: Any, field: str) -> int:
@@ -77,6 +79,7 @@ def stats(index_dir: str | Path) -> dict[str, Any]:
         "generation": generation,
         "last_commit": dt.datetime.fromtimestamp(ix.last_modified(), dt.UTC).isoformat(timespec="seconds"),
         "size_bytes": _size(Path(index_dir)),
+        "array_store_bytes": _size(Path(index_dir), store=True),
         "last_crawl": json.loads(last.read_text("utf-8")) if last.exists() else None,
     }
 

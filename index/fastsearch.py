@@ -13,7 +13,10 @@ module evaluates the same queries a posting list at a time with NumPy instead:
   so scores are Whoosh's scores, ties broken the way Whoosh breaks them (lower document
   number first);
 - the result-set size is exact, and facet counts are one ``bincount`` over per-segment
-  value ordinals.
+  value ordinals;
+- the costly arrays (a common word's postings, a segment's value ordinals) are also kept
+  on disk beside the index (``index.arraystore``), so a new process does not decode them
+  again.
 
 Only the shapes it can score exactly are taken: terms, And, Or, Not inside And, AndNot.
 Anything else (phrases, prefixes, fuzzy terms, ranges inside the scored query, custom
@@ -28,6 +31,7 @@ counts share one bounded cache and one per-searcher segment list.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import os
 import threading
 import weakref
@@ -40,7 +44,7 @@ import numpy as np
 from whoosh import query as Q
 from whoosh.util.numeric import byte_to_length
 
-from index import _whoosh
+from index import _whoosh, arraystore
 
 __all__ = ["Evaluation", "Unsupported", "distinct_count", "doc_count", "evaluate", "facet_counts", "live_docnums"]
 
@@ -114,6 +118,36 @@ def clear_cache() -> None:
 _segment_key = _whoosh.segment_key
 
 
+# Arrays of fewer postings than this are decoded again by the next process rather than
+# stored: a few blocks decode about as fast as a stored row is read back.
+STORE_MIN_POSTINGS = 1024
+_STORES: weakref.WeakKeyDictionary[Any, tuple[arraystore.ArrayStore, str] | None] = weakref.WeakKeyDictionary()
+
+
+def _store(reader: Any) -> tuple[arraystore.ArrayStore, str] | None:
+    """The disk store of the reader's index folder and the segment's id in it."""
+    try:
+        return _STORES[reader]
+    except KeyError:
+        pass
+    location = _whoosh.segment_location(reader)
+    found = None if location is None else (arraystore.for_folder(location[0]), location[1])
+    _STORES[reader] = found
+    return found
+
+
+def flush_store() -> None:
+    """Write the arrays this process decoded to the disk store (after each search)."""
+    arraystore.flush_all()
+
+
+def _compact(ids: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
+    # Segment-local document numbers fit 32 bits; term weights are counts, so float32 is
+    # exact (kept as float64 when it would not be: scores must stay Whoosh's).
+    small = weights.astype(np.float32)
+    return [ids.astype(np.int32), small if np.array_equal(small, weights) else weights]
+
+
 def _read_postings(reader: Any, fieldname: str, btext: bytes, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """All (docnum, weight) pairs of a term in one segment, deletions included; kept in
     the cache unless ``keep`` is false (the caller keeps what it derives from them)."""
@@ -121,8 +155,23 @@ def _read_postings(reader: Any, fieldname: str, btext: bytes, keep: bool = True)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    if (fieldname, btext) not in reader:
+    frequency = _whoosh.term_doc_frequency(reader, fieldname, btext)
+    if not frequency:
         return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), 64)
+    stored = _store(reader) if frequency >= STORE_MIN_POSTINGS else None
+    found = None if stored is None else stored[0].get(stored[1], "p", fieldname, btext)
+    if found is not None:
+        ids, weights = found[0].astype(np.int64), found[1].astype(np.float64)
+    else:
+        ids, weights = _decode_postings(reader, fieldname, btext)
+        if stored is not None:
+            stored[0].put(stored[1], "p", fieldname, btext, _compact(ids, weights))
+    if not keep:
+        return ids, weights
+    return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
+
+
+def _decode_postings(reader: Any, fieldname: str, btext: bytes) -> tuple[np.ndarray, np.ndarray]:
     ids_parts: list[np.ndarray] = []
     weight_parts: list[np.ndarray] = []
     for block_ids, block_weights in _whoosh.posting_blocks(reader, fieldname, btext):
@@ -130,9 +179,7 @@ def _read_postings(reader: Any, fieldname: str, btext: bytes, keep: bool = True)
         weight_parts.append(np.asarray(block_weights, dtype=np.float64))
     ids = np.concatenate(ids_parts) if ids_parts else _EMPTY_IDS
     weights = np.concatenate(weight_parts) if weight_parts else _EMPTY_SCORES
-    if not keep:
-        return ids, weights
-    return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
+    return ids, weights
 
 
 def _lengths(reader: Any, fieldname: str) -> np.ndarray:
@@ -445,6 +492,9 @@ def doc_count(searcher: Any, fieldname: str, text: str) -> int:
     btext = searcher.schema[fieldname].to_bytes(text)
     total = 0
     for seg in _segments(searcher):
+        if seg.deleted is None:  # every holder is live: the term info's count is the answer
+            total += _whoosh.term_doc_frequency(seg.reader, fieldname, btext)
+            continue
         ids, _ = _read_postings(seg.reader, fieldname, btext)
         if seg.deleted is not None and len(ids):
             ids = ids[~_positions(ids, seg.deleted)[0]]
@@ -461,6 +511,14 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
+    stored = _store(reader)
+    found = None if stored is None else stored[0].get(stored[1], "o", fieldname)
+    if found is not None:
+        ords, sizes, joined = found
+        bounds = [0, *np.cumsum(sizes).tolist()]
+        data = joined.tobytes()
+        shown_values = [data[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(sizes))]
+        return _CACHE.put(key, (ords, shown_values), ords.nbytes + 64 * len(shown_values))
     ords = np.full(reader.doc_count_all(), -1, dtype=np.int32)
     values: list[str] = []
     column = reader.column_reader(fieldname) if reader.has_column(fieldname) else None
@@ -471,6 +529,10 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
         ords[ids] = len(values)
         shown = column[int(ids[0])] if column is not None else None
         values.append(shown if isinstance(shown, str) and shown else btext.decode("utf-8"))
+    if stored is not None:
+        encoded = [v.encode("utf-8") for v in values]
+        sizes = np.array([len(e) for e in encoded], dtype=np.int32)
+        stored[0].put(stored[1], "o", fieldname, b"", [ords, sizes, np.frombuffer(b"".join(encoded), dtype=np.uint8)])
     return _CACHE.put(key, (ords, values), ords.nbytes + 64 * len(values))
 
 
@@ -509,26 +571,48 @@ def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
 # than building (and caching) the whole segment's ordinals.
 DISTINCT_LOOKUP_LIMIT = 256
 _LOOKED_UP: dict[tuple[str, str], int] = {}
+_COUNTED: dict[tuple[Any, ...], bool] = {}
 
 
 def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray]:
     """Per document of a segment, the index of its stored column value (-1: none), and
     per index the value's hash, from the raw column: one pass, no posting lists."""
-    key = ("v", _segment_key(reader), fieldname)
-    cached = _CACHE.get(key)
-    if cached is not None:
-        return cached
+    known = _known_value_ordinals(reader, fieldname)
+    if known is not None:
+        return known
+    stored = _store(reader)
     column = _column(reader, fieldname)
     count = reader.doc_count_all()
     seen: dict[bytes, int] = {}
     values = _whoosh.raw_column_values(column, count)
     if values is None:
         values = [column[d] for d in range(count)]
-    ords = np.fromiter((seen.setdefault(v, len(seen)) if v else -1 for v in values), dtype=np.int64, count=count)
-    # Values compared across segments by a 64-bit hash (this process's): a collision
-    # would need billions of distinct values.
-    hashes = np.fromiter((hash(v) for v in seen), dtype=np.int64, count=len(seen))
+    ords = np.fromiter((seen.setdefault(v, len(seen)) if v else -1 for v in values), dtype=np.int32, count=count)
+    hashes = np.fromiter((_value_hash(v) for v in seen), dtype=np.int64, count=len(seen))
+    if stored is not None:
+        stored[0].put(stored[1], "v", fieldname, b"", [ords, hashes])
+    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes + 64)
+
+
+def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_value_ordinals`` if this process has them or the disk store kept them."""
+    key = ("v", _segment_key(reader), fieldname)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    stored = _store(reader)
+    found = None if stored is None else stored[0].get(stored[1], "v", fieldname)
+    if found is None:
+        return None
+    ords, hashes = found
     return _CACHE.put(key, (ords, hashes), ords.nbytes + hashes.nbytes + 64)
+
+
+def _value_hash(value: bytes) -> int:
+    """Values are compared across segments by a 64-bit hash, one that stays the same
+    across processes (Python's ``hash`` does not), as the disk store keeps them: a
+    collision would need billions of distinct values."""
+    return int.from_bytes(hashlib.blake2b(value, digest_size=8).digest(), "little", signed=True)
 
 
 def _lookup_instead(reader: Any, fieldname: str, hits: int) -> bool:
@@ -536,8 +620,11 @@ def _lookup_instead(reader: Any, fieldname: str, hits: int) -> bool:
     column: fewer documents than the segment holds, in a process that has not yet looked
     up as many values as building the segment's ordinals once would read (a cold
     `python -m index search` must not read a million values for a thousand hits)."""
-    if _CACHE.get(("v", _segment_key(reader), fieldname)) is not None:
+    if _known_value_ordinals(reader, fieldname) is not None:
         return False
+    stored = _store(reader)
+    if stored is not None and not stored[0].disabled and hits > DISTINCT_LOOKUP_LIMIT:
+        return False  # built once, then kept on disk for every later process
     size = reader.doc_count_all()
     spent = _LOOKED_UP.get((_segment_key(reader), fieldname), 0)
     return hits <= DISTINCT_LOOKUP_LIMIT or (hits * 4 < size and spent + hits < size)
@@ -584,6 +671,13 @@ def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str) -> int:
             spans.append((i, docnums[lo:hi] - seg.offset))
     if any(_lookup_instead(segments[i].reader, fieldname, len(local)) for i, local in spans):
         return _distinct_by_lookup(segments, spans, fieldname)
+    # Global ordinals sort every distinct value of the index once (a tenth of a second
+    # at a million documents): worth it from a process's second count on, not for a
+    # one-query `python -m index search`, which hashes only its hits' values.
+    calls_key = ("g", _segments_key(segments), fieldname)
+    if _CACHE.get(calls_key) is None and not _COUNTED.get(calls_key):
+        _COUNTED[calls_key] = True
+        return _distinct_by_lookup(segments, spans, fieldname)
     ordinals, size = _global_ordinals(segments, fieldname)
     present = np.zeros(size + 1, dtype=bool)
     alone = 0
@@ -606,14 +700,22 @@ def _distinct_by_lookup(segments: list[_Segment], spans: list[tuple[int, np.ndar
             _LOOKED_UP[key] = _LOOKED_UP.get(key, 0) + len(local)
             column = _column(reader, fieldname)
             found = [column[d] for d in local.tolist()]
-            parts.append(np.array([hash(v) for v in found if v], dtype=np.int64))
+            parts.append(np.array([_value_hash(v) for v in found if v], dtype=np.int64))
             alone += sum(1 for v in found if not v)
         else:
             ords, hashes = _value_ordinals(reader, fieldname)
             picked = ords[local]
             parts.append(hashes[picked[picked >= 0]])
             alone += int(np.count_nonzero(picked < 0))
-    return len(np.unique(np.concatenate(parts))) + alone
+    return _count_distinct(np.concatenate(parts)) + alone
+
+
+def _count_distinct(values: np.ndarray) -> int:
+    # A sort and a count of changes: np.unique's hash table is slower on large arrays.
+    if not len(values):
+        return 0
+    ordered = np.sort(values)
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
 
 
 def _facet_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarray, list[str]]:

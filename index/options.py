@@ -22,6 +22,11 @@ from typing import Any, Self
 __all__ = ["DEFAULTS", "DeletionGuard", "WriterOptions", "default_index_dir", "parse_settings"]
 
 
+# The search processes' cache of decoded arrays, kept in the index folder
+# (index.arraystore); not part of the index, and not counted in its size.
+ARRAY_STORE_FILE = "pages-arrays.sqlite"
+
+
 def default_index_dir() -> str:
     """Where the index lives unless ``INDEX_DIR`` says otherwise: ``$PAGES_INDEX``, else
     ``data/index``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import functools
+import hashlib
 import heapq
 import itertools
 import re
@@ -27,12 +28,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from whoosh import collectors
 from whoosh import query as Q
 from whoosh.automata import fsa, lev
 from whoosh.codec.base import Automata
 
-from index import _whoosh
+from index import _whoosh, arraystore
 from index.querylang import QueryError
 
 __all__ = [
@@ -198,20 +200,65 @@ def _merged_lexicon(reader: Any, fieldname: str) -> _Lexicon | None:
         if key in _LEXICONS:
             _LEXICONS.move_to_end(key)
             return _LEXICONS[key]
-        frequency: dict[str, int] = {}
-        lexicon: _Lexicon | None = None
-        for leaf in leaves:
-            for btext, info in leaf.iter_field(fieldname):
-                word = _text(btext)
-                frequency[word] = frequency.get(word, 0) + info.doc_frequency()
-            if len(frequency) > MERGED_LEXICON_WORDS:
-                break
-        else:
-            lexicon = _Lexicon(sorted(frequency), frequency)
+        lexicon = _stored_lexicon(leaves, fieldname)
+        if lexicon is None:
+            lexicon = _merge_lexicons(leaves, fieldname)
+            if lexicon is not None:
+                _store_lexicon(leaves, fieldname, lexicon)
         _LEXICONS[key] = lexicon
         while len(_LEXICONS) > 4:
             _LEXICONS.popitem(last=False)
     return lexicon
+
+
+def _merge_lexicons(leaves: list[Any], fieldname: str) -> _Lexicon | None:
+    frequency: dict[str, int] = {}
+    for leaf in leaves:
+        for btext, info in leaf.iter_field(fieldname):
+            word = _text(btext)
+            frequency[word] = frequency.get(word, 0) + info.doc_frequency()
+        if len(frequency) > MERGED_LEXICON_WORDS:
+            return None
+    return _Lexicon(sorted(frequency), frequency)
+
+
+# Merging a field's words walks every segment's term file (seconds at a million
+# documents), so the merged list is also kept in the index folder's array store, under
+# the first segment, for the same set of segments; a new set replaces it.
+_WORD_SEPARATOR = "\x00"
+
+
+def _lexicon_row(leaves: list[Any], fieldname: str) -> tuple[Any, str, bytes] | None:
+    locations = [_whoosh.segment_location(leaf) for leaf in leaves]
+    if any(loc is None for loc in locations):
+        return None
+    ids = "\n".join(sorted(loc[1] for loc in locations if loc is not None))
+    folder, first = locations[0]  # type: ignore[misc]
+    store = arraystore.for_folder(folder)
+    if store.disabled:
+        return None
+    return store, first, hashlib.blake2b(f"{fieldname}\n{ids}".encode(), digest_size=16).digest()
+
+
+def _stored_lexicon(leaves: list[Any], fieldname: str) -> _Lexicon | None:
+    row = _lexicon_row(leaves, fieldname)
+    found = None if row is None else row[0].get(row[1], "m", fieldname, row[2])
+    if found is None:
+        return None
+    joined, counts = found
+    words = joined.tobytes().decode("utf-8").split(_WORD_SEPARATOR) if len(joined) else []
+    if len(words) != len(counts):
+        return None
+    return _Lexicon(words, dict(zip(words, counts.tolist(), strict=True)))
+
+
+def _store_lexicon(leaves: list[Any], fieldname: str, lexicon: _Lexicon) -> None:
+    row = _lexicon_row(leaves, fieldname)
+    if row is None or any(_WORD_SEPARATOR in w for w in lexicon.words):
+        return
+    joined = np.frombuffer(_WORD_SEPARATOR.join(lexicon.words).encode("utf-8"), dtype=np.uint8)
+    counts = np.array([lexicon.frequency[w] for w in lexicon.words], dtype=np.int64)
+    row[0].put(row[1], "m", fieldname, row[2], [joined, counts], replaces_kind=True)
 
 
 def terms_within(reader: Any, fieldname: str, word: str, maxdist: int, prefix: int = 0) -> set[str]:

@@ -26,6 +26,7 @@ from whoosh import index as whoosh_index
 from whoosh.searching import Searcher
 
 from index import _whoosh, collect, hits
+from index.fastsearch import flush_store
 from index.query import Budget, BudgetExceeded, Cancelled, check_size
 from index.querylang import QueryError, SearchError, check_options, parse
 
@@ -77,6 +78,9 @@ def _as_search_errors(fn: Callable[..., Results]) -> Callable[..., Results]:
             raise QueryError(str(exc)) from None
         except Cancelled as exc:
             raise SearchCancelled(str(exc)) from None
+        finally:
+            # What this search decoded, kept for the next process (a cut-short search's too).
+            flush_store()
 
     return wrapper
 

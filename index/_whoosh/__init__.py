@@ -221,3 +221,25 @@ def segment_key(reader: Any) -> str:
     if key is None:
         key = _SEGMENT_KEYS[reader] = f"{reader.storage()!r}:{reader.segment().segment_id()}"
     return key
+
+
+def segment_location(reader: Any) -> tuple[str, str] | None:
+    """A segment reader's index folder and segment id (``MAIN_<id>``, its files' stem),
+    or None when its storage is not a folder (tests' RAM storage)."""
+    storage = reader.storage()
+    storage = getattr(storage, "b", storage)  # a compound segment reads through an overlay
+    folder = getattr(storage, "folder", None)
+    if not isinstance(folder, str):
+        return None
+    return folder, reader.segment().segment_id()
+
+
+def term_doc_frequency(reader: Any, fieldname: str, btext: bytes) -> int:
+    """How many documents of the segment hold the term (0: none), from its term info
+    alone."""
+    from whoosh.reading import TermNotFound
+
+    try:
+        return reader._terms.doc_frequency(fieldname, btext)
+    except (KeyError, TermNotFound):
+        return 0
