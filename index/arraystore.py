@@ -17,6 +17,7 @@ dropped, and the file is kept under a size bound, oldest rows first.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -32,6 +33,8 @@ from index.options import ARRAY_STORE_FILE
 logger = logging.getLogger(__name__)
 
 FILENAME = ARRAY_STORE_FILE
+# Writes kept in memory for the next flush, at most this much.
+PENDING_FLUSH_BYTES = 64 * 2**20
 
 
 def default_limit_bytes(default_mb: int = 512) -> int:
@@ -73,6 +76,7 @@ class ArrayStore:
         self.folder = folder
         self.pending: dict[tuple[str, str, str, bytes], tuple[str, bytes]] = {}
         self.replacing: set[tuple[str, str]] = set()
+        self.pending_bytes = 0
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
         self.disabled = limit_bytes <= 0
@@ -184,10 +188,15 @@ class ArrayStore:
         of this kind go (arrays of a whole index state, which the next state replaces)."""
         if self.disabled:
             return
+        packed = pack(arrays)
         with self.lock:
-            self.pending[(segment, kind, field, term)] = pack(arrays)
+            self.pending[(segment, kind, field, term)] = packed
+            self.pending_bytes += len(packed[1])
             if replaces_kind:
                 self.replacing.add((kind, field))
+            too_much = self.pending_bytes > PENDING_FLUSH_BYTES
+        if too_much:  # a caller that never flushes (fastsearch used on its own)
+            self.flush()
 
     def flush(self) -> None:
         """Write what :meth:`put` was given; a busy or failing file drops it (the next
@@ -195,6 +204,7 @@ class ArrayStore:
         with self.lock:
             pending, self.pending = self.pending, {}
             replacing, self.replacing = self.replacing, set()
+            self.pending_bytes = 0
             if not pending:
                 return
             conn = self._connect()
@@ -279,6 +289,10 @@ def for_folder(folder: str | os.PathLike[str]) -> ArrayStore:
 def flush_all(stores: Iterable[ArrayStore] | None = None) -> None:
     for store in list(_STORES.values()) if stores is None else stores:
         store.flush()
+
+
+# What a process decoded since its last search still reaches the store when it exits.
+atexit.register(flush_all)
 
 
 def forget_all() -> None:
