@@ -949,7 +949,8 @@ def segments_follow_up(preset: str) -> str:
         f"python -m bench.run --preset {preset} --follow-up",
         "result",
         [
-            f"| end-to-end crawl | {e2e['seconds']:.1f} s, {e2e['documents'] / e2e['seconds']:,.0f} docs/s, {segments} segments |",
+            f"| end-to-end crawl | {e2e['seconds']:.1f} s, {e2e['documents'] / e2e['seconds']:,.0f} docs/s, {segments} segments, "
+            f"{e2e['index_mb']:,.0f} MB |",
             f"| peak RSS crawl / writer (with its sub-writers) | {e2e['crawl_rss_mb']:.0f} / {_writer_rss(e2e):.0f} MB |",
             f"| search p50 / p99, result cache on (first {FOLLOW_UP_QUERIES} queries, {int(lat['distinct_queries'])} distinct) | "
             f"{lat['ours_plain_p50']:.1f} / {lat['ours_plain_p99']:.1f} ms; `--facet domain` "
