@@ -108,7 +108,8 @@ class ArrayStore:
         if not writable and not self.path.exists():
             self.disabled = True
             return None
-        uri = f"file:{self.path}{'' if writable else '?mode=ro'}"
+        # As a URI (percent-encoded: a folder named with ? or # stays a folder name).
+        uri = self.path.resolve().as_uri() + ("" if writable else "?mode=ro")
         # Shared by the search page's worker threads, each call under self.lock.
         conn = sqlite3.connect(uri, uri=True, timeout=0.05, check_same_thread=False, isolation_level=None)
         try:
