@@ -143,12 +143,18 @@ def uptime() -> str:
 
 
 def main() -> None:
-    from bench.run import WORK, corpus, crawl, stages_and_documents
+    import bench.run
+    from bench.run import corpus, crawl, stages_and_documents
 
     parser = argparse.ArgumentParser(description="issue 19 ratios, measured in one run")
     parser.add_argument("--pages", type=int, default=1250)
     parser.add_argument("--no-index", action="store_true", help="only the crawl side and Scrapy alone")
+    parser.add_argument("--procs", default="2,1", help="the sub-writer counts to crawl with (default 2,1)")
+    parser.add_argument("--work", type=Path, help="where corpora and indexes go (default bench/work)")
     opts = parser.parse_args()
+    if opts.work:
+        bench.run.WORK = opts.work.resolve()
+    WORK = bench.run.WORK
     WORK.mkdir(parents=True, exist_ok=True)
     folder = corpus(opts.pages)
     print(f"load before: {uptime()}", flush=True)
@@ -163,7 +169,7 @@ def main() -> None:
             stages_and_documents(folder, jsonl)
         plain = plainest_writer(jsonl, WORK / "index-plainest")
         print(f"plainest writer: {plain}", flush=True)
-        for procs in (2, 1):
+        for procs in (int(n) for n in opts.procs.split(",")):
             e2e = crawl(folder, WORK / f"index-procs-{procs}", {"INDEX_WRITER_PROCS": str(procs)})
             print(f"end to end, INDEX_WRITER_PROCS={procs}: {e2e}", flush=True)
             print(f"  / plainest writer: {e2e['seconds'] / plain['wall_seconds']:.2f}", flush=True)
