@@ -537,17 +537,16 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
     shown as first written (``YouTube``), as Whoosh's own facets show them, not as the
     lower-cased terms."""
     key = ("o", _segment_key(reader), fieldname)
-    cached = _CACHE.get(key)
+    cached, found = _kept(reader, "o", fieldname)
     if cached is not None:
         return cached
-    stored = _store(reader)
-    found = None if stored is None else stored[0].get(stored[1], "o", fieldname)
     if found is not None:
         ords, sizes, joined = found
         bounds = [0, *np.cumsum(sizes).tolist()]
         data = joined.tobytes()
         shown_values = [data[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(sizes))]
         return _CACHE.put(key, (ords, shown_values), ords.nbytes + 64 * len(shown_values))
+    stored = _store(reader)
     ords = np.full(reader.doc_count_all(), -1, dtype=np.int32)
     values: list[str] = []
     column = reader.column_reader(fieldname) if reader.has_column(fieldname) else None
@@ -625,16 +624,21 @@ def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray
 
 def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray] | None:
     """``_value_ordinals`` if this process has them or the disk store kept them."""
-    key = ("v", _segment_key(reader), fieldname)
-    cached = _CACHE.get(key)
-    if cached is not None:
+    cached, found = _kept(reader, "v", fieldname)
+    if cached is not None or found is None:
         return cached
-    stored = _store(reader)
-    found = None if stored is None else stored[0].get(stored[1], "v", fieldname)
-    if found is None:
-        return None
     ords, hashes = found
-    return _CACHE.put(key, (ords, hashes), ords.nbytes + hashes.nbytes + 64)
+    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes + 64)
+
+
+def _kept(reader: Any, kind: str, fieldname: str) -> tuple[Any, list[np.ndarray] | None]:
+    """A segment's per-field arrays of ``kind`` as this process keeps them (first), else
+    as the disk store kept them (second); (None, None) when neither has them."""
+    cached = _CACHE.get((kind, _segment_key(reader), fieldname))
+    if cached is not None:
+        return cached, None
+    stored = _store(reader)
+    return None, None if stored is None else stored[0].get(stored[1], kind, fieldname)
 
 
 def _value_hash(value: bytes) -> int:
