@@ -23,7 +23,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -287,8 +287,10 @@ def for_folder(folder: str | os.PathLike[str]) -> ArrayStore:
         return store
 
 
-def flush_all(stores: Iterable[ArrayStore] | None = None) -> None:
-    for store in list(_STORES.values()) if stores is None else stores:
+def flush_all() -> None:
+    with _STORES_LOCK:
+        stores = list(_STORES.values())
+    for store in stores:
         store.flush()
 
 

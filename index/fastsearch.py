@@ -208,6 +208,21 @@ def _deleted(reader: Any) -> np.ndarray | None:
     return np.sort(np.fromiter(dead, dtype=np.int64, count=len(dead)))
 
 
+def _live_postings(seg: _Segment, fieldname: str, btext: bytes, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A term's (docnum, weight) pairs in a segment, its deleted documents left out
+    (``keep``: as in :func:`_read_postings`)."""
+    ids, weights = _read_postings(seg.reader, fieldname, btext, keep=keep)
+    if seg.deleted is not None and len(ids):
+        live = ~_positions(ids, seg.deleted)[0]
+        ids, weights = ids[live], weights[live]
+    return ids, weights
+
+
+def _state(segments: list[_Segment]) -> str:
+    """The index state the searcher's segments are in (what per-state arrays are keyed by)."""
+    return segments[0].state if segments else ""
+
+
 @dataclass
 class _Segment:
     reader: Any
@@ -333,7 +348,7 @@ class _Evaluator:
     def __init__(self, searcher: Any) -> None:
         self.top = searcher
         self.segments = _segments(searcher)
-        self.state = self.segments[0].state if self.segments else ""
+        self.state = _state(self.segments)
         self.weighting = searcher.weighting
         self.scorable_stats: dict[tuple[str, bytes], tuple[float, float]] = {}
 
@@ -388,10 +403,7 @@ class _Evaluator:
             ids_parts, score_parts = [_EMPTY_IDS], [_EMPTY_SCORES]
             for seg in self.segments:
                 # Not kept twice: the live documents and their scores are what is kept.
-                ids, weights = _read_postings(seg.reader, fieldname, btext, keep=False)
-                if seg.deleted is not None and len(ids):
-                    keep = ~_positions(ids, seg.deleted)[0]
-                    ids, weights = ids[keep], weights[keep]
+                ids, weights = _live_postings(seg, fieldname, btext, keep=False)
                 if params is not None and len(ids):
                     idf, avgfl = self._stats(fieldname, q.text, btext)
                     B, K1 = params
@@ -494,16 +506,11 @@ def live_docnums(searcher: Any, fieldname: str, text: str) -> np.ndarray:
     """Sorted global numbers of the live documents holding ``text`` in ``fieldname``."""
     btext = searcher.schema[fieldname].to_bytes(text)
     segments = _segments(searcher)
-    key = ("L", segments[0].state if segments else "", fieldname, btext)
+    key = ("L", _state(segments), fieldname, btext)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    parts = [_EMPTY_IDS]
-    for seg in segments:
-        ids, _ = _read_postings(seg.reader, fieldname, btext)
-        if seg.deleted is not None and len(ids):
-            ids = ids[~_positions(ids, seg.deleted)[0]]
-        parts.append(ids + seg.offset)
+    parts = [_EMPTY_IDS, *(_live_postings(seg, fieldname, btext)[0] + seg.offset for seg in segments)]
     ids = np.concatenate(parts)
     return _CACHE.put(key, ids, ids.nbytes + 64)
 
@@ -515,19 +522,17 @@ def doc_count(searcher: Any, fieldname: str, text: str) -> int:
     segments = _segments(searcher)
     # Kept per index state: a term-info lookup per segment (a hash and a probe of
     # Whoosh's term table) is slower than the cache, and a result page asks for ten.
-    key = ("c", segments[0].state if segments else "", fieldname, btext)
+    key = ("c", _state(segments), fieldname, btext)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    total = 0
-    for seg in segments:
-        if seg.deleted is None:  # every holder is live: the term info's count is the answer
-            total += _whoosh.term_doc_frequency(seg.reader, fieldname, btext)
-            continue
-        ids, _ = _read_postings(seg.reader, fieldname, btext)
-        if len(ids):
-            ids = ids[~_positions(ids, seg.deleted)[0]]
-        total += len(ids)
+    total = sum(
+        # Every holder live: the term info's count is the answer, without the postings.
+        _whoosh.term_doc_frequency(seg.reader, fieldname, btext)
+        if seg.deleted is None
+        else len(_live_postings(seg, fieldname, btext)[0])
+        for seg in segments
+    )
     return _CACHE.put(key, total, 64)
 
 

@@ -200,11 +200,12 @@ def _merged_lexicon(reader: Any, fieldname: str) -> _Lexicon | None:
         if key in _LEXICONS:
             _LEXICONS.move_to_end(key)
             return _LEXICONS[key]
-        lexicon = _stored_lexicon(leaves, fieldname)
+        row = _lexicon_row(leaves, fieldname)
+        lexicon = None if row is None else _stored_lexicon(row, fieldname)
         if lexicon is None:
             lexicon = _merge_lexicons(leaves, fieldname)
-            if lexicon is not None:
-                _store_lexicon(leaves, fieldname, lexicon)
+            if lexicon is not None and row is not None:
+                _store_lexicon(row, fieldname, lexicon)
         _LEXICONS[key] = lexicon
         while len(_LEXICONS) > 4:
             _LEXICONS.popitem(last=False)
@@ -229,6 +230,8 @@ _WORD_SEPARATOR = "\x00"
 
 
 def _lexicon_row(leaves: list[Any], fieldname: str) -> tuple[Any, str, bytes] | None:
+    """Where the merged list of these segments' words is stored: the store, the first
+    segment and the key of this set of segments (None: no store)."""
     locations = [_whoosh.segment_location(leaf) for leaf in leaves]
     if any(loc is None for loc in locations):
         return None
@@ -240,9 +243,8 @@ def _lexicon_row(leaves: list[Any], fieldname: str) -> tuple[Any, str, bytes] | 
     return store, first, hashlib.blake2b(f"{fieldname}\n{ids}".encode(), digest_size=16).digest()
 
 
-def _stored_lexicon(leaves: list[Any], fieldname: str) -> _Lexicon | None:
-    row = _lexicon_row(leaves, fieldname)
-    found = None if row is None else row[0].get(row[1], "m", fieldname, row[2])
+def _stored_lexicon(row: tuple[Any, str, bytes], fieldname: str) -> _Lexicon | None:
+    found = row[0].get(row[1], "m", fieldname, row[2])
     if found is None:
         return None
     joined, counts = found
@@ -252,9 +254,8 @@ def _stored_lexicon(leaves: list[Any], fieldname: str) -> _Lexicon | None:
     return _Lexicon(words, dict(zip(words, counts.tolist(), strict=True)))
 
 
-def _store_lexicon(leaves: list[Any], fieldname: str, lexicon: _Lexicon) -> None:
-    row = _lexicon_row(leaves, fieldname)
-    if row is None or any(_WORD_SEPARATOR in w for w in lexicon.words):
+def _store_lexicon(row: tuple[Any, str, bytes], fieldname: str, lexicon: _Lexicon) -> None:
+    if any(_WORD_SEPARATOR in w for w in lexicon.words):
         return
     joined = np.frombuffer(_WORD_SEPARATOR.join(lexicon.words).encode("utf-8"), dtype=np.uint8)
     counts = np.array([lexicon.frequency[w] for w in lexicon.words], dtype=np.int64)
