@@ -964,6 +964,55 @@ def segments_follow_up(preset: str) -> str:
     )
 
 
+def scale(preset: str) -> str:
+    """Issue 19's figures at one size (`--docs N --scale`): the end-to-end crawl (index size,
+    segments, writer memory), refresh unchanged and with 1% of the pages changed as ratios
+    to that crawl, search p50 / p99 for exact, one-typo and word-start queries with and
+    without `--facet domain`, and cold start. No baselines: their ratios come from the 1M
+    run (`bench.baselines`), and each would double the time of a 2M run."""
+    cfg = PRESETS[preset]
+    WORK.mkdir(parents=True, exist_ok=True)
+    folder = corpus_copy(cfg["pages"])
+    index = WORK / "index-e2e"
+    print(f"[bench] {preset}: end-to-end crawl of {cfg['pages']:,} pages", flush=True)
+    e2e = crawl(folder, index)
+    print(f"[bench]   {e2e}", flush=True)
+    print("[bench] refresh: unchanged, then 1% of the pages changed", flush=True)
+    rf = refresh(folder, index, full=e2e)
+    print(f"[bench]   {rf}", flush=True)
+    print("[bench] search: exact, one typo, word start; cold start", flush=True)
+    ty = typo_latency(index, queries(cfg["queries"]))
+    cs = cold_start(index)
+    print(f"[bench]   {ty} {cs}", flush=True)
+    result = {"preset": preset, "machine": machine(), "e2e": e2e, "refresh": rf, "typos": ty, "cold_start": cs}
+    (WORK / f"result-scale-{preset}.json").write_text(json.dumps(result, indent=2))
+    rows = [
+        f"| end-to-end crawl, defaults | {e2e['seconds']:.1f} s, {e2e['documents']:,.0f} image documents, "
+        f"{e2e['documents'] / e2e['seconds']:,.0f} docs/s |",
+        f"| index | {e2e['index_mb']:,.0f} MB, {e2e['segments']:.0f} segments |",
+        f"| peak RSS: crawl process / writer counted high (own + {e2e['procs']:.0f} × sub-writer) | "
+        f"{e2e['crawl_rss_mb']:.0f} / {_writer_rss(e2e):.0f} MB ({e2e['writer_rss_mb']:.0f} + "
+        f"{e2e['procs']:.0f} × {e2e['subwriter_rss_mb']:.0f}) |",
+        f"| refresh, nothing changed / full crawl | {rf['unchanged_seconds']:.1f} s / {rf['full_seconds']:.1f} s = "
+        f"{rf['unchanged_seconds'] / rf['full_seconds']:.3f} |",
+        f"| refresh, {rf['changed_pages']} of {rf['pages']:,} pages changed (1%) / full crawl | {rf['changed_seconds']:.1f} s = "
+        f"{rf['changed_seconds'] / rf['full_seconds']:.3f} |",
+    ]
+    for kind, label in (("exact", "exact"), ("one_typo", "one typo"), ("prefix", "last word a word start")):
+        rows.append(
+            f"| search p50 / p99, {label}, result cache off | {ty[f'{kind}_plain_p50']:.1f} / "
+            f"{ty[f'{kind}_plain_p99']:.1f} ms; `--facet domain` {ty[f'{kind}_facet_p50']:.1f} / "
+            f"{ty[f'{kind}_facet_p99']:.1f} ms |"
+        )
+    rows.append(f"| {COLD_START_LABEL} | {cold_start_text(cs)} |")
+    return _follow_up_section(
+        f"## `{preset}` scale — {e2e['documents']:,.0f} image documents, crawled",
+        f"python -m bench.run --preset {preset.split('-')[0]} --docs {cfg['pages'] * DOCS_PER_PAGE} --scale",
+        "result",
+        rows,
+    )
+
+
 def search_follow_up(preset: str) -> str:
     """Search latency again on the preset's existing end-to-end index (warm and
     result-cache-off modes, the full query list): used to measure a search change
@@ -1007,6 +1056,11 @@ def main() -> None:
         "--search-typos", action="store_true", help="only typo / word-start latency and the page under slow queries"
     )
     parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="crawl, refresh, search and cold start at one size (with --docs), as their own section",
+    )
+    parser.add_argument(
         "--docs",
         type=int,
         help="about this many image documents instead of the preset's (pages = docs / 80); its own section",
@@ -1029,6 +1083,11 @@ def main() -> None:
         section = search_follow_up(opts.preset)
         print(section)
         update_results(opts.results, f"## `{opts.preset}` search follow-up", section)
+        return
+    if opts.scale:
+        section = scale(opts.preset)
+        print(section)
+        update_results(opts.results, f"## `{opts.preset}` scale", section)
         return
     if opts.follow_up:
         section = segments_follow_up(opts.preset)
