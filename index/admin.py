@@ -10,6 +10,7 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 
+from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.options import ARRAY_STORE_FILE
 from index.writer import SessionLock
 

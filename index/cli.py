@@ -1,6 +1,10 @@
 """``python -m index search ...``: argument parsing and output formatting only; the work
-is :func:`index.search.search`. ``pipeline.commands.search`` reuses both halves, so
-``scrapy search`` and ``python -m index search`` behave identically."""
+is :func:`index.search.search`, in this process or in a resident ``python -m index
+serve`` of the same index (:mod:`index.remote`), which answers the same. ``pipeline.commands.search``
+reuses both halves, so ``scrapy search`` and ``python -m index search`` behave identically.
+
+Nothing here imports Whoosh or NumPy until a search runs in this process: with a server
+running, that import is most of what a new process would spend."""
 
 from __future__ import annotations
 
@@ -8,12 +12,22 @@ import argparse
 import json
 import os
 import sys
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
-from index.deletion import EXIT_DELETE_REFUSED
+from index import remote
 from index.options import DeletionGuard, default_index_dir
-from index.querylang import FACETS, FILTERS, SORTS
-from index.search import Results, SearchError, search
+from index.searchapi import (
+    FACETS,
+    FILTERS,
+    MARK_END,
+    MARK_START,
+    MAX_LIMIT,
+    MAX_PAGE,
+    SORTS,
+    Results,
+    SearchError,
+    from_api,
+)
 
 __all__ = ["add_search_arguments", "default_index_dir", "main", "run_search"]
 
@@ -21,10 +35,9 @@ EXIT_HITS, EXIT_NONE, EXIT_ERROR = 0, 1, 2
 SEARCH_USAGE = "[options] QUERY..."
 # Option values that start with a dash and would otherwise read as options.
 _DASHED_VALUES = frozenset(v for v in SORTS if v.startswith("-"))
+# Matches are marked with MARK_START/MARK_END (index.searchapi); they become BOLD/RESET
+# only after the text has been made inert.
 BOLD, RESET = "\x1b[1m", "\x1b[0m"
-# The search marks matches with private-use characters (never left in page text, see
-# index.hits); they become BOLD/RESET only after the text has been made inert.
-MARK_START, MARK_END = "\ue000", "\ue001"
 
 # Crawled text may carry terminal escapes (`ESC ] 0 ; title BEL`, 8-bit CSI) or bidi
 # overrides that make one URL look like another: shown as `\x1b`, never obeyed.
@@ -59,6 +72,11 @@ def add_search_arguments(parser: argparse.ArgumentParser, with_index: bool = Tru
         action=argparse.BooleanOptionalAction,
         default=True,
         help="one hit per distinct image URL (default on)",
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="search in this process even when `python -m index serve` runs for this index",
     )
     if with_index:
         parser.add_argument(
@@ -146,29 +164,31 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = No
     """Run a search from parsed options; returns the exit code (0 hits, 1 none, 2 error)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    filters = {name: getattr(opts, name) for name in FILTERS if getattr(opts, name, None)}
-    facets = tuple(f.strip() for f in (opts.facet or "").split(",") if f.strip())
+    request = {
+        "query": " ".join(opts.query),
+        "limit": opts.limit,
+        "page": opts.page,
+        "sort": opts.sort,
+        "facets": tuple(f.strip() for f in (opts.facet or "").split(",") if f.strip()),
+        "filters": {name: getattr(opts, name) for name in FILTERS if getattr(opts, name, None)},
+        "since": opts.since,
+        "until": opts.until,
+        "collapse": opts.collapse,
+        "exact": getattr(opts, "exact", False),
+    }
     color = not opts.json and _color(out)
     marks = (MARK_START, MARK_END) if color else None
-    try:
-        results = search(
-            index_dir,
-            " ".join(opts.query),
-            limit=opts.limit,
-            page=opts.page,
-            sort=opts.sort,
-            facets=facets,
-            filters=filters,
-            since=opts.since,
-            until=opts.until,
-            collapse=opts.collapse,
-            marks=marks,
-            exact=getattr(opts, "exact", False),
-        )
-    except SearchError as exc:
-        hint = f" ({exc.hint})" if exc.hint else ""
-        err.write(f"error: {exc}{hint}\n")
-        return EXIT_ERROR
+    results = None if getattr(opts, "local", False) else _from_server(index_dir, request, marks is not None)
+    if results is None:
+        # Imported here: with a server answering, a process never loads the search stack.
+        from index.search import search
+
+        try:
+            results = search(index_dir, marks=marks, **request)
+        except SearchError as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            err.write(f"error: {exc}{hint}\n")
+            return EXIT_ERROR
     if opts.json:
         _print_json(results, out)
     else:
@@ -176,6 +196,32 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = No
     if opts.json and not results.hits and results.suggestion:
         err.write(f"no results; did you mean: {clean(results.suggestion)}?\n")
     return EXIT_HITS if results.hits else EXIT_NONE
+
+
+def _from_server(index_dir: str, request: dict[str, Any], marks: bool) -> Results | None:
+    """``request`` answered by the index's resident server, or ``None`` (search here).
+
+    Only answers with results come from there: an error is left to the process search,
+    whose message is the command line's own, and so is a page beyond what the API serves."""
+    if not (1 <= request["limit"] <= MAX_LIMIT and 1 <= request["page"] <= MAX_PAGE):
+        return None
+    params = {
+        "q": request["query"],
+        "limit": str(request["limit"]),
+        "page": str(request["page"]),
+        "sort": request["sort"],
+        "collapse": "1" if request["collapse"] else "0",
+        "exact": "1" if request["exact"] else "0",
+        "marks": "1" if marks else "0",
+        **request["filters"],
+    }
+    if request["facets"]:
+        params["facet"] = ",".join(request["facets"])
+    for bound in ("since", "until"):
+        if request[bound]:
+            params[bound] = request[bound]
+    answer = remote.ask(index_dir, params)
+    return None if answer is None else from_api(answer)
 
 
 def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -219,6 +265,7 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import logging
 
     from index import ingest
+    from index.deletion import EXIT_DELETE_REFUSED
     from index.options import WriterOptions, parse_settings
     from index.writer import IndexLocked, WriterError
 

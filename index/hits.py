@@ -15,7 +15,7 @@ from whoosh import query as Q
 from whoosh.searching import Searcher
 from whoosh.spelling import ReaderCorrector
 
-from index import fastsearch, query
+from index import _whoosh, fastsearch, query  # noqa: F401  (_whoosh applies the project's Whoosh fixes)
 
 __all__ = ["decorate", "highlighter", "ordered_facets", "shown_corrections", "suggestion"]
 

@@ -21,6 +21,8 @@ def merge_bounded(max_docs: int) -> Any:
     big ones. `python -m index optimize` merges everything."""
     from whoosh.reading import SegmentReader
 
+    from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
+
     small = max(1, max_docs // 10)
 
     def policy(writer: Any, segments: list[Any]) -> list[Any]:

@@ -174,6 +174,8 @@ class IndexGenerations:
         from whoosh.filedb.filestore import FileStorage
         from whoosh.index import FileIndex
 
+        from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
+
         if self.index is None:
             if not self.path.is_dir():
                 return None

@@ -32,8 +32,10 @@ from whoosh.qparser import (
 )
 from whoosh.qparser.dateparse import DateParserPlugin
 
+from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.documents import TEXT_SECTIONS
 from index.schema import EXACT_FIELDS
+from index.searchapi import FACETS, FILTERS, SORTS, QueryError, SearchError
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -52,23 +54,6 @@ __all__ = [
 ]
 
 DEFAULT_FIELDS = ("headline", "title", "caption", "alt", "tags")
-FACETS = ("domain", "site", "board", "author", "image_host")
-# The exact-field filters the command line and the search page offer (the library takes
-# any of index.schema.EXACT_FIELDS).
-FILTERS = ("domain", "site", "author", "board")
-SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "domain": ("domain", False)}
-
-
-class SearchError(Exception):
-    """A search that cannot run; ``str()`` is the one-line message for the user."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
-
-
-class QueryError(SearchError):
-    """The query or an option cannot be read (or costs too much)."""
 
 
 @dataclass(frozen=True)

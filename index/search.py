@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from whoosh.searching import Searcher
 from index import _whoosh, collect, hits
 from index.fastsearch import flush_store
 from index.query import Budget, BudgetExceeded, Cancelled, check_size
-from index.querylang import QueryError, SearchError, check_options, parse
+from index.querylang import check_options, parse
+from index.searchapi import QueryError, Results, SearchError
 
 __all__ = [
     "IndexMissing",
@@ -48,22 +49,6 @@ class IndexMissing(SearchError):
 
 class SearchCancelled(SearchError):
     """The caller cancelled the search (its client went away)."""
-
-
-@dataclass
-class Results:
-    query: str
-    total: int
-    hits: list[dict[str, Any]]
-    elapsed_ms: float
-    facets: dict[str, dict[str, int]] = field(default_factory=dict)
-    page: int = 1
-    limit: int = 10
-    parsed: str = ""
-    suggestion: str | None = None
-    total_exact: bool = True
-    # Typo tolerance: each word as typed → the index word its results needed instead.
-    corrections: dict[str, str] = field(default_factory=dict)
 
 
 def _as_search_errors(fn: Callable[..., Results]) -> Callable[..., Results]:

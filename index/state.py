@@ -10,6 +10,8 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 
+from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
+
 __all__ = ["load_page_states"]
 
 

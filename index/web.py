@@ -16,7 +16,10 @@ import functools
 import ipaddress
 import os
 import re
+import secrets
+import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -39,7 +42,9 @@ from starlette.templating import Jinja2Templates
 
 from index.query import Budget
 from index.querylang import FILTERS
-from index.search import IndexMissing, Results, SearchCancelled, SearchError, search
+from index.remote import TOKEN_HEADER, announce
+from index.search import IndexMissing, SearchCancelled, search
+from index.searchapi import MARK_END, MARK_START, MAX_LIMIT, MAX_PAGE, Results, SearchError, to_api
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
 
@@ -54,11 +59,7 @@ SLOW_LANES = 1
 # A query's time budget on the page: past it, a one-line error instead of a stalled page.
 SEARCH_SECONDS = 3.0
 DISCONNECT_POLL = 0.05
-MAX_LIMIT = 200
 SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
-# Private-use code points never occur in escaped captions, so they survive escaping and
-# can be turned into markup afterwards without ever trusting page text.
-MARK_START, MARK_END = "\ue000", "\ue001"
 _MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}")
 LINK_SCHEMES = frozenset({"http", "https", "file"})
 
@@ -105,7 +106,7 @@ def _options(request: Request, limit_default: int) -> dict[str, Any]:
     facets_param = p.get("facet")
     return {
         "limit": _int(p.get("limit"), limit_default, 1, MAX_LIMIT),
-        "page": _int(p.get("page"), 1, 1, 10_000),
+        "page": _int(p.get("page"), 1, 1, MAX_PAGE),
         "sort": p.get("sort") or "relevance",
         "filters": {name: p[name] for name in FILTERS if p.get(name)},
         "since": p.get("since") or None,
@@ -174,9 +175,10 @@ class _SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Starlette:
+def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, token: str | None = None) -> Starlette:
     """The page over ``index_dir``, answering only requests whose Host is one of
-    ``hosts`` (default: the loopback names)."""
+    ``hosts`` (default: the loopback names); ``token`` goes with every API answer, for
+    the command line's client (:mod:`index.remote`)."""
     index_dir = str(index_dir)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["marked"] = marked
@@ -234,6 +236,9 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Sta
         query = (request.query_params.get("q") or "").strip()
         opts = _options(request, 10)
         opts["facets"] = opts["facets"] or ()
+        # Matches between MARK_START and MARK_END in `headline_marked` (the command line's bold).
+        if request.query_params.get("marks", "0") in {"1", "true", "yes", "on"}:
+            opts["marks"] = (MARK_START, MARK_END)
         if not query:
             return _json({"error": "missing q= parameter"}, 400)
         try:
@@ -244,19 +249,10 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None) -> Sta
             return _json({"error": str(exc), "hint": exc.hint}, 503)
         except SearchError as exc:
             return _json({"error": str(exc)}, 400)
-        body = {
-            "query": results.query,
-            "hits": results.hits,
-            "facets": results.facets,
-            "total": results.total,
-            "total_exact": results.total_exact,
-            "page": results.page,
-            "limit": results.limit,
-            "elapsed_ms": round(results.elapsed_ms, 2),
-            "suggestion": results.suggestion,
-            "corrections": results.corrections,
-        }
-        return _json(body, 200)
+        response = _json(to_api(results), 200)
+        if token:
+            response.headers[TOKEN_HEADER] = token
+        return response
 
     routes = [
         Route("/", page),
@@ -283,7 +279,7 @@ def app_from_env() -> Starlette:
     """The app for ``serve --workers N``: uvicorn starts each worker process from an
     import string, so the options travel in the environment."""
     hosts = [h for h in os.environ.get("PAGES_SERVE_HOSTS", "").split(",") if h]
-    return create_app(os.environ["PAGES_SERVE_INDEX"], hosts or None)
+    return create_app(os.environ["PAGES_SERVE_INDEX"], hosts or None, os.environ.get("PAGES_SERVE_TOKEN"))
 
 
 def serve(
@@ -292,10 +288,17 @@ def serve(
     import uvicorn  # only the server needs it; `search` keeps its fast start
 
     hosts = allowed_hosts(host, allow_hosts)
-    if workers > 1:
-        os.environ["PAGES_SERVE_INDEX"] = index_dir
-        os.environ["PAGES_SERVE_HOSTS"] = ",".join(hosts)
-        uvicorn.run("index.web:app_from_env", factory=True, workers=workers, host=host, port=port, log_level="info")
-    else:
-        uvicorn.run(create_app(index_dir, hosts), host=host, port=port, log_level="info")
+    token = secrets.token_hex(16)
+    # uvicorn stops on SIGTERM, then raises it again under the handler it found: make that
+    # one an exit, so the announcement below is taken back (systemd stops with SIGTERM).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    # `python -m index search` on this index asks this server while it runs (index.remote).
+    with announce(index_dir, host, port, token):
+        if workers > 1:
+            os.environ["PAGES_SERVE_INDEX"] = index_dir
+            os.environ["PAGES_SERVE_HOSTS"] = ",".join(hosts)
+            os.environ["PAGES_SERVE_TOKEN"] = token
+            uvicorn.run("index.web:app_from_env", factory=True, workers=workers, host=host, port=port, log_level="info")
+        else:
+            uvicorn.run(create_app(index_dir, hosts, token), host=host, port=port, log_level="info")
     return 0

@@ -4,8 +4,9 @@ Written against whoosh-reloaded 2.7.5 (pyproject.toml pins it below 2.8): an upg
 checked here and nowhere else.
 
 - :mod:`index._whoosh.fixes`: two performance fixes patched into Whoosh's classes,
-  applied once by :func:`apply`, which ``import index`` calls (so every module of the
-  package, searcher or writer, reads segments the same way);
+  applied once by :func:`apply`, which importing this module calls (every module of the
+  package that imports Whoosh imports this one, so searchers and writers read segments
+  the same way);
 - :mod:`index._whoosh.mpwriter`: the multiprocess writer made safe to fail;
 - below: what the project keeps *about* Whoosh objects (in weak maps, so it goes when
   they go, instead of attributes set on them) and read-only accessors for the private
@@ -243,3 +244,7 @@ def term_doc_frequency(reader: Any, fieldname: str, btext: bytes) -> int:
         return reader._terms.doc_frequency(fieldname, btext)
     except (KeyError, TermNotFound):
         return 0
+
+
+# Last, once the accessors above exist: whoever imports Whoosh through the project gets the fixes.
+apply()

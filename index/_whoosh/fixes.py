@@ -1,5 +1,5 @@
 """Two performance fixes for Whoosh 2.7 (whoosh-reloaded 2.7.5), applied once by
-:func:`index._whoosh.apply` (which ``import index`` calls).
+:func:`index._whoosh.apply` (which importing :mod:`index._whoosh` calls).
 
 1. While flushing a segment, Whoosh asks for the field length of *every posting*. For
    fields that keep no lengths (ID, KEYWORD without scoring: `id`, `kind`, `domain`,
