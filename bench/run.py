@@ -606,7 +606,7 @@ def page_render(index: Path, qs: list[str]) -> dict[str, float]:
 
     client = TestClient(create_app(index))
     client.get("/", params={"q": qs[0]})
-    options = {"limit": 10, "page": 1, "json": True, "sort": "relevance", "facet": "", "collapse": True}
+    options = {"limit": 10, "page": 1, "json": True, "sort": "relevance", "facet": "", "collapse": True, "local": True}
     options |= {"domain": None, "site": None, "author": None, "board": None, "since": None, "until": None}
     out: dict[str, float] = {}
     runs = {

@@ -165,7 +165,7 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = No
     out = out or sys.stdout
     err = err or sys.stderr
     request = {
-        "query": " ".join(opts.query),
+        "query": " ".join(opts.query).strip(),
         "limit": opts.limit,
         "page": opts.page,
         "sort": opts.sort,

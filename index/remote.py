@@ -8,11 +8,13 @@ line, when that server answers, sends it the query over HTTP and prints its answ
 (:func:`index.cli.run_search`), importing neither Whoosh nor NumPy.
 
 Anything unexpected means "search in this process", as before: no announcement, a
-stopped server (its file is removed), another program on the port (it cannot send the
-server's token), an error answer (the process search then gives the error message), a
-timeout. The announcement lives in a per-user folder of mode 0700
-(``$XDG_RUNTIME_DIR/pages-crawler``, else ``<tmp>/pages-crawler-<uid>``); a folder that
-another user owns or may write to is not used.
+stopped server (its file is removed), a server running other code than this process's
+(started before an upgrade), another program on the port (it cannot answer the
+challenge: an HMAC of a fresh nonce under the announcement's secret, which never leaves
+the file), an error answer (the process search then gives the error message), a timeout.
+The announcement lives in a per-user folder of mode 0700 (``$XDG_RUNTIME_DIR/pages-crawler``,
+else ``<tmp>/pages-crawler-<uid>``); a folder that another user owns or may write to is not
+used.
 
 Only this module's standard-library imports may run on the client's path: see
 ``tests/test_remote.py::test_the_client_imports_neither_whoosh_nor_numpy``.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import stat
@@ -29,15 +32,18 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TOKEN_HEADER", "announce", "announcement_path", "ask"]
+from index.searchapi import SERVER_SEARCH_SECONDS
 
-# Sent with every API answer; the client trusts an answer only when it carries the token
-# of the announcement it read (a restarted server, or another program on the port, not).
-TOKEN_HEADER = "X-Pages-Server"
+__all__ = ["CHALLENGE_HEADER", "PROOF_HEADER", "announce", "announced", "announcement_path", "ask", "proof"]
+
+# The client sends a fresh nonce; the server answers with proof(secret, nonce). Only the
+# announced server knows the secret (the file is the user's own, mode 0600).
+CHALLENGE_HEADER = "X-Pages-Challenge"
+PROOF_HEADER = "X-Pages-Proof"
 CONNECT_SECONDS = 1.0
-# The API's own time budget is a few seconds (index.web.SEARCH_SECONDS); past this, the
-# server is stuck and the process search is the better bet.
-ANSWER_SECONDS = 30.0
+# The page's time budget and a margin: a server that takes longer is stuck (or stopped
+# with Ctrl-Z), and the process search is the better bet.
+ANSWER_SECONDS = SERVER_SEARCH_SECONDS + 2.0
 
 
 def _folder(create: bool) -> Path | None:
@@ -74,35 +80,77 @@ def announcement_path(index_dir: str | os.PathLike[str], create: bool = False) -
     return folder / f"serve-{key}.json"
 
 
+def proof(secret: str, nonce: str) -> str:
+    return hmac.new(secret.encode(), nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def code_version() -> str:
+    """A digest of this package's code: a server started before an upgrade runs other
+    code than the client's, and may answer differently."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
 def _connect_host(bind: str) -> str:
     # A server bound to every address is reached on loopback, whose names it always answers.
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1", "": "127.0.0.1"}.get(bind, bind.strip("[]"))
 
 
+def announced(index_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The announcement of a running server of ``index_dir`` (a stale one is removed)."""
+    path = announcement_path(index_dir)
+    if path is None:
+        return None
+    found = _read(path)
+    if not found or found.get("index") != os.path.realpath(index_dir):
+        return None
+    if not _alive(found.get("pid")):
+        with contextlib.suppress(OSError):
+            path.unlink()  # a server stopped by kill -9 left it
+        return None
+    return found
+
+
 @contextlib.contextmanager
-def announce(index_dir: str | os.PathLike[str], host: str, port: int, token: str) -> Iterator[Path | None]:
-    """Announce the server of ``index_dir`` at ``host``:``port`` for the block's duration."""
+def announce(index_dir: str | os.PathLike[str], host: str, port: int, secret: str) -> Iterator[Path | str]:
+    """Announce the server of ``index_dir`` at ``host``:``port`` for the block's duration.
+
+    Yields the announcement's path, or why there is none: another running server of the
+    index keeps its own (the client then asks that one), or no private folder to write in."""
+    other = announced(index_dir)
+    if other is not None and other.get("pid") != os.getpid():
+        yield f"server {other.get('pid')} at {other.get('host')}:{other.get('port')} answers for this index"
+        return
     path = announcement_path(index_dir, create=True)
-    if path is not None:
-        body = {
-            "pid": os.getpid(),
-            "host": _connect_host(host),
-            "port": port,
-            "index": os.path.realpath(index_dir),
-            "token": token,
-        }
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(body, out)
-            os.replace(tmp, path)
-        except OSError:
-            path = None
+    if path is None:
+        yield "no private folder for it ($XDG_RUNTIME_DIR, or the temporary folder)"
+        return
+    body = {
+        "pid": os.getpid(),
+        "host": _connect_host(host),
+        "port": port,
+        "index": os.path.realpath(index_dir),
+        "secret": secret,
+        "code": code_version(),
+    }
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(body, out)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        yield f"cannot write {path}: {exc}"
+        return
     try:
         yield path
     finally:
-        if path is not None and _read(path).get("token") == token:  # not a newer server's
+        if _read(path).get("secret") == secret:  # not a newer server's
             path.unlink(missing_ok=True)
 
 
@@ -115,36 +163,28 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or not 0 < pid < 2**31:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except OSError:  # gone, or (EPERM) now another user's process: not our server
         return False
-    except OSError:  # alive, another user's: its port may still be ours to ask
-        return True
     return True
 
 
 def ask(index_dir: str | os.PathLike[str], params: Mapping[str, str]) -> dict[str, Any] | None:
     """The ``/api/search`` answer of ``index_dir``'s resident server for ``params``, or
     ``None`` when there is no server to trust, or it did not answer with results."""
-    path = announcement_path(index_dir)
-    if path is None:
-        return None
-    found = _read(path)
-    if not found or found.get("index") != os.path.realpath(index_dir):
-        return None
-    if not _alive(found.get("pid")):
-        with contextlib.suppress(OSError):
-            path.unlink()  # a server stopped by kill -9 left it
+    found = announced(index_dir)
+    if found is None or found.get("code") != code_version():
         return None
     import http.client
     from urllib.parse import urlencode
 
-    host, port, token = str(found.get("host")), found.get("port"), found.get("token")
-    if not isinstance(port, int) or not isinstance(token, str):
+    host, port, secret = str(found.get("host")), found.get("port"), found.get("secret")
+    if not isinstance(port, int) or not isinstance(secret, str):
         return None
+    nonce = os.urandom(16).hex()
     conn = http.client.HTTPConnection(host, port, timeout=CONNECT_SECONDS)
     try:
         conn.connect()
@@ -152,15 +192,21 @@ def ask(index_dir: str | os.PathLike[str], params: Mapping[str, str]) -> dict[st
         conn.request(
             "GET",
             "/api/search?" + urlencode(params),
-            headers={"Host": f"[{host}]" if ":" in host else host, "Accept": "application/json"},
+            headers={
+                "Host": f"[{host}]" if ":" in host else host,
+                "Accept": "application/json",
+                CHALLENGE_HEADER: nonce,
+            },
         )
         response = conn.getresponse()
         body = response.read()
-    except (OSError, http.client.HTTPException):
+    # ValueError: a query the URL cannot carry (undecodable bytes from the shell), or a
+    # port out of range; OverflowError: the same, bigger.
+    except (OSError, ValueError, OverflowError, http.client.HTTPException):
         return None
     finally:
         conn.close()
-    if response.status != 200 or response.getheader(TOKEN_HEADER) != token:
+    if response.status != 200 or not hmac.compare_digest(response.getheader(PROOF_HEADER) or "", proof(secret, nonce)):
         return None
     try:
         answer = json.loads(body)

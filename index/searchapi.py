@@ -3,7 +3,8 @@
 The search (:mod:`index.search`), the command line (:mod:`index.cli`), the page
 (:mod:`index.web`) and the client of a resident server (:mod:`index.remote`) share these
 facts; the client must not pay for importing the search stack to know them (that import
-is most of a new process's start, see README "Search from a resident server").
+is most of a new process's start, see README "The command line, answered by a running
+search page").
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "MARK_START",
     "MAX_LIMIT",
     "MAX_PAGE",
+    "SERVER_SEARCH_SECONDS",
     "SORTS",
     "QueryError",
     "Results",
@@ -35,6 +37,9 @@ SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "d
 # command line searches in its own process instead).
 MAX_LIMIT = 200
 MAX_PAGE = 10_000
+# A query's time budget on the page and its API: past it, a one-line error instead of a
+# stalled page (the command line has none; index.remote waits a little longer than this).
+SERVER_SEARCH_SECONDS = 3.0
 # The search marks matches with private-use characters: they never occur in escaped page
 # text, so they survive escaping and become markup (bold on a terminal, <mark> on the
 # page) only afterwards, without ever trusting page text.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -42,9 +43,18 @@ from starlette.templating import Jinja2Templates
 
 from index.query import Budget
 from index.querylang import FILTERS
-from index.remote import TOKEN_HEADER, announce
+from index.remote import CHALLENGE_HEADER, PROOF_HEADER, announce, proof
 from index.search import IndexMissing, SearchCancelled, search
-from index.searchapi import MARK_END, MARK_START, MAX_LIMIT, MAX_PAGE, Results, SearchError, to_api
+from index.searchapi import (
+    MARK_END,
+    MARK_START,
+    MAX_LIMIT,
+    MAX_PAGE,
+    SERVER_SEARCH_SECONDS,
+    Results,
+    SearchError,
+    to_api,
+)
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
 
@@ -56,8 +66,7 @@ PAGE_SIZE = 24
 # index.query.Budget.slow_lane); more processes with `serve --workers N`.
 SEARCH_THREADS = 8
 SLOW_LANES = 1
-# A query's time budget on the page: past it, a one-line error instead of a stalled page.
-SEARCH_SECONDS = 3.0
+SEARCH_SECONDS = SERVER_SEARCH_SECONDS
 DISCONNECT_POLL = 0.05
 SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
 _MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}")
@@ -175,10 +184,11 @@ class _SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, token: str | None = None) -> Starlette:
+def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret: str | None = None) -> Starlette:
     """The page over ``index_dir``, answering only requests whose Host is one of
-    ``hosts`` (default: the loopback names); ``token`` goes with every API answer, for
-    the command line's client (:mod:`index.remote`)."""
+    ``hosts`` (default: the loopback names). With ``secret``, an API request that brings
+    a challenge gets its proof (:mod:`index.remote`: how the command line knows it asks
+    the server it read about)."""
     index_dir = str(index_dir)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["marked"] = marked
@@ -250,8 +260,9 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, token:
         except SearchError as exc:
             return _json({"error": str(exc)}, 400)
         response = _json(to_api(results), 200)
-        if token:
-            response.headers[TOKEN_HEADER] = token
+        nonce = request.headers.get(CHALLENGE_HEADER)
+        if secret and nonce:
+            response.headers[PROOF_HEADER] = proof(secret, nonce[:128])
         return response
 
     routes = [
@@ -275,11 +286,29 @@ def _json(body: dict[str, Any], status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 
+def _listen(host: str, port: int) -> socket.socket | None:
+    """The server's socket, bound here so that the server is announced with the port it
+    really has (``--port 0``: any free one) and only once it has it."""
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((bare, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        sys.stderr.write(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}\n")
+        return None
+    sock.set_inheritable(True)  # `--workers N`: uvicorn's worker processes take it over
+    return sock
+
+
 def app_from_env() -> Starlette:
     """The app for ``serve --workers N``: uvicorn starts each worker process from an
     import string, so the options travel in the environment."""
     hosts = [h for h in os.environ.get("PAGES_SERVE_HOSTS", "").split(",") if h]
-    return create_app(os.environ["PAGES_SERVE_INDEX"], hosts or None, os.environ.get("PAGES_SERVE_TOKEN"))
+    return create_app(os.environ["PAGES_SERVE_INDEX"], hosts or None, os.environ.get("PAGES_SERVE_SECRET"))
 
 
 def serve(
@@ -288,17 +317,37 @@ def serve(
     import uvicorn  # only the server needs it; `search` keeps its fast start
 
     hosts = allowed_hosts(host, allow_hosts)
-    token = secrets.token_hex(16)
+    secret = secrets.token_hex(16)
+    sock = _listen(host, port)
+    if sock is None:
+        return 2
     # uvicorn stops on SIGTERM, then raises it again under the handler it found: make that
     # one an exit, so the announcement below is taken back (systemd stops with SIGTERM).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    # `python -m index search` on this index asks this server while it runs (index.remote).
-    with announce(index_dir, host, port, token):
-        if workers > 1:
-            os.environ["PAGES_SERVE_INDEX"] = index_dir
-            os.environ["PAGES_SERVE_HOSTS"] = ",".join(hosts)
-            os.environ["PAGES_SERVE_TOKEN"] = token
-            uvicorn.run("index.web:app_from_env", factory=True, workers=workers, host=host, port=port, log_level="info")
+    if workers > 1:
+        os.environ["PAGES_SERVE_INDEX"] = index_dir
+        os.environ["PAGES_SERVE_HOSTS"] = ",".join(hosts)
+        os.environ["PAGES_SERVE_SECRET"] = secret
+        options = {"factory": True, "workers": workers, "fd": sock.fileno(), "log_level": "info"}
+        config = uvicorn.Config("index.web:app_from_env", **options)
+    else:
+        config = uvicorn.Config(create_app(index_dir, hosts, secret), log_level="info")
+    log = logging.getLogger("uvicorn.error")  # configured by uvicorn.Config: the server's own log
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if sock.family == socket.AF_INET6 else bound_host
+    log.info("Search page on http://%s:%d (Press CTRL+C to quit)", shown, bound_port)
+    # Announced once the port is ours: `python -m index search` on this index then asks
+    # this server (index.remote).
+    with announce(index_dir, host, bound_port, secret) as announcement:
+        if isinstance(announcement, Path):
+            log.info("`python -m index search` on %s is answered here (%s)", index_dir, announcement)
         else:
-            uvicorn.run(create_app(index_dir, hosts, token), host=host, port=port, log_level="info")
+            log.info("Not announced to `python -m index search`: %s", announcement)
+        try:
+            if workers > 1:
+                uvicorn.run("index.web:app_from_env", **options)
+            else:
+                uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down; so does the announcement
+            pass
     return 0

@@ -14,12 +14,14 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -47,11 +49,10 @@ def index(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(index, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "index", "serve", "--index", str(index), "--port", str(port)],
+        proc = subprocess.Popen(  # any free port: the announcement says which
+            [sys.executable, "-m", "index", "serve", "--index", str(index), "--port", "0"],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -63,6 +64,7 @@ def server(index, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "the server never answered"
         time.sleep(0.1)
+    assert "is answered here" in log.read_text()
     yield proc
     proc.terminate()
     proc.wait(timeout=10)
@@ -169,8 +171,35 @@ def announce_by_hand(index_dir: Path, **fields: object) -> Path:
     path = remote.announcement_path(index_dir, create=True)
     assert path is not None
     body = {"pid": os.getpid(), "host": "127.0.0.1", "port": free_port(), "index": os.path.realpath(index_dir)}
-    path.write_text(json.dumps({**body, "token": "t0k3n", **fields}))
+    path.write_text(json.dumps({**body, "secret": "s3cret", "code": remote.code_version(), **fields}))
     return path
+
+
+class Impostor(http.server.BaseHTTPRequestHandler):
+    """Another program on the announced port: it answers like the API, and claims a proof."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self):
+        body = json.dumps({"query": "x", "hits": [{"headline": "forged"}], "total": 1}).encode()
+        Impostor.asked.append(self.headers.get(remote.CHALLENGE_HEADER, ""))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header(remote.PROOF_HEADER, remote.proof("a guess", self.headers.get(remote.CHALLENGE_HEADER, "")))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def impostor() -> Iterator[int]:
+    Impostor.asked = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
 
 
 @pytest.fixture
@@ -197,31 +226,24 @@ def test_nobody_on_the_port_means_the_process_search(index, unserved):
     assert time.monotonic() - started < 30
 
 
-def test_another_program_on_the_port_is_not_trusted(index, unserved, monkeypatch):
-    answers = []
-
-    class Impostor(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"query": "x", "hits": [{"headline": "forged"}], "total": 1}).encode()
-            answers.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header(remote.TOKEN_HEADER, "another")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        announce_by_hand(index, port=httpd.server_address[1])
-        code, out, _ = run(index, "chair")
-    finally:
-        httpd.shutdown()
-    assert answers, "the client asked"
+def test_another_program_on_the_port_is_not_trusted(index, unserved, impostor):
+    announce_by_hand(index, port=impostor)
+    code, out, _ = run(index, "chair")
+    assert len(Impostor.asked) == 1 and len(Impostor.asked[0]) == 32, "the client asked, with a fresh nonce"
     assert code == 0 and "forged" not in out
+
+
+def test_a_server_running_other_code_is_not_asked(index, unserved, impostor):
+    announce_by_hand(index, port=impostor, code="before-the-upgrade")
+    assert run(index, "chair")[0] == 0
+    assert Impostor.asked == []
+
+
+def test_a_query_the_url_cannot_carry_is_searched_in_the_process(index, unserved, impostor):
+    announce_by_hand(index, port=impostor)
+    code, _, err = run(index, "chair", "caf\udce9")  # undecodable bytes from the shell
+    assert code in (0, 1) and "Traceback" not in err
+    assert Impostor.asked == []
 
 
 def test_an_announcement_for_another_index_is_not_used(index, unserved, tmp_path):
@@ -236,8 +258,8 @@ def test_a_folder_others_may_write_is_not_used(index, unserved, tmp_path, mode):
     folder.mkdir(mode=0o700)
     folder.chmod(mode)
     assert remote.announcement_path(index, create=True) is None
-    with remote.announce(index, "127.0.0.1", 1, "t") as path:
-        assert path is None
+    with remote.announce(index, "127.0.0.1", 1, "t") as announcement:
+        assert announcement == "no private folder for it ($XDG_RUNTIME_DIR, or the temporary folder)"
     assert list(folder.iterdir()) == []
 
 
@@ -248,15 +270,47 @@ def test_a_symlinked_folder_is_not_used(index, unserved, tmp_path):
     assert remote.announcement_path(index, create=True) is None
 
 
-def test_a_newer_server_keeps_its_announcement(index, unserved):
-    with remote.announce(index, "0.0.0.0", 8000, "first") as path:
-        assert path is not None and json.loads(path.read_text())["host"] == "127.0.0.1"
+def test_a_running_server_keeps_its_announcement(index, unserved):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        path = announce_by_hand(index, pid=other.pid, secret="theirs")
+        with remote.announce(index, "0.0.0.0", 8000, "ours") as announcement:
+            assert (
+                announcement
+                == f"server {other.pid} at 127.0.0.1:{json.loads(path.read_text())['port']} answers for this index"
+            )
+        assert json.loads(path.read_text())["secret"] == "theirs"
+    finally:
+        other.kill()
+        other.wait()
+    # Once it is gone, its file is stale: the next server takes its place.
+    with remote.announce(index, "::", 8001, "ours") as announcement:
+        assert announcement == path
+        body = json.loads(path.read_text())
+        assert (body["host"], body["port"], body["pid"]) == ("::1", 8001, os.getpid())
         assert oct(path.stat().st_mode & 0o777) == oct(0o600)
-        with remote.announce(index, "::", 8001, "second"):
-            assert json.loads(path.read_text())["host"] == "::1"
-        assert not path.exists()  # the second one removed its own
-        announce_by_hand(index, token="third")
-    assert json.loads(path.read_text())["token"] == "third"  # not the first's to remove
+        announce_by_hand(index, secret="newer")  # replaced meanwhile: not ours to remove
+    assert json.loads(path.read_text())["secret"] == "newer"
+    with remote.announce(index, "127.0.0.1", 8002, "ours") as announcement:
+        assert announcement == path
+    assert not path.exists()
+
+
+def test_serve_on_a_taken_port_is_one_line_and_announces_nothing(index, unserved):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "index", "serve", "--index", str(index), "--port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and result.stderr.count("\n") == 1
+    assert not list((unserved / "runtime").rglob("serve-*"))
 
 
 def test_local_flag_and_main(index, unserved, capsys):
