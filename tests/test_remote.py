@@ -57,14 +57,18 @@ def server(index, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    path = remote.announcement_path(index, create=True)
-    assert path is not None
-    deadline = time.monotonic() + 120  # a loaded CI machine starts Python slowly
-    while remote.ask(index, {"q": "chair"}) is None:
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the server never answered"
-        time.sleep(0.1)
-    assert "is answered here" in log.read_text()
+    try:
+        path = remote.announcement_path(index, create=True)
+        assert path is not None
+        deadline = time.monotonic() + 120  # a loaded CI machine starts Python slowly
+        while remote.ask(index, {"q": "chair"}) is None:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server never answered"
+            time.sleep(0.1)
+        assert "is answered here" in log.read_text()
+    except BaseException:
+        proc.kill()
+        raise
     yield proc
     proc.terminate()
     proc.wait(timeout=10)
