@@ -1064,6 +1064,21 @@ def scale(preset: str) -> str:
     )
 
 
+def cold_start_section(preset: str) -> str:
+    """Only the cold start rows, on the preset's existing end-to-end index: `--cold-start`."""
+    index = WORK / "index-e2e"
+    if not index.exists():
+        raise SystemExit(f"no {index}: run the {preset} preset first")
+    cs = cold_start(index)
+    print(f"[bench]   {cs}", flush=True)
+    return _follow_up_section(
+        f"## `{preset}` cold start",
+        f"python -m bench.run --preset {preset} --cold-start",
+        "result",
+        [f"| {COLD_START_LABEL} | {cold_start_text(cs)} |"],
+    )
+
+
 def search_follow_up(preset: str) -> str:
     """Search latency again on the preset's existing end-to-end index (warm and
     result-cache-off modes, the full query list): used to measure a search change
@@ -1128,41 +1143,20 @@ def main() -> None:
     if opts.docs:
         opts.preset = sized_preset(opts.preset, opts.docs)
     t0 = time.perf_counter()
-    if opts.search_typos:
-        section = search_typos(opts.preset)
-        print(section)
-        update_results(opts.results, f"## `{opts.preset}` search typos", section)
-        return
-    if opts.search_follow_up:
-        section = search_follow_up(opts.preset)
-        print(section)
-        update_results(opts.results, f"## `{opts.preset}` search follow-up", section)
-        return
-    if opts.cold_start:
-        index = WORK / "index-e2e"
-        if not index.exists():
-            raise SystemExit(f"no {index}: run the {opts.preset} preset first")
-        cs = cold_start(index)
-        print(f"[bench]   {cs}", flush=True)
-        section = _follow_up_section(
-            f"## `{opts.preset}` cold start",
-            f"python -m bench.run --preset {opts.preset} --cold-start",
-            "result",
-            [f"| {COLD_START_LABEL} | {cold_start_text(cs)} |"],
-        )
-        print(section)
-        update_results(opts.results, f"## `{opts.preset}` cold start", section)
-        return
-    if opts.scale:
-        section = scale(opts.preset)
-        print(section)
-        update_results(opts.results, f"## `{opts.preset}` scale", section)
-        return
-    if opts.follow_up:
-        section = segments_follow_up(opts.preset)
-        print(section)
-        update_results(opts.results, f"## `{opts.preset}` follow-up", section)
-        return
+    # The partial runs: each writes its own section, next to the preset's.
+    partial = {
+        "search_typos": (search_typos, "search typos"),
+        "search_follow_up": (search_follow_up, "search follow-up"),
+        "cold_start": (cold_start_section, "cold start"),
+        "scale": (scale, "scale"),
+        "follow_up": (segments_follow_up, "follow-up"),
+    }
+    for flag, (make, heading) in partial.items():
+        if getattr(opts, flag):
+            section = make(opts.preset)
+            print(section)
+            update_results(opts.results, f"## `{opts.preset}` {heading}", section)
+            return
     result = run(opts.preset, opts.inprocess)
     # Kept before the report is formatted: a long run's figures outlive a slip in the report.
     (WORK / f"result-{opts.preset}.json").write_text(json.dumps(result, indent=2))
