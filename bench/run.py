@@ -20,7 +20,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -541,15 +540,19 @@ def contention(index: Path, qs: list[str], seconds: float = 10.0, slow_clients: 
     return out
 
 
+def latency_rows(ty: dict[str, float]) -> list[str]:
+    """RESULTS.md rows for exact, one-typo and word-start latency, with and without a facet."""
+    return [
+        f"| search p50 / p99, {label}, result cache off | {ty[f'{kind}_plain_p50']:.1f} / "
+        f"{ty[f'{kind}_plain_p99']:.1f} ms; `--facet domain` {ty[f'{kind}_facet_p50']:.1f} / "
+        f"{ty[f'{kind}_facet_p99']:.1f} ms |"
+        for kind, label in (("exact", "exact"), ("one_typo", "one typo"), ("prefix", "last word a word start"))
+    ]
+
+
 def typo_rows(ty: dict[str, float], ct: dict[str, float]) -> list[str]:
     """RESULTS.md rows for typo tolerance, word starts and contention."""
-    rows = []
-    for kind, label in (("exact", "exact"), ("one_typo", "one typo"), ("prefix", "last word a word start")):
-        rows.append(
-            f"| search p50 / p99, {label}, result cache off | {ty[f'{kind}_plain_p50']:.1f} / "
-            f"{ty[f'{kind}_plain_p99']:.1f} ms; `--facet domain` {ty[f'{kind}_facet_p50']:.1f} / "
-            f"{ty[f'{kind}_facet_p99']:.1f} ms |"
-        )
+    rows = latency_rows(ty)
     rows.append(
         f"| search p50 / p99, exact queries with `--exact` (no tolerance) | "
         f"{ty['exact_flag_p50']:.1f} / {ty['exact_flag_p99']:.1f} ms |"
@@ -638,9 +641,9 @@ with ix.searcher() as s:
 """
 
 
-def _timed_run(args: list[str], env: dict[str, str] | None = None) -> float:
+def _timed_run(args: list[str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(args, cwd=ROOT, capture_output=True, env=env)
+    subprocess.run(args, cwd=ROOT, capture_output=True)
     return (time.perf_counter() - t0) * 1000
 
 
@@ -650,23 +653,20 @@ def served_start(index: Path) -> float:
     best of 2 requests the server has not seen (limit 10, then 11: its result cache
     cannot answer either), after a few other queries opened the index."""
     import tempfile
+    from unittest import mock
 
     from index import remote
 
-    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as runtime:
-        env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = subprocess.Popen(
-            [sys.executable, "-m", "index", "serve", "--index", str(index), "--port", str(port)],
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-runtime-") as runtime,
+        mock.patch.dict(os.environ, {"XDG_RUNTIME_DIR": runtime}),
+    ):
+        server = subprocess.Popen(  # any free port: the announcement says which
+            [sys.executable, "-m", "index", "serve", "--index", str(index), "--port", "0"],
             cwd=ROOT,
-            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        saved = os.environ.get("XDG_RUNTIME_DIR")
-        os.environ["XDG_RUNTIME_DIR"] = runtime
         try:
             deadline = time.monotonic() + 600
             while remote.ask(index, {"q": "seated neck"}) is None:
@@ -677,13 +677,9 @@ def served_start(index: Path) -> float:
                 remote.ask(index, {"q": warm})
             ours = [sys.executable, "-m", "index", "search", "--index", str(index)]
             return statistics.median(
-                min(_timed_run([*ours, q, "--limit", str(limit)], env) for limit in (10, 11)) for q in COLD_QUERIES
+                min(_timed_run([*ours, q, "--limit", str(limit)]) for limit in (10, 11)) for q in COLD_QUERIES
             )
         finally:
-            if saved is None:
-                os.environ.pop("XDG_RUNTIME_DIR", None)
-            else:
-                os.environ["XDG_RUNTIME_DIR"] = saved
             server.terminate()
             server.wait(timeout=30)
 
@@ -1049,12 +1045,7 @@ def scale(preset: str) -> str:
         f"| refresh, {rf['changed_pages']} of {rf['pages']:,} pages changed (1%) / full crawl | {rf['changed_seconds']:.1f} s = "
         f"{rf['changed_seconds'] / rf['full_seconds']:.3f} |",
     ]
-    for kind, label in (("exact", "exact"), ("one_typo", "one typo"), ("prefix", "last word a word start")):
-        rows.append(
-            f"| search p50 / p99, {label}, result cache off | {ty[f'{kind}_plain_p50']:.1f} / "
-            f"{ty[f'{kind}_plain_p99']:.1f} ms; `--facet domain` {ty[f'{kind}_facet_p50']:.1f} / "
-            f"{ty[f'{kind}_facet_p99']:.1f} ms |"
-        )
+    rows += latency_rows(ty)
     rows.append(f"| {COLD_START_LABEL} | {cold_start_text(cs)} |")
     return _follow_up_section(
         f"## `{preset}` scale — {e2e['documents']:,.0f} image documents, crawled",
@@ -1064,11 +1055,17 @@ def scale(preset: str) -> str:
     )
 
 
-def cold_start_section(preset: str) -> str:
-    """Only the cold start rows, on the preset's existing end-to-end index: `--cold-start`."""
+def existing_index(preset: str) -> Path:
+    """The preset's end-to-end index, which the partial runs measure again."""
     index = WORK / "index-e2e"
     if not index.exists():
         raise SystemExit(f"no {index}: run the {preset} preset first")
+    return index
+
+
+def cold_start_section(preset: str) -> str:
+    """Only the cold start rows, on the preset's existing end-to-end index: `--cold-start`."""
+    index = existing_index(preset)
     cs = cold_start(index)
     print(f"[bench]   {cs}", flush=True)
     return _follow_up_section(
@@ -1084,9 +1081,7 @@ def search_follow_up(preset: str) -> str:
     result-cache-off modes, the full query list): used to measure a search change
     without rebuilding the index."""
     cfg = PRESETS[preset]
-    index = WORK / "index-e2e"
-    if not index.exists():
-        raise SystemExit(f"no {index}: run the {preset} preset first")
+    index = existing_index(preset)
     from whoosh import index as wi
 
     docs = wi.open_dir(str(index)).doc_count()

@@ -23,6 +23,7 @@ Only this module's standard-library imports may run on the client's path: see
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -84,6 +85,7 @@ def proof(secret: str, nonce: str) -> str:
     return hmac.new(secret.encode(), nonce.encode(), hashlib.sha256).hexdigest()
 
 
+@functools.cache  # the code a process runs is the code it imported: once is enough
 def code_version() -> str:
     """A digest of this package's code: a server started before an upgrade runs other
     code than the client's, and may answer differently."""

@@ -66,7 +66,6 @@ PAGE_SIZE = 24
 # index.query.Budget.slow_lane); more processes with `serve --workers N`.
 SEARCH_THREADS = 8
 SLOW_LANES = 1
-SEARCH_SECONDS = SERVER_SEARCH_SECONDS
 DISCONNECT_POLL = 0.05
 SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
 _MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}")
@@ -110,6 +109,11 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
         return default
 
 
+def _on(value: str | None) -> bool:
+    """A flag parameter that is off unless given as on (``exact=1``, ``marks=true``)."""
+    return value in {"1", "true", "yes", "on"}
+
+
 def _options(request: Request, limit_default: int) -> dict[str, Any]:
     p = request.query_params
     facets_param = p.get("facet")
@@ -121,7 +125,7 @@ def _options(request: Request, limit_default: int) -> dict[str, Any]:
         "since": p.get("since") or None,
         "until": p.get("until") or None,
         "collapse": p.get("collapse", "1") not in {"0", "false", "no", "off"},
-        "exact": p.get("exact", "0") in {"1", "true", "yes", "on"},
+        "exact": _on(p.get("exact")),
         "facets": tuple(f for f in (facets_param or "").split(",") if f) if facets_param is not None else None,
     }
 
@@ -199,7 +203,7 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret
     async def off_loop(request: Request, query: str, **options: Any) -> Results:
         """The search in a worker thread, so that the event loop keeps answering, with
         the query's time budget, cancelled when the client goes away meanwhile."""
-        budget = Budget(SEARCH_SECONDS, slow_lane=slow_lane)
+        budget = Budget(SERVER_SEARCH_SECONDS, slow_lane=slow_lane)
         call = functools.partial(search, index_dir, query, budget=budget, **options)
         task = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=limiter))
         while True:
@@ -247,7 +251,7 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret
         opts = _options(request, 10)
         opts["facets"] = opts["facets"] or ()
         # Matches between MARK_START and MARK_END in `headline_marked` (the command line's bold).
-        if request.query_params.get("marks", "0") in {"1", "true", "yes", "on"}:
+        if _on(request.query_params.get("marks")):
             opts["marks"] = (MARK_START, MARK_END)
         if not query:
             return _json({"error": "missing q= parameter"}, 400)
