@@ -35,7 +35,7 @@ TEXT_FIELDS = ("headline", "title", "caption", "alt")
 
 
 def _schema(change: Callable[[Any], None] | None = None) -> Any:
-    from index.schema import make_schema
+    from index.model.schema import make_schema
 
     schema = make_schema()
     if change is not None:
@@ -92,7 +92,7 @@ def _without(*names: str, sections: bool) -> Callable[[dict[str, Any]], None]:
 
 # name → (what it drops, the features that need it, schema change, document change)
 VARIANTS: dict[str, tuple[str, str, Callable[[Any], None] | None, Callable[[dict[str, Any]], None] | None]] = {
-    "full": ("our schema (index/schema.py), as the crawl writes it", "", None, None),
+    "full": ("our schema (index/model/schema.py), as the crawl writes it", "", None, None),
     "no_positions": (
         "no positions in headline, title, caption, alt (`phrase=False`)",
         'phrase queries ("chair yoga" is matched in these fields, `text` keeps no positions)',

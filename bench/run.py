@@ -117,12 +117,12 @@ def _page_files(folder: Path) -> list[Path]:
 
 def stages_and_documents(folder: Path, jsonl: Path) -> dict[str, float]:
     """Run the pure stages in this process (one core), timing each: parse_page, then the
-    item pipelines' own work (pipeline.steps, index.contract, index.documents) as a crawl
+    item pipelines' own work (pipeline.steps, index.model.contract, index.model.documents) as a crawl
     does it, and write the final documents as JSON Lines (the baselines' input)."""
     from itemadapter import ItemAdapter
 
-    from index.contract import page_problem
-    from index.documents import page_documents
+    from index.model.contract import page_problem
+    from index.model.documents import page_documents
     from pipeline import steps
     from pipeline.items import PageItem
     from pipeline.normalize import captions, clear_caches, domains
@@ -315,7 +315,7 @@ def distributed(folder: Path, pages_subset: int) -> dict[str, float] | None:
 BASELINE = r"""
 import datetime as dt, json, sys, time
 from whoosh import index as wi
-from index.schema import make_schema
+from index.model.schema import make_schema
 jsonl, path, mode, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 ix = wi.create_in(path, make_schema())
 def docs():
@@ -342,7 +342,7 @@ else:  # naive: what a pipeline that commits every item does
         w.commit()
         count += d["kind"] == "image"
 secs = time.perf_counter() - t0
-from index.writer import peak_rss_kb
+from index.writing.memory import peak_rss_kb
 print(json.dumps({"seconds": secs, "documents": count, "rss_mb": peak_rss_kb() / 1024}))
 """
 
@@ -377,7 +377,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def search_latency(index: Path, qs: list[str], nocache: int, cold: int = 0) -> dict[str, float]:
-    """Warm latency of index.search.search over the query list, as a long-lived process
+    """Warm latency of index.search.run.search over the query list, as a long-lived process
     (the web page, a shell loop) sees it: with its result cache (repeated queries are
     answered from it), with the result cache emptied before every query (the posting
     arrays stay cached, as in any warm process), and with both emptied (every query
@@ -385,8 +385,8 @@ def search_latency(index: Path, qs: list[str], nocache: int, cold: int = 0) -> d
     from whoosh import index as wi
     from whoosh.qparser import QueryParser
 
-    from index import fastsearch
-    from index import search as search_module
+    from index.fast import arrays as fastsearch
+    from index.search import run as search_module
 
     out: dict[str, float] = {"distinct_queries": len(set(qs)), "nocache_queries": min(nocache, len(qs))}
     out["cold_queries"] = min(cold, len(qs))
@@ -445,7 +445,7 @@ def typo_latency(index: Path, qs: list[str]) -> dict[str, float]:
     """p50 / p99 of exact, one-typo and word-start queries, result cache emptied before
     every query (posting arrays warm after a first pass, as in a running search page), with and without
     `--facet domain`; and `--exact` on the exact queries (no tolerance work at all)."""
-    from index import search as search_module
+    from index.search import run as search_module
 
     def p50_p99(items: list[str], **options: Any) -> tuple[float, float]:
         times = []
@@ -485,7 +485,7 @@ def contention(index: Path, qs: list[str], seconds: float = 10.0, slow_clients: 
 
     import uvicorn
 
-    from index.web import create_app
+    from index.serve.web import create_app
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -603,9 +603,9 @@ def page_render(index: Path, qs: list[str]) -> dict[str, float]:
     warnings.filterwarnings("ignore", module="starlette")
     from starlette.testclient import TestClient
 
-    from index import search as search_module
     from index.cli import run_search
-    from index.web import create_app
+    from index.search import run as search_module
+    from index.serve.web import create_app
 
     client = TestClient(create_app(index))
     client.get("/", params={"q": qs[0]})
@@ -649,13 +649,13 @@ def _timed_run(args: list[str]) -> float:
 
 def served_start(index: Path) -> float:
     """A new `python -m index search` process to its first result while `python -m index
-    serve` runs for the index (index.remote): the median over COLD_QUERIES of each one's
+    serve` runs for the index (index.serve.remote): the median over COLD_QUERIES of each one's
     best of 2 requests the server has not seen (limit 10, then 11: its result cache
     cannot answer either), after a few other queries opened the index."""
     import tempfile
     from unittest import mock
 
-    from index import remote
+    from index.serve import remote
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-runtime-") as runtime,
@@ -690,7 +690,7 @@ def cold_start(index: Path) -> dict[str, float]:
     with it holding what those runs decoded; beside the process's imports alone and
     Whoosh alone (open the index, parse, top 10) as the floor and the baseline; and the
     same command answered by a resident server (:func:`served_start`)."""
-    from index.arraystore import FILENAME
+    from index.fast.store import FILENAME
 
     ours = [sys.executable, "-m", "index", "search", "--local", "--index", str(index)]
 
@@ -705,7 +705,7 @@ def cold_start(index: Path) -> dict[str, float]:
     return {
         "empty_ms": median_best(emptied),
         "stored_ms": median_best(lambda q: _timed_run([*ours, q])),
-        "import_ms": min(_timed_run([sys.executable, "-c", "import index.cli, index.search"]) for _ in range(3)),
+        "import_ms": min(_timed_run([sys.executable, "-c", "import index.cli, index.search.run"]) for _ in range(3)),
         "whoosh_ms": median_best(lambda q: _timed_run([sys.executable, "-c", _WHOOSH_ALONE, str(index), q])),
         "served_ms": served_start(index),
     }

@@ -15,7 +15,7 @@ what is measured here, and the docs/s at 8, 16 and 32 cores are computed from th
   inside a commit when a commit leaves small segments behind).
 
 The writer side is measured twice: inside real crawls (the total CPU of the crawl and its
-descendants) and by feeding the same documents to :class:`index.writerprocess.WriterProcess`
+descendants) and by feeding the same documents to :class:`index.writing.process.WriterProcess`
 from here, which returns each process's CPU-seconds in its stats.
 """
 
@@ -59,9 +59,9 @@ def crawl_pages(folder: Path) -> tuple[list[list[dict[str, Any]]], dict[str, flo
     distributed crawler does instead (the page as JSON for the Redis stream); ``ingest``,
     what ``index ingest`` does per page before its writer (decode, validate, build the
     documents, the page's refresh state as JSON)."""
-    from index.contract import page_problem
-    from index.documents import page_documents
-    from index.ingest import state_of
+    from index.distributed.ingest import state_of
+    from index.model.contract import page_problem
+    from index.model.documents import page_documents
     from pipeline import steps
     from pipeline.items import PageItem
     from pipeline.parsing import parse_page
@@ -96,7 +96,7 @@ def crawl_pages(folder: Path) -> tuple[list[list[dict[str, Any]]], dict[str, flo
 def writer_side(pages: list[list[dict[str, Any]]], index: Path, procs: int) -> dict[str, float]:
     """The crawl's writer process fed from here: its own CPU-seconds (feeding plus
     commits) and its sub-writers'."""
-    from index.writerprocess import WriterProcess
+    from index.writing.process import WriterProcess
 
     shutil.rmtree(index, ignore_errors=True)
     proc = WriterProcess(index, procs=procs)
@@ -290,7 +290,7 @@ def best_distributed(c: Costs, cores: int, scaled_commits: bool = False) -> Plan
 
 
 def merged_share(subwriters: int, commit_docs: int = 100_000, segment_max_docs: int = 100_000) -> float:
-    """Share of documents that index.merging's policy merges once more: every commit
+    """Share of documents that index.writing.merging's policy merges once more: every commit
     leaves one segment per sub-writer of ``commit_docs / subwriters`` documents, and
     segments under a tenth of ``segment_max_docs`` are merged at a later commit (with
     one sub-writer or two, as here, they never are)."""
@@ -301,7 +301,7 @@ def merged_share(subwriters: int, commit_docs: int = 100_000, segment_max_docs: 
 
 
 def report(c: Costs, pages: int, repeat: int) -> str:
-    from index.pagewriter import auto_procs
+    from index.writing.pagewriter import auto_procs
 
     rows = []
     for cores in (2, 4, 8, 16, 32):

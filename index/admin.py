@@ -12,7 +12,7 @@ from whoosh import index as whoosh_index
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.options import ARRAY_STORE_FILE
-from index.writer import SessionLock
+from index.writing.lock import SessionLock
 
 __all__ = ["LAST_CRAWL", "check", "counts", "optimize", "record_crawl", "stats"]
 
@@ -20,11 +20,11 @@ LAST_CRAWL = "last_crawl.json"
 
 
 def _search() -> Any:
-    """index.search, imported when used: it loads the search stack (NumPy), which a
+    """index.search.run, imported when used: it loads the search stack (NumPy), which a
     crawl calling record_crawl does not need (half a second of its start)."""
-    import index.search
+    import index.search.run
 
-    return index.search
+    return index.search.run
 
 
 def record_crawl(index_dir: str | Path, summary: dict[str, Any]) -> None:

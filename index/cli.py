@@ -1,6 +1,6 @@
 """``python -m index search ...``: argument parsing and output formatting only; the work
-is :func:`index.search.search`, in this process or in a resident ``python -m index
-serve`` of the same index (:mod:`index.remote`), which answers the same. ``pipeline.commands.search``
+is :func:`index.search.run.search`, in this process or in a resident ``python -m index
+serve`` of the same index (:mod:`index.serve.remote`), which answers the same. ``pipeline.commands.search``
 reuses both halves, so ``scrapy search`` and ``python -m index search`` behave identically.
 
 Nothing here imports Whoosh or NumPy until a search runs in this process: with a server
@@ -14,9 +14,7 @@ import os
 import sys
 from typing import Any, NoReturn, TextIO
 
-from index import remote
-from index.options import DeletionGuard, default_index_dir
-from index.searchapi import (
+from index.api import (
     FACETS,
     FILTERS,
     MARK_END,
@@ -28,6 +26,8 @@ from index.searchapi import (
     SearchError,
     from_api,
 )
+from index.options import DeletionGuard, default_index_dir
+from index.serve import remote
 
 __all__ = ["add_search_arguments", "default_index_dir", "main", "run_search"]
 
@@ -35,7 +35,7 @@ EXIT_HITS, EXIT_NONE, EXIT_ERROR = 0, 1, 2
 SEARCH_USAGE = "[options] QUERY..."
 # Option values that start with a dash and would otherwise read as options.
 _DASHED_VALUES = frozenset(v for v in SORTS if v.startswith("-"))
-# Matches are marked with MARK_START/MARK_END (index.searchapi); they become BOLD/RESET
+# Matches are marked with MARK_START/MARK_END (index.api); they become BOLD/RESET
 # only after the text has been made inert.
 BOLD, RESET = "\x1b[1m", "\x1b[0m"
 
@@ -181,7 +181,7 @@ def run_search(opts: argparse.Namespace, index_dir: str, out: TextIO | None = No
     results = None if getattr(opts, "local", False) else _from_server(index_dir, request, marks is not None)
     if results is None:
         # Imported here: with a server answering, a process never loads the search stack.
-        from index.search import search
+        from index.search.run import search
 
         try:
             results = search(index_dir, marks=marks, **request)
@@ -227,7 +227,7 @@ def _from_server(index_dir: str, request: dict[str, Any], marks: bool) -> Result
 def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # Imported here so that `search` keeps its fast start.
     from index import admin
-    from index.writer import IndexLocked
+    from index.errors import IndexLocked
 
     index_dir = opts.index or default_index_dir()
     try:
@@ -264,10 +264,10 @@ def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import logging
 
-    from index import ingest
     from index.deletion import EXIT_DELETE_REFUSED
+    from index.distributed import ingest
+    from index.errors import IndexLocked, WriterError
     from index.options import WriterOptions, parse_settings
-    from index.writer import IndexLocked, WriterError
 
     try:
         options = WriterOptions.from_settings(parse_settings(getattr(opts, "set", [])))
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.command in ("enqueue", "ingest"):
         return _distributed(opts, sys.stdout, sys.stderr)
     if opts.command == "serve":
-        from index.web import serve as run_server  # keeps Starlette out of `search`'s start
+        from index.serve.web import serve as run_server  # keeps Starlette out of `search`'s start
 
         return run_server(opts.index or default_index_dir(), opts.host, opts.port, opts.allow_host, opts.workers)
     return _admin(opts, sys.stdout, sys.stderr)

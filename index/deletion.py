@@ -1,5 +1,5 @@
 """When a refresh may delete pages: one rule for the local crawl (``pipeline.refresh``)
-and the distributed run (``index.ingest.finish_run``). Pure functions, no Scrapy, no Redis.
+and the distributed run (``index.distributed.ingest.finish_run``). Pure functions, no Scrapy, no Redis.
 
 Deletion needs proof. A page is deleted only when
 
@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.documents import start_key
+from index.model.documents import start_key
 from index.options import DeletionGuard
 
 __all__ = ["EXIT_DELETE_REFUSED", "DeletionPlan", "plan_deletions"]

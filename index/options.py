@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-__all__ = ["DEFAULTS", "DeletionGuard", "WriterOptions", "default_index_dir", "parse_settings"]
+__all__ = ["DEFAULTS", "DeletionGuard", "WriterOptions", "default_index_dir", "megabytes_from_env", "parse_settings"]
 
 
 # The search processes' cache of decoded arrays, kept in the index folder
-# (index.arraystore); not part of the index, and not counted in its size.
+# (index.fast.store); not part of the index, and not counted in its size.
 ARRAY_STORE_FILE = "pages-arrays.sqlite"
 
 
@@ -31,6 +31,16 @@ def default_index_dir() -> str:
     """Where the index lives unless ``INDEX_DIR`` says otherwise: ``$PAGES_INDEX``, else
     ``data/index``."""
     return os.environ.get("PAGES_INDEX", "data/index")
+
+
+def megabytes_from_env(name: str, default_mb: int, minimum: int = 0) -> int:
+    """The byte bound set by the environment variable ``name`` in MiB (``default_mb``
+    when unset, empty or not a number), at least ``minimum`` MiB."""
+    try:
+        mb = int(os.environ.get(name) or default_mb)
+    except ValueError:
+        mb = default_mb
+    return max(minimum, mb) * 2**20
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -75,7 +85,7 @@ class WriterOptions(_FromSettings):
     queue_pages: int = _setting("INDEX_QUEUE_PAGES", 64)
 
     def page_writer(self) -> dict[str, Any]:
-        """The keyword arguments of :class:`index.pagewriter.PageWriter`."""
+        """The keyword arguments of :class:`index.writing.pagewriter.PageWriter`."""
         return {
             "commit_docs": self.commit_docs,
             "commit_seconds": self.commit_seconds,

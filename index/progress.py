@@ -1,4 +1,4 @@
-"""Progress of long runs, for people and for logs: shared by the crawl (``pipeline.progress``)
+"""Progress of long runs, for people and for logs: shared by the crawl (``pipeline.extensions.progress``)
 and the distributed indexer (``python -m index ingest``). No Scrapy here.
 
 On a terminal one line is redrawn in place with ``rich``, and log records are printed above

@@ -7,7 +7,7 @@ With ``-s REDIS_URL=redis://host:6379/0`` every crawler process, on any machine:
   enqueue START...``), besides its own ``-a start=``;
 - does not write the index: :class:`RedisItemStream`, the last item pipeline, adds each
   normalized page item to the Redis Stream ``pages:items`` for the one indexer
-  (``python -m index ingest``, see :mod:`index.ingest`), waiting while the stream is
+  (``python -m index ingest``, see :mod:`index.distributed.ingest`), waiting while the stream is
   longer than ``REDIS_STREAM_MAXLEN`` (backpressure instead of filling Redis' memory);
 - loads the indexer's published page states (``pages:state``) to skip unchanged pages,
   and reports what it saw to the run (``pages:run:*``) so that ``ingest --finish``
@@ -34,7 +34,7 @@ from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.settings import BaseSettings
 from scrapy.utils.defer import deferred_from_coro
 
-from index.ingest import DUPEFILTER_KEY, KEYS, connect, ensure_group
+from index.distributed.ingest import DUPEFILTER_KEY, KEYS, connect, ensure_group
 from pipeline import settings as defaults
 from pipeline.refresh import RefreshState
 from pipeline.steps import stamped_page

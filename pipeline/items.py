@@ -1,5 +1,5 @@
 """The item contract (README, "What a page becomes"; image records declared and checked by
-index/contract.py): one PageItem per page, images as a list of image records.
+index/model/contract.py): one PageItem per page, images as a list of image records.
 
 :class:`PageContent` declares the fields once: the parser's :class:`pipeline.parsing.Page`
 and the crawl's :class:`PageItem` both extend it. Pipelines read and write items only
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # importing index applies its Whoosh fixes; the parser needs no Whoosh
-    from index.contract import ImageRecord
+    from index.model.contract import ImageRecord
 
 __all__ = ["PageContent", "PageItem"]
 

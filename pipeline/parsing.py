@@ -29,7 +29,7 @@ from pipeline.body import extract_body
 from pipeline.items import PageContent
 
 if TYPE_CHECKING:  # importing index applies its Whoosh fixes; parsing needs no Whoosh
-    from index.contract import ImageRecord
+    from index.model.contract import ImageRecord
 
 __all__ = ["Page", "PageError", "decode", "parse_page"]
 

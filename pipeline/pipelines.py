@@ -17,11 +17,15 @@ from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import deferred_from_coro
 
 from index.admin import record_crawl
-from index.contract import page_problem
-from index.documents import page_documents
+from index.errors import IndexLocked, WriterError
+from index.model.contract import page_problem
+from index.model.documents import page_documents
+from index.model.state import load_page_states
 from index.options import DeletionGuard, WriterOptions
-from index.state import load_page_states
-from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess, peak_rss_kb
+from index.writing.lock import SessionLock
+from index.writing.memory import peak_rss_kb
+from index.writing.pagewriter import PageWriter
+from index.writing.process import WriterProcess
 from pipeline import settings as defaults
 from pipeline.refresh import RefreshState
 from pipeline.steps import mark_duplicates, normalize_captions, normalize_domains, now, stamped_page

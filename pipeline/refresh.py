@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from index.deletion import DeletionPlan, plan_deletions
-from index.documents import start_key
+from index.model.documents import start_key
 from index.options import DeletionGuard
 
 __all__ = ["RUN", "RefreshState", "start_key"]

@@ -33,8 +33,8 @@ EXTENSIONS = {
     # Progress replaces LogStats (one periodic line, not two saying the same); with
     # PROGRESS=False it logs LogStats' own line.
     "scrapy.extensions.logstats.LogStats": None,
-    "pipeline.progress.Progress": 0,
-    "pipeline.monitoring.MonitoringFiles": 0,
+    "pipeline.extensions.progress.Progress": 0,
+    "pipeline.extensions.monitoring.MonitoringFiles": 0,
 }
 
 # --- distributed mode (scrapy-redis), off unless REDIS_URL is set ----------------------

@@ -1,6 +1,6 @@
 """What the item pipelines do to a page, as plain functions: no Scrapy, no stats.
 
-Each step works in place on a page's image records (:class:`index.contract.ImageRecord`)
+Each step works in place on a page's image records (:class:`index.model.contract.ImageRecord`)
 and returns what the crawl counts. The pipelines (:mod:`pipeline.pipelines`) only adapt
 them (ItemAdapter, stats, DropItem); the benchmark (``bench/run.py``) calls them directly,
 so that it measures what a crawl does.
@@ -29,7 +29,7 @@ from pipeline.normalize.captions import normalize_caption
 from pipeline.normalize.domains import host_of, normalize_image_url, registrable_domain
 
 if TYPE_CHECKING:  # importing index applies its Whoosh fixes, which these steps do not need
-    from index.contract import ImageRecord
+    from index.model.contract import ImageRecord
 
 __all__ = ["mark_duplicates", "normalize_captions", "normalize_domains", "now", "stamped_page"]
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Where `python -m index serve` announces itself (index.remote): the tests' own folder, so
+# Where `python -m index serve` announces itself (index.serve.remote): the tests' own folder, so
 # that a server the developer runs never answers a test's search, nor a test's theirs.
 os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="pages-tests-runtime-")
 SEED = ROOT / "examples" / "pages" / "chair-exercises-upper-back.md"

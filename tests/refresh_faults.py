@@ -241,7 +241,7 @@ def run(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from scrapy.utils.project import get_project_settings
     from twisted.internet import defer, reactor
 
-    from index.state import load_page_states
+    from index.model.state import load_page_states
     from pipeline.exitcodes import exit_status
 
     tmp = Path(tempfile.mkdtemp(prefix="refresh-faults-"))

@@ -1,4 +1,4 @@
-"""The disk store of decoded arrays (index.arraystore): a new process finds the same
+"""The disk store of decoded arrays (index.fast.store): a new process finds the same
 results reading the arrays back as decoding them, and a store that cannot be used (read
 only, damaged, locked, full) only costs decoding again."""
 
@@ -16,9 +16,11 @@ from whoosh import index as whoosh_index
 
 from bench.corpus import generate
 from conftest import ROOT, crawl_in_process, fuzz
-from index import arraystore, fastsearch, query
-from index import search as search_module
-from index.search import search
+from index.cache import clear_caches
+from index.fast import arrays as fastsearch
+from index.fast import store as arraystore
+from index.search import expand
+from index.search.run import search
 
 QUERIES = ["stretch", "upper back", "neck OR shoulder", "chair -desk", "strech", "stretc", "yoga pose"]
 
@@ -40,17 +42,7 @@ def index(tmp_path_factory) -> Path:
 
 def new_process() -> None:
     """What a new search process starts without: every array, searcher and result."""
-    search_module._RESULTS.clear()
-    for searcher in search_module._SEARCHERS.values():
-        searcher.close()
-    search_module._SEARCHERS.clear()
-    fastsearch.clear_cache()
-    fastsearch._STORES.clear()
-    fastsearch._COUNTED.clear()
-    fastsearch._LOOKED_UP.clear()
-    query._LEXICONS.clear()
-    query._VARIANTS.clear()
-    arraystore.forget_all()
+    clear_caches()
 
 
 def answers(index: Path) -> list[tuple]:
@@ -69,7 +61,7 @@ def every_array(monkeypatch):
     image URL ordinals are built (not a few hits' URLs looked up)."""
     monkeypatch.setattr(fastsearch, "STORE_MIN_POSTINGS", 1)
     monkeypatch.setattr(fastsearch, "DISTINCT_LOOKUP_LIMIT", 0)
-    monkeypatch.setattr(query, "MERGE_LEXICON_SEGMENTS", 0)  # merged word lists however few segments
+    monkeypatch.setattr(expand, "MERGE_LEXICON_SEGMENTS", 0)  # merged word lists however few segments
     new_process()
     yield
     new_process()
@@ -98,7 +90,7 @@ def test_a_new_process_reads_the_arrays_back_and_finds_the_same(index, every_arr
     real_decode = fastsearch._decode_postings
     monkeypatch.setattr(fastsearch, "_decode_postings", lambda *a: decoded.append(a) or real_decode(*a))
     monkeypatch.setattr(fastsearch, "_value_hash", lambda v: pytest.fail(f"image URL {v!r} hashed again"))
-    monkeypatch.setattr(query, "_merge_lexicons", lambda leaves, field: pytest.fail(f"{field} words merged again"))
+    monkeypatch.setattr(expand, "_merge_lexicons", lambda leaves, field: pytest.fail(f"{field} words merged again"))
     second = answers(index)
     assert decoded == []
     assert second == first == without

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from index import cli, ingest
+from index import cli
 from index.deletion import plan_deletions
+from index.distributed import ingest
 from index.options import DeletionGuard, WriterOptions
 
 START = "https://a.test/sitemap.xml"

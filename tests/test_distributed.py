@@ -124,7 +124,7 @@ def crawler_stat(stderr: str, key: str) -> int:
 
 def enqueue(redis_url: str, *starts: str) -> None:
     """`python -m index enqueue` without its start-up (test_indexer_killed... runs the command)."""
-    from index import ingest
+    from index.distributed import ingest
 
     assert ingest.enqueue(redis_url, list(starts)) == len(starts)
 
@@ -184,7 +184,7 @@ def test_indexer_killed_midway_loses_nothing_and_doubles_nothing(redis_url, corp
     indexer.send_signal(signal.SIGKILL)
     indexer.wait()
     assert 0 < r.xlen("pages:items") < 40
-    from index import ingest
+    from index.distributed import ingest
     from index.options import WriterOptions
 
     # The next indexer claims what the dead one had read but not committed: the same
@@ -205,7 +205,7 @@ def test_pages_trickling_in_are_committed_together(redis_url, corpus, tmp_path):
 
     import redis
 
-    from index import ingest
+    from index.distributed import ingest
 
     root, expected = corpus
     enqueue(redis_url, str(root / "a"), str(root / "b"))
@@ -331,7 +331,7 @@ def _page(url: str, **changes: object) -> dict:
 def test_poison_entries_go_to_the_dead_letter_stream_and_the_rest_is_indexed(redis_url, tmp_path):
     import redis
 
-    from index import ingest
+    from index.distributed import ingest
 
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     ingest.ensure_group(r, ingest.KEYS)

@@ -17,8 +17,9 @@ from whoosh import query as Q
 
 from bench.corpus import WORDS, generate
 from conftest import ROOT, crawl, fuzz
-from index import fastsearch
-from index.querylang import parse_query
+from index.cache import Cache
+from index.fast import arrays as fastsearch
+from index.search.parse import parse_query
 
 EXAMPLES = ROOT / "examples" / "pages"
 VOCABULARY = [*WORDS[:24], "pin", "fitness", "theraband", "nothingmatchesthis"]
@@ -130,11 +131,11 @@ def test_facet_counts_match_whoosh(searcher):
 
 
 def test_cache_is_bounded(searcher, monkeypatch):
-    cache = fastsearch._Postings(limit=4096)
+    cache = Cache("test arrays", 4096)
     monkeypatch.setattr(fastsearch, "_CACHE", cache)
     for word in VOCABULARY:
         fastsearch.evaluate(searcher, parse_query(searcher.schema, word))
-    assert 0 < cache.size <= 4096 or len(cache.items) == 1
+    assert 0 < cache.bytes <= 4096
 
 
 def test_doc_count_matches_whoosh_with_deletions(searcher):
@@ -159,7 +160,8 @@ tolerant_text = st.lists(
 def test_generated_queries_with_typos_and_word_starts_match_whoosh(searcher, text):
     """One ranking (issue 18): a tolerant query, expanded to index words, scores the same
     on both paths over a multi-segment index with deletions."""
-    from index.query import expand_multiterms, tolerate
+    from index.search.expand import expand_multiterms
+    from index.search.typos import tolerate
 
     q = parse_query(searcher.schema, text)
     q, _ = tolerate(q, searcher.reader(), searcher.schema["text"].analyzer, text)
@@ -168,7 +170,7 @@ def test_generated_queries_with_typos_and_word_starts_match_whoosh(searcher, tex
 
 
 def test_expanded_prefix_and_fuzzy_words_match_whoosh(searcher):
-    from index.query import expand_multiterms
+    from index.search.expand import expand_multiterms
 
     for text in ("stretch*", "stret*", "shouldr~", "exercise~2 neck", "s* OR pin"):
         q = expand_multiterms(parse_query(searcher.schema, text), searcher.reader())
@@ -179,7 +181,7 @@ def test_expanded_prefix_and_fuzzy_words_match_whoosh(searcher):
 def shared_urls(tmp_path_factory):
     """Four segments whose documents draw their image URL from a small pool (so values
     repeat within and across segments), some with none, some deleted."""
-    from index.schema import make_schema
+    from index.model.schema import make_schema
 
     ix = whoosh_index.create_in(str(tmp_path_factory.mktemp("distinct")), make_schema())
     rng = np.random.default_rng(3)
@@ -222,7 +224,8 @@ def test_merged_lexicon_finds_what_each_segment_finds(searcher, monkeypatch):
     """Typo and word-start expansion over the words of all segments merged into one
     sorted list (what a many-segment index uses) finds the same words, with the same
     frequencies, as walking every segment's term list."""
-    from index import query
+    from index.cache import clear_caches
+    from index.search import expand, typos
 
     reader = searcher.reader()
     words = sorted({w.decode() for w in reader.lexicon("text")})
@@ -230,20 +233,19 @@ def test_merged_lexicon_finds_what_each_segment_finds(searcher, monkeypatch):
     starts = sorted({w[:k] for w in words[::11] for k in (1, 2, 3)})
 
     def expansions():
-        query._LEXICONS.clear()
-        query._VARIANTS.clear()
+        clear_caches()
         within = {
-            (w, d): query.terms_within(reader, "text", w, d, prefix=p) for w in probes for d in (1, 2) for p in (0, 1)
+            (w, d): expand.terms_within(reader, "text", w, d, prefix=p) for w in probes for d in (1, 2) for p in (0, 1)
         }
-        prefixes = {p: query.prefix_terms(reader, "text", p, 30) for p in starts}
-        variants = {w: query.variants(reader, "text", w, len(w), typos=True, prefix=True) for w in probes}
+        prefixes = {p: expand.prefix_terms(reader, "text", p, 30) for p in starts}
+        variants = {w: typos.variants(reader, "text", w, len(w), typos=True, prefix=True) for w in probes}
         return within, prefixes, variants
 
-    monkeypatch.setattr(query, "MERGE_LEXICON_SEGMENTS", 99)
+    monkeypatch.setattr(expand, "MERGE_LEXICON_SEGMENTS", 99)
     per_segment = expansions()
-    monkeypatch.setattr(query, "MERGE_LEXICON_SEGMENTS", 0)
+    monkeypatch.setattr(expand, "MERGE_LEXICON_SEGMENTS", 0)
     merged = expansions()
-    assert query._merged_lexicon(reader, "text") is not None
+    assert expand._merged_lexicon(reader, "text") is not None
     assert any(len(found) > 1 for found in per_segment[0].values())
     assert merged == per_segment
 
@@ -254,7 +256,7 @@ def test_did_you_mean_suggests_what_whoosh_suggests_over_segments(searcher):
     suggestions for words one edit or one swap away."""
     from whoosh.spelling import ReaderCorrector
 
-    from index.hits import _Corrector
+    from index.search.decorate import _Corrector
 
     reader = searcher.reader()
     assert len(searcher.leaf_searchers()) > 1
@@ -269,12 +271,17 @@ def test_did_you_mean_suggests_what_whoosh_suggests_over_segments(searcher):
 
 
 def test_the_array_cache_bound_is_a_setting(monkeypatch):
+    from index.options import megabytes_from_env
+
+    assert fastsearch._CACHE.max_bytes == megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16)
     monkeypatch.setenv("PAGES_SEARCH_CACHE_MB", "300")
-    assert fastsearch._cache_bytes() == 300 * 2**20
+    assert megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16) == 300 * 2**20
     monkeypatch.setenv("PAGES_SEARCH_CACHE_MB", "lots")
-    assert fastsearch._cache_bytes() == 1024 * 2**20
+    assert megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16) == 1024 * 2**20
+    monkeypatch.setenv("PAGES_SEARCH_CACHE_MB", "1")
+    assert megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16) == 16 * 2**20
     monkeypatch.delenv("PAGES_SEARCH_CACHE_MB")
-    assert fastsearch._cache_bytes() == 1024 * 2**20
+    assert megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16) == 1024 * 2**20
 
 
 @pytest.mark.parametrize("scatter_from", [1, 10**9], ids=["scatter", "binary-search"])

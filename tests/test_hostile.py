@@ -25,7 +25,7 @@ from conftest import (
     sitemap,
     stat,
 )
-from index.search import SearchError, search
+from index.search.run import SearchError, search
 
 GOOD = "[ ![](https://good.example.org/{n}.jpg)](https://good.example.org/{n}) Good neck stretch number {n}\n"
 

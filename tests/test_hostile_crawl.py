@@ -143,7 +143,7 @@ def test_an_unreadable_subfolder_keeps_its_pages(tmp_path):
 
 
 def test_the_loser_of_two_simultaneous_crawls_exits_75(tmp_path):
-    from index.writer import SessionLock
+    from index.writing.lock import SessionLock
 
     folder = tmp_path / "pages"
     folder.mkdir()

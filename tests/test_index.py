@@ -11,10 +11,13 @@ from whoosh import index as whoosh_index
 
 from conftest import SEED, crawl, image_documents, page_documents
 from index.admin import check
-from index.documents import page_documents as build_documents
-from index.schema import make_schema
-from index.search import IndexMissing, QueryError, search
-from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess
+from index.errors import IndexLocked, WriterError
+from index.model.documents import page_documents as build_documents
+from index.model.schema import make_schema
+from index.search.run import IndexMissing, QueryError, search
+from index.writing.lock import SessionLock
+from index.writing.pagewriter import PageWriter
+from index.writing.process import WriterProcess
 
 
 def item(url: str, captions: list[str], title: str = "T", **extra) -> dict:
@@ -317,7 +320,7 @@ def test_compound_segment_files_are_read_in_place_like_bytesio():
 def test_cached_analyzer_gives_the_same_tokens_and_pickles_without_its_cache():
     import pickle
 
-    from index.schema import text_analyzer
+    from index.model.schema import text_analyzer
 
     cached = text_analyzer()
     plain = cached.inner

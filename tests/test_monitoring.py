@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, crawl_in_process, full_disk, image_documents, run_scrapy
 from index.admin import counts, stats
-from index.writer import SessionLock
-from pipeline.monitoring import metrics_text, previous_success, report, write_atomically
+from index.writing.lock import SessionLock
+from pipeline.extensions.monitoring import metrics_text, previous_success, report, write_atomically
 
 
 def metrics(path: Path) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

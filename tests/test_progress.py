@@ -22,13 +22,13 @@ from scrapy.utils.test import get_crawler
 
 from conftest import ROOT, crawl_in_process
 from index.progress import IndexGenerations, IngestProgress, LiveLine, RateMeter, crawl_line, wants_live
-from pipeline.progress import Progress
+from pipeline.extensions.progress import Progress
 
 EXAMPLES = ROOT / "examples" / "pages"
 # A Scrapy log record's first line: date, time, [logger] LEVEL:
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[[\w.]+\] (DEBUG|INFO|WARNING|ERROR|CRITICAL): ")
 PROGRESS_LINE = re.compile(
-    r"\[pipeline\.progress\] INFO: progress: pages [\d,]+( of [\d,]+ \(\d+%\)| \([\d,]+ listed so far\))?, "
+    r"\[pipeline\.extensions\.progress\] INFO: progress: pages [\d,]+( of [\d,]+ \(\d+%\)| \([\d,]+ listed so far\))?, "
     r"images [\d,]+ indexed, [\d,]+ docs/s, [\d.,]+ pages/s, [\d,]+ commits?, skipped [\d,]+ unchanged \+ [\d,]+ invalid"
 )
 

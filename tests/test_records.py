@@ -15,8 +15,8 @@ from itemadapter import ItemAdapter
 from scrapy.http import Request, TextResponse
 from scrapy.utils.test import get_crawler
 
-from index.contract import IMAGE_FIELDS, ImageRecord, page_problem
-from index.documents import page_documents
+from index.model.contract import IMAGE_FIELDS, ImageRecord, page_problem
+from index.model.documents import page_documents
 from index.options import DeletionGuard, WriterOptions
 from pipeline import settings
 from pipeline.items import PageContent, PageItem

@@ -1,5 +1,5 @@
 """`python -m index search` handing its query to a resident `python -m index serve` of the
-same index (index.remote): the same output as searching in the process, without importing
+same index (index.serve.remote): the same output as searching in the process, without importing
 Whoosh or NumPy, and a search in the process whenever the server cannot be trusted
 (stopped, replaced, another program on its port, an unsafe folder, an error answer).
 
@@ -26,9 +26,9 @@ from typing import ClassVar
 import pytest
 
 from conftest import FIXTURES, ROOT, crawl_in_process, free_port
-from index import remote
-from index import search as search_module
 from index.cli import BOLD, add_search_arguments, main, one_line_errors, run_search
+from index.search import run as search_module
+from index.serve import remote
 
 EXAMPLES = ROOT / "examples" / "pages"
 
@@ -162,7 +162,7 @@ def test_the_client_imports_neither_whoosh_nor_numpy(index, server):
         "from index.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    code = main(['search', '--index', {str(index)!r}, 'chair', 'yoga', '--facet', 'domain'])\n"
-        "print(code, sorted(m for m in ('whoosh', 'numpy', 'index.search', 'scrapy') if m in sys.modules))\n"
+        "print(code, sorted(m for m in ('whoosh', 'numpy', 'index.search.run', 'scrapy') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.split(" ", 1) == ["0", "[]\n"], result.stderr
@@ -361,7 +361,7 @@ def test_import_index_loads_nothing_and_index_whoosh_applies_the_fixes():
     probe = (
         "import sys, index\n"
         "print(sorted(m for m in ('whoosh', 'numpy', 'index._whoosh') if m in sys.modules))\n"
-        "import index.schema, index._whoosh\n"
+        "import index.model.schema, index._whoosh\n"
         "print(index._whoosh._applied)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import HIT_KEYS, ROOT, crawl_in_process, fuzz, index_main
 from index.cli import BOLD, main, run_search
-from index.search import QueryError, search
+from index.search.run import QueryError, search
 
 EXAMPLES = ROOT / "examples" / "pages"
 
@@ -148,7 +148,7 @@ def test_cli_exit_codes_and_one_line_errors(index, tmp_path, capsys):
     empty = tmp_path / "empty"
     from whoosh import index as wi
 
-    from index.schema import make_schema
+    from index.model.schema import make_schema
 
     empty.mkdir()
     wi.create_in(str(empty), make_schema())

@@ -12,9 +12,10 @@ import pytest
 from starlette.testclient import TestClient
 from test_index import item, write
 
-import index.web as web
-from index.query import MAX_EXPANSIONS, Budget
-from index.search import QueryError, SearchCancelled, search
+import index.serve.web as web
+from index.search.budget import Budget
+from index.search.expand import MAX_EXPANSIONS
+from index.search.run import QueryError, SearchCancelled, search
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from test_index import item, write
 
 from conftest import fuzz
 from index.cli import BOLD, RESET, main, run_search
-from index.search import QueryError, search
+from index.search.run import QueryError, search
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_json_output_is_valid_json_without_raw_control_characters(nasty_index):
 
 
 def test_private_use_marks_in_page_text_stay_balanced(tmp_path):
-    from index.web import marked
+    from index.serve.web import marked
 
     index = tmp_path / "ix"
     write(index, item("file:///m.md", ["Stretch \ue001 open \ue000 close \ue000\ue001"]))
@@ -151,7 +151,7 @@ def test_cli_out_of_range_date_exits_2_with_one_line(index, capsys):
 
 @pytest.mark.parametrize("date", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "10000-01-01"])
 def test_a_page_dated_off_the_calendar_is_indexed(tmp_path, date):
-    from index.documents import index_date, page_documents
+    from index.model.documents import index_date, page_documents
 
     index_date(date)  # never raises
     index = tmp_path / "ix"
@@ -218,19 +218,19 @@ def test_collapsed_results_count_images_not_pages(shared_index, query):
 
 def test_collapsed_totals_without_the_image_url_column_count_images_too(shared_index, monkeypatch):
     # The fallback (a segment without the column) compares what collapsing compares.
-    from index import fastsearch
+    from index.fast import arrays
 
     def unsupported(*args, **kwargs):
-        raise fastsearch.Unsupported("no column image_url")
+        raise arrays.Unsupported("no column image_url")
 
-    monkeypatch.setattr(fastsearch, "distinct_count", unsupported)
+    monkeypatch.setattr(arrays, "distinct_count", unsupported)
     assert search(shared_index, "chair", limit=2).total == 4
 
 
 def test_collapsed_page_links_never_lead_to_an_empty_page(shared_index):
     from starlette.testclient import TestClient
 
-    from index.web import create_app
+    from index.serve.web import create_app
 
     html = (
         TestClient(create_app(shared_index), base_url="http://localhost")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, crawl
-from index.search import search
+from index.search.run import search
 
 EXAMPLES = ROOT / "examples" / "pages"
 

@@ -16,13 +16,13 @@ from starlette.testclient import TestClient
 from test_index import item, write
 from whoosh import collectors
 
-from index import fastsearch
 from index.cli import run_search
-from index.documents import TEXT_SECTIONS
-from index.query import allowed_edits, osa_distance, tolerate
-from index.querylang import parse_query, query_boosts
-from index.search import _searcher, search
-from index.web import create_app
+from index.fast import arrays
+from index.model.documents import TEXT_SECTIONS
+from index.search.parse import parse_query, query_boosts
+from index.search.run import _searcher, search
+from index.search.typos import allowed_edits, osa_distance, tolerate
+from index.serve.web import create_app
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_field_weights_are_defined_once(index):
 def test_whoosh_and_the_numpy_path_give_the_same_order_and_scores(index, text):
     searcher = _searcher(index)
     q, _ = tolerate(parse_query(searcher.schema, text), searcher.reader(), searcher.schema["text"].analyzer, text)
-    evaluation = fastsearch.evaluate(searcher, q)
+    evaluation = arrays.evaluate(searcher, q)
     collector = collectors.TopCollector(limit=50, usequality=False)
     searcher.search_with_collector(q, collector)
     theirs = collector.results()
@@ -139,7 +139,7 @@ def test_whoosh_and_the_numpy_path_give_the_same_order_and_scores(index, text):
     # scores per document and the order within each tier.
     whoosh_scores = {hit.docnum: hit.score for hit in theirs}
     assert np.allclose([whoosh_scores[d] for d in ours_ids.tolist()], ours_scores)
-    untiered = fastsearch.Evaluation(evaluation.docnums, evaluation.scores)
+    untiered = arrays.Evaluation(evaluation.docnums, evaluation.scores)
     assert untiered.ranked(0, 50)[0].tolist() == [hit.docnum for hit in theirs]
 
 

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from conftest import FIXTURES, HIT_KEYS, ROOT, crawl_in_process, free_port
 from index.cli import run_search
-from index.web import CSP, create_app, marked, safe_href
+from index.serve.web import CSP, create_app, marked, safe_href
 
 EXAMPLES = ROOT / "examples" / "pages"
 HOSTILE = FIXTURES / "hostile"
@@ -274,7 +274,7 @@ def test_a_trailing_slash_is_not_redirected_to_the_callers_host(client):
 
 
 def test_serve_allows_loopback_names_and_the_bound_and_added_names():
-    from index.web import allowed_hosts
+    from index.serve.web import allowed_hosts
 
     assert {"127.0.0.1", "localhost", "[::1]"} <= set(allowed_hosts("127.0.0.1"))
     assert "[2001:db8::1]" in allowed_hosts("2001:db8::1")

@@ -17,9 +17,11 @@ from whoosh.util.numeric import byte_to_length
 import index
 from index import _whoosh
 from index._whoosh import fixes
-from index.documents import page_documents
-from index.writer import IndexLocked, PageWriter, SessionLock, WriterError, WriterProcess
-from index.writerprocess import Ask, Reply, _serve
+from index.errors import IndexLocked, WriterError
+from index.model.documents import page_documents
+from index.writing.lock import SessionLock
+from index.writing.pagewriter import PageWriter
+from index.writing.process import Ask, Reply, WriterProcess, _serve
 
 
 def _page(url: str, captions: list[str]) -> dict:
@@ -130,8 +132,8 @@ def test_accessors_read_what_whoosh_reads(one_segment):
 def test_the_writer_process_answers_with_kinds(tmp_path, monkeypatch):
     # _serve in this process: without its child-only parts (ignoring Ctrl-C, dying with
     # the parent), which would stay with the test process.
-    monkeypatch.setattr("index.writerprocess.die_with_parent", lambda parent: None)
-    monkeypatch.setattr("index.writerprocess.signal.signal", lambda *args: None)
+    monkeypatch.setattr("index.writing.process.die_with_parent", lambda parent: None)
+    monkeypatch.setattr("index.writing.process.signal.signal", lambda *args: None)
     index_dir = tmp_path / "ix"
 
     class Box(list):

@@ -9,7 +9,8 @@ import os
 import pytest
 from scrapy.settings import Settings
 
-from index import cli, ingest
+from index import cli
+from index.distributed import ingest
 from index.options import DEFAULTS, WriterOptions, parse_settings
 from pipeline import settings as project_settings
 from pipeline.distributed import RedisAddon
@@ -111,7 +112,7 @@ def test_scrapy_redis_keys_are_named_after_the_spider():
 
 @pytest.mark.parametrize("procs", ["1", "3", "16", "32"])
 def test_a_given_number_of_sub_writers_is_kept_whatever_the_machine(monkeypatch, procs):
-    from index.pagewriter import PageWriter
+    from index.writing.pagewriter import PageWriter
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     options = writer_options(Settings({"INDEX_WRITER_PROCS": procs}))

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from whoosh import index as whoosh_index
 
-from index import pagewriter
 from index.admin import check
-from index.documents import page_documents
-from index.merging import merge_bounded
-from index.pagewriter import MAX_AUTO_PROCS, PageWriter, auto_procs
+from index.model.documents import page_documents
+from index.writing import pagewriter
+from index.writing.merging import merge_bounded
+from index.writing.pagewriter import MAX_AUTO_PROCS, PageWriter, auto_procs
 from pipeline import steps
 from pipeline.items import PageItem
 from pipeline.parsing import parse_page

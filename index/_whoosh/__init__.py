@@ -10,8 +10,8 @@ checked here and nowhere else.
 - :mod:`index._whoosh.mpwriter`: the multiprocess writer made safe to fail;
 - below: what the project keeps *about* Whoosh objects (in weak maps, so it goes when
   they go, instead of attributes set on them) and read-only accessors for the private
-  parts the NumPy search path (:mod:`index.fastsearch`) and the query budget
-  (:mod:`index.query`) read.
+  parts the NumPy search path (:mod:`index.fast.arrays`) and the query budget
+  (:mod:`index.search.budget`) read.
 """
 
 from __future__ import annotations

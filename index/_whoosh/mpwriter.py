@@ -16,7 +16,7 @@ from typing import Any
 from whoosh.multiproc import MpWriter, SubWriterTask
 
 from index.errors import WriterError
-from index.parentwatch import die_with_parent
+from index.writing.parentwatch import die_with_parent
 
 __all__ = ["SafeMpWriter"]
 

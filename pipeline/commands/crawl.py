@@ -11,7 +11,8 @@ import sys
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
 
-from index.writer import IndexLocked, SessionLock
+from index.errors import IndexLocked
+from index.writing.lock import SessionLock
 from pipeline import settings as defaults
 from pipeline.exitcodes import EXIT_FAILED, EXIT_LOCKED, exit_status
 

@@ -122,7 +122,7 @@ class PagesSpider(scrapy.Spider):
         return [start_key(s) for s in self.starts]
 
     def _redis_idle(self) -> None:
-        from index.ingest import KEYS, connect
+        from index.distributed.ingest import KEYS, connect
 
         if self._redis is None:
             self._redis = connect(self.settings.get("REDIS_URL"))

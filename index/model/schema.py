@@ -25,7 +25,7 @@ from whoosh.support.charset import accent_map
 from whoosh.system import pack_uint
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
-from index.documents import TEXT_SECTIONS
+from index.model.documents import TEXT_SECTIONS
 
 __all__ = ["EXACT_FIELDS", "TEXT_SECTIONS", "BoostedText", "CachedAnalyzer", "make_schema"]
 

@@ -31,13 +31,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.contract import page_problem
 from index.deletion import DeletionPlan, plan_deletions
-from index.documents import STATE_FIELDS, page_documents, start_key
+from index.model.contract import page_problem
+from index.model.documents import STATE_FIELDS, page_documents, start_key
+from index.model.state import load_page_states
 from index.options import DEFAULTS, DeletionGuard, WriterOptions
-from index.pagewriter import PageWriter
 from index.progress import IngestProgress
-from index.state import load_page_states
+from index.writing.pagewriter import PageWriter
 
 __all__ = [
     "DUPEFILTER_KEY",

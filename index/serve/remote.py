@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from index.searchapi import SERVER_SEARCH_SECONDS
+from index.api import SERVER_SEARCH_SECONDS
 
 __all__ = ["CHALLENGE_HEADER", "PROOF_HEADER", "announce", "announced", "announcement_path", "ask", "proof"]
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.options import ARRAY_STORE_FILE
+from index.cache import on_clear
+from index.options import ARRAY_STORE_FILE, megabytes_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,7 @@ PENDING_FLUSH_BYTES = 64 * 2**20
 
 def default_limit_bytes(default_mb: int = 512) -> int:
     """``$PAGES_ARRAY_STORE_MB`` (0 turns the store off), else 512 MiB."""
-    try:
-        return max(0, int(os.environ.get("PAGES_ARRAY_STORE_MB", default_mb))) * 2**20
-    except ValueError:
-        return default_mb * 2**20
+    return megabytes_from_env("PAGES_ARRAY_STORE_MB", default_mb, minimum=0)
 
 
 def pack(arrays: Sequence[np.ndarray]) -> tuple[str, bytes]:
@@ -298,6 +296,7 @@ def flush_all() -> None:
 atexit.register(flush_all)
 
 
+@on_clear
 def forget_all() -> None:
     """Close every store (tests; a process that changes ``$PAGES_ARRAY_STORE_MB``)."""
     with _STORES_LOCK:

@@ -1,9 +1,9 @@
 """Search the index: the library behind ``scrapy search`` and ``python -m index search``.
 
 A search is three steps, one module each: read the query and the options
-(:mod:`index.querylang`); collect, count and facet the hits (:mod:`index.collect`,
-which expands the query's words against the index within a budget, :mod:`index.query`);
-decorate the hits (:mod:`index.hits`). Here: the entry point, its errors and results,
+(:mod:`index.search.parse`); collect, count and facet the hits (:mod:`index.search.collect`,
+which expands the query's words against the index within a budget, :mod:`index.search.budget`);
+decorate the hits (:mod:`index.search.decorate`). Here: the entry point, its errors and results,
 and the caches of searchers and recent results.
 
 >>> results = search("data/index", "chair yoga", limit=5)   # doctest: +SKIP
@@ -16,7 +16,6 @@ import functools
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -25,11 +24,13 @@ from typing import Any
 from whoosh import index as whoosh_index
 from whoosh.searching import Searcher
 
-from index import _whoosh, collect, hits
-from index.fastsearch import flush_store
-from index.query import Budget, BudgetExceeded, Cancelled, check_size
-from index.querylang import check_options, parse
-from index.searchapi import QueryError, Results, SearchError
+from index import _whoosh
+from index.api import QueryError, Results, SearchError
+from index.cache import Cache, on_clear
+from index.fast.arrays import flush_store
+from index.search import collect, decorate
+from index.search.budget import Budget, BudgetExceeded, Cancelled, check_size
+from index.search.parse import check_options, parse
 
 __all__ = [
     "IndexMissing",
@@ -110,20 +111,20 @@ def search(
     found = collect.find(
         searcher, parsed, query, window=page * limit, collapse=collapse, exact=exact, facets=facets, budget=budget
     )
-    marked = hits.highlighter(searcher, found.q, marks) if marks else None
+    marked = decorate.highlighter(searcher, found.q, marks) if marks else None
     ranked = found.top[(page - 1) * limit : page * limit]
-    shown = hits.decorate(searcher, ranked, scored=parsed.sortedby is None, marked=marked)
+    shown = decorate.decorate(searcher, ranked, scored=parsed.sortedby is None, marked=marked)
     suggestion = None
     if not shown:
         budget.check()
-        suggestion = hits.suggestion(searcher, parsed.words, query)
-    corrections = hits.shown_corrections(searcher, found.tolerance.corrections, shown)
+        suggestion = decorate.suggestion(searcher, parsed.words, query)
+    corrections = decorate.shown_corrections(searcher, found.tolerance.corrections, shown)
     results = Results(
         query=query,
         total=found.total,
         hits=shown,
         elapsed_ms=(time.perf_counter() - start) * 1000,
-        facets=hits.ordered_facets(found.facets),
+        facets=decorate.ordered_facets(found.facets),
         page=page,
         limit=limit,
         parsed=str(found.q),
@@ -162,9 +163,14 @@ _SEARCHERS: dict[tuple[str, int], Searcher] = {}
 # they are keyed by their searcher's serial number (index._whoosh.searcher_serial), not
 # by id(), which a refreshed searcher could reuse (found by a test whose searches saw
 # totals go back to an older commit's).
-RESULT_CACHE_SIZE = 256
-_RESULTS: OrderedDict[tuple[Any, ...], Results] = OrderedDict()
-_RESULTS_LOCK = threading.Lock()
+_RESULTS: Cache[Results] = Cache("results", 32 * 2**20)
+
+
+@on_clear
+def _close_searchers() -> None:
+    for searcher in list(_SEARCHERS.values()):
+        searcher.close()
+    _SEARCHERS.clear()
 
 
 def _searcher(index_dir: str | Path) -> Searcher:
@@ -192,16 +198,11 @@ def _searcher(index_dir: str | Path) -> Searcher:
 
 def _cached(key: tuple[Any, ...]) -> Results | None:
     """The results remembered under ``key``, as a copy the caller may change."""
-    with _RESULTS_LOCK:
-        cached = _RESULTS.get(key)
-        if cached is None:
-            return None
-        _RESULTS.move_to_end(key)
+    cached = _RESULTS.get(key)
+    if cached is None:
+        return None
     return replace(cached, hits=[dict(h) for h in cached.hits])
 
 
 def _remember(key: tuple[Any, ...], results: Results) -> None:
-    with _RESULTS_LOCK:
-        _RESULTS[key] = replace(results, hits=[dict(h) for h in results.hits])
-        if len(_RESULTS) > RESULT_CACHE_SIZE:
-            _RESULTS.popitem(last=False)
+    _RESULTS.put(key, replace(results, hits=[dict(h) for h in results.hits]))

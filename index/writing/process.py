@@ -1,4 +1,4 @@
-""":class:`~index.pagewriter.PageWriter` in a process of its own.
+""":class:`~index.writing.pagewriter.PageWriter` in a process of its own.
 
 Whoosh is pure Python and the slowest stage of a crawl, so the crawl hands finished
 documents to :class:`WriterProcess` through a bounded queue: parsing/normalizing in the
@@ -22,9 +22,9 @@ import time
 from typing import Any
 
 from index.errors import IndexLocked, WriterError
-from index.memory import children_peak_rss_kb, peak_rss_kb
-from index.pagewriter import PageWriter
-from index.parentwatch import die_with_parent
+from index.writing.memory import children_peak_rss_kb, peak_rss_kb
+from index.writing.pagewriter import PageWriter
+from index.writing.parentwatch import die_with_parent
 
 __all__ = ["Ask", "Reply", "WriterProcess"]
 

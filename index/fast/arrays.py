@@ -15,7 +15,7 @@ module evaluates the same queries a posting list at a time with NumPy instead:
 - the result-set size is exact, and facet counts are one ``bincount`` over per-segment
   value ordinals;
 - the costly arrays (a common word's postings, a segment's value ordinals) are also kept
-  on disk beside the index (``index.arraystore``), so a new process does not decode them
+  on disk beside the index (``index.fast.store``), so a new process does not decode them
   again.
 
 Only the shapes it can score exactly are taken: terms, And, Or, Not inside And, AndNot.
@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import os
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,23 +42,14 @@ import numpy as np
 from whoosh import query as Q
 from whoosh.util.numeric import byte_to_length
 
-from index import _whoosh, arraystore
+from index import _whoosh
+from index.cache import Cache, on_clear
+from index.fast import store as arraystore
+from index.options import megabytes_from_env
 
 __all__ = ["Evaluation", "Unsupported", "distinct_count", "doc_count", "evaluate", "facet_counts", "live_docnums"]
 
 
-def _cache_bytes(default_mb: int = 1024) -> int:
-    """The bound on the arrays a search process keeps (posting lists, scores, field
-    lengths, facet and collapsing ordinals): ``$PAGES_SEARCH_CACHE_MB``, else 1 GiB, used
-    only as queries touch words. At a million documents 256 MiB was too small: typo and
-    word-start queries evicted each other's arrays and read them again (bench/RESULTS.md)."""
-    try:
-        return max(16, int(os.environ.get("PAGES_SEARCH_CACHE_MB") or default_mb)) * 2**20
-    except ValueError:
-        return default_mb * 2**20
-
-
-POSTINGS_CACHE_BYTES = _cache_bytes()
 _BYTE_TO_LENGTH = np.array([byte_to_length(b) for b in range(256)], dtype=np.float64)
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _EMPTY_SCORES = np.zeros(0, dtype=np.float64)
@@ -75,44 +64,22 @@ class Unsupported(Exception):
     """This query needs Whoosh's own matchers."""
 
 
-class _Postings:
-    """Per-segment arrays, keyed by the segment's id: a segment's files never change once
-    written (deletions live apart, and are applied per reader)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...]) -> Any:
-        with self.lock:
-            found = self.items.get(key)
-            if found is None:
-                return None
-            self.items.move_to_end(key)
-            return found[0]
-
-    def put(self, key: tuple[Any, ...], value: Any, nbytes: int) -> Any:
-        # The search page's worker threads share the arrays (read-only once built).
-        with self.lock:
-            old_entry = self.items.pop(key, None)
-            if old_entry is not None:
-                self.size -= old_entry[1]
-            self.items[key] = (value, nbytes)
-            self.size += nbytes
-            while self.size > self.limit and len(self.items) > 1:
-                _, (_, old) = self.items.popitem(last=False)
-                self.size -= old
-        return value
-
-
-_CACHE = _Postings(POSTINGS_CACHE_BYTES)
-
-
-def clear_cache() -> None:
-    _CACHE.items.clear()
-    _CACHE.size = 0
+# The arrays a search process keeps between queries, per segment (a segment's files never
+# change once written; deletions live apart and are applied per reader) or per index
+# state. Keys start with the kind of array:
+#   "p" a word's postings (ids, weights) in one segment     "l" a field's lengths, one segment
+#   "s" a word's live ids and scores over the index state    "L" a word's live documents
+#   "c" a word's live page count                              "o" a segment's facet ordinals
+#   "v" a segment's value ordinals and hashes                 "g" global value ordinals
+#   "f" global facet ordinals
+# The same letters name the kinds kept on disk by index.fast.store ("m": merged word lists).
+# Bounded by $PAGES_SEARCH_CACHE_MB (1 GiB): at a million documents 256 MiB was too
+# small, typo and word-start queries evicted each other's arrays (bench/RESULTS.md).
+_CACHE: Cache[Any] = Cache("arrays", megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16))
+# How many values were read one by one per (segment, field), and which index states
+# have had a distinct count: small, but bounded like everything a server keeps.
+_LOOKED_UP: Cache[int] = Cache("lookups", 2**20, sizer=lambda _: 200)
+_COUNTED: Cache[bool] = Cache("counted states", 2**20, sizer=lambda _: 200)
 
 
 _segment_key = _whoosh.segment_key
@@ -122,6 +89,7 @@ _segment_key = _whoosh.segment_key
 # stored: a few blocks decode about as fast as a stored row is read back.
 STORE_MIN_POSTINGS = 1024
 _STORES: weakref.WeakKeyDictionary[Any, tuple[arraystore.ArrayStore, str] | None] = weakref.WeakKeyDictionary()
+on_clear(_STORES.clear)
 
 
 def _store(reader: Any) -> tuple[arraystore.ArrayStore, str] | None:
@@ -623,8 +591,6 @@ def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
 # Below this many hits in a segment, values are read one by one from the column rather
 # than building (and caching) the whole segment's ordinals.
 DISTINCT_LOOKUP_LIMIT = 256
-_LOOKED_UP: dict[tuple[str, str], int] = {}
-_COUNTED: dict[tuple[Any, ...], bool] = {}
 
 
 def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray]:
@@ -737,7 +703,7 @@ def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str) -> int:
         # second at a million documents): worth it from a process's second count on,
         # not for a one-query `python -m index search`, which hashes only its hits' values.
         if not _COUNTED.get(global_key):
-            _COUNTED[global_key] = True
+            _COUNTED.put(global_key, True)
             return _distinct_by_lookup(segments, spans, fieldname)
         if not all(seg.reader.has_column(fieldname) for seg in segments):
             raise Unsupported(f"no column {fieldname}")
@@ -757,7 +723,7 @@ def _distinct_by_lookup(segments: list[_Segment], spans: list[tuple[int, np.ndar
         reader = segments[i].reader
         if _lookup_instead(reader, fieldname, len(local)):
             key = (_segment_key(reader), fieldname)
-            _LOOKED_UP[key] = _LOOKED_UP.get(key, 0) + len(local)
+            _LOOKED_UP.put(key, _LOOKED_UP.get(key, 0) + len(local))
             column = _column(reader, fieldname)
             found = [column[d] for d in local.tolist()]
             parts.append(np.array([_value_hash(v) for v in found if v], dtype=np.int64))

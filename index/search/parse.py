@@ -1,13 +1,13 @@
 """The query language: what a person types, and the search's options, read into Whoosh
-queries. The first step of :func:`index.search.search`; no searcher needed, only the
-schema (the lexicon work, expansions and typo tolerance, is :mod:`index.query`).
+queries. The first step of :func:`index.search.run.search`; no searcher needed, only the
+schema (the lexicon work, expansions and typo tolerance, is :mod:`index.search.budget`).
 
 Whoosh's ``MultifieldParser`` does the reading, configured by plugins (field aliases,
 ``-word``, ``word~``, ``>``/``<``, dates). Around it, what the parser gets wrong or drops
 without a word: unbalanced quotes and brackets are errors, relational dates are read
 here, and each default-field word is searched in the combined ``text`` field.
 
->>> from index.schema import make_schema
+>>> from index.model.schema import make_schema
 >>> print(parse_query(make_schema(), "yoga -chair site:YouTube"))
 (text:yoga AND NOT text:chair AND site:youtube)
 """
@@ -34,9 +34,9 @@ from whoosh.qparser import (
 from whoosh.qparser.dateparse import DateParserPlugin, English
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
-from index.documents import TEXT_SECTIONS
-from index.schema import EXACT_FIELDS
-from index.searchapi import FACETS, FILTERS, SORTS, QueryError, SearchError
+from index.api import FACETS, FILTERS, SORTS, QueryError, SearchError
+from index.model.documents import TEXT_SECTIONS
+from index.model.schema import EXACT_FIELDS
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -110,7 +110,7 @@ def parse(
 
 def query_boosts(schema: Any) -> dict[str, float]:
     """What the parser multiplies each default field's words by: the field's weight
-    (index.documents.TEXT_SECTIONS) over the boost its postings already carry from the
+    (index.model.documents.TEXT_SECTIONS) over the boost its postings already carry from the
     index (the schema's ``field_boost``), so the weight counts once, not twice."""
     return {
         name: TEXT_SECTIONS[name] / (getattr(schema[name].format, "field_boost", 1.0) or 1.0) for name in DEFAULT_FIELDS
@@ -271,7 +271,7 @@ _EXPANDABLE = (Q.Term, Q.Prefix, Q.Wildcard, Q.FuzzyTerm)
 def combine_fields(q: Q.Query, head_boost: float = 1.0) -> Q.Query:
     """Turn each default-field word (the parser's run of the same term in all five
     default fields, in ``DEFAULT_FIELDS`` order) into that term in the combined ``text``
-    field: same matches, far less work per document (see index.schema.BoostedText).
+    field: same matches, far less work per document (see index.model.schema.BoostedText).
     Phrases and words a person aimed at one field stay as they are."""
     if not isinstance(q, Q.Or):
         return q.apply(lambda sub: combine_fields(sub, head_boost))

@@ -1,7 +1,7 @@
 """Adds pages (a page document + its image documents) to the index, with batched
 commits: by document count and by time. A crash loses at most the uncommitted batch,
 never the index (Whoosh switches to a new table of contents only once a commit is
-complete). :class:`index.writerprocess.WriterProcess` runs this in a process of its own."""
+complete). :class:`index.writing.process.WriterProcess` runs this in a process of its own."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from whoosh.writing import IndexWriter as WhooshWriter
 
 from index._whoosh.mpwriter import SafeMpWriter
 from index.errors import IndexLocked, WriterError
-from index.lock import SessionLock
-from index.merging import merge_bounded
+from index.model.schema import make_schema
 from index.options import DEFAULTS
-from index.schema import make_schema
+from index.writing.lock import SessionLock
+from index.writing.merging import merge_bounded
 
 __all__ = ["MAX_AUTO_PROCS", "PageWriter", "auto_procs", "available_cpus", "open_or_create"]
 
@@ -47,7 +47,7 @@ def auto_procs(procs: int, cpus: int | None = None) -> int:
     so no core is set aside for those two. The cap: one crawl process keeps about eight
     sub-writers busy, no more; beyond ten, each commit's segments (``INDEX_COMMIT_DOCS``
     / sub-writers) fall under the merge policy's small-segment size and are all merged
-    again, serially in the feeding process (index.merging); and every sub-writer is one
+    again, serially in the feeding process (index.writing.merging); and every sub-writer is one
     more Python process's memory."""
     if procs > 0:
         return procs

@@ -1,4 +1,4 @@
-"""What a hit shows beyond its record: the last step of :func:`index.search.search`.
+"""What a hit shows beyond its record: the last step of :func:`index.search.run.search`.
 
 Highlight marks in the headline, how many pages show the image, the facet counts in
 order, corrections as words a person reads, and a suggestion when nothing matched.
@@ -15,7 +15,10 @@ from whoosh import query as Q
 from whoosh.searching import Searcher
 from whoosh.spelling import ReaderCorrector
 
-from index import _whoosh, fastsearch, query  # noqa: F401  (_whoosh applies the project's Whoosh fixes)
+from index import _whoosh  # noqa: F401  (_whoosh applies the project's Whoosh fixes)
+from index.fast import arrays as fastsearch
+from index.search.expand import terms_within
+from index.search.typos import transpositions
 
 __all__ = ["decorate", "highlighter", "ordered_facets", "shown_corrections", "suggestion"]
 
@@ -119,7 +122,7 @@ def shown_corrections(searcher: Searcher, corrections: dict[str, str], hits: lis
 
 class _Corrector(ReaderCorrector):
     """Whoosh's reader corrector, with the index words found by Whoosh's Levenshtein
-    automaton over the field's sorted words (:func:`index.query.terms_within`): over
+    automaton over the field's sorted words (:func:`index.search.expand.terms_within`): over
     several segments, Whoosh's own falls back to an edit distance computed in Python for
     every word of the field (over a second per suggestion at a million documents). A swap
     of two neighbour letters counts as one edit, as in Whoosh's fallback."""
@@ -127,8 +130,8 @@ class _Corrector(ReaderCorrector):
     def _suggestions(self, text: str, maxdist: int, prefix: int) -> Any:
         reader, fieldname = self.reader, self.fieldname
         spelled = reader.schema[fieldname].spelling_fieldname(fieldname)
-        words = query.terms_within(reader, spelled, text, maxdist, prefix)
-        words |= {w for w in query.transpositions(text) if w[:prefix] == text[:prefix] and (spelled, w) in reader}
+        words = terms_within(reader, spelled, text, maxdist, prefix)
+        words |= {w for w in transpositions(text) if w[:prefix] == text[:prefix] and (spelled, w) in reader}
         for word in words:
             # Whoosh's ranking: higher is better, so the distance and frequency negated.
             yield 0 - (maxdist + (1.0 / (reader.frequency(fieldname, word) or 1) * 0.5)), word

@@ -1,6 +1,6 @@
 """``python -m index serve``: a local page for looking at the results as an image grid.
 
-A thin Starlette app over :func:`index.search.search`, the same library (and query
+A thin Starlette app over :func:`index.search.run.search`, the same library (and query
 language) as the terminal command. It only reads the index; the shared searcher cache
 refreshes on every request, so a running crawl's commits show up without a restart.
 
@@ -41,11 +41,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from index.query import Budget
-from index.querylang import FILTERS
-from index.remote import CHALLENGE_HEADER, PROOF_HEADER, announce, proof
-from index.search import IndexMissing, SearchCancelled, search
-from index.searchapi import (
+from index.api import (
     MARK_END,
     MARK_START,
     MAX_LIMIT,
@@ -55,6 +51,10 @@ from index.searchapi import (
     SearchError,
     to_api,
 )
+from index.search.budget import Budget
+from index.search.parse import FILTERS
+from index.search.run import IndexMissing, SearchCancelled, search
+from index.serve.remote import CHALLENGE_HEADER, PROOF_HEADER, announce, proof
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
 
@@ -63,7 +63,7 @@ SIDEBAR_FACETS = ("domain", "site", "board", "author")
 PAGE_SIZE = 24
 # Searches run in worker threads (each with its own searcher), at most this many at
 # once per process, of which SLOW_LANES at most in Whoosh's one-by-one searcher (see
-# index.query.Budget.slow_lane); more processes with `serve --workers N`.
+# index.search.budget.Budget.slow_lane); more processes with `serve --workers N`.
 SEARCH_THREADS = 8
 SLOW_LANES = 1
 DISCONNECT_POLL = 0.05
@@ -191,7 +191,7 @@ class _SecurityHeaders:
 def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret: str | None = None) -> Starlette:
     """The page over ``index_dir``, answering only requests whose Host is one of
     ``hosts`` (default: the loopback names). With ``secret``, an API request that brings
-    a challenge gets its proof (:mod:`index.remote`: how the command line knows it asks
+    a challenge gets its proof (:mod:`index.serve.remote`: how the command line knows it asks
     the server it read about)."""
     index_dir = str(index_dir)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -333,7 +333,7 @@ def serve(
         os.environ["PAGES_SERVE_HOSTS"] = ",".join(hosts)
         os.environ["PAGES_SERVE_SECRET"] = secret
         options = {"factory": True, "workers": workers, "fd": sock.fileno(), "log_level": "info"}
-        config = uvicorn.Config("index.web:app_from_env", **options)
+        config = uvicorn.Config("index.serve.web:app_from_env", **options)
     else:
         config = uvicorn.Config(create_app(index_dir, hosts, secret), log_level="info")
     log = logging.getLogger("uvicorn.error")  # configured by uvicorn.Config: the server's own log
@@ -341,7 +341,7 @@ def serve(
     shown = f"[{bound_host}]" if sock.family == socket.AF_INET6 else bound_host
     log.info("Search page on http://%s:%d (Press CTRL+C to quit)", shown, bound_port)
     # Announced once the port is ours: `python -m index search` on this index then asks
-    # this server (index.remote).
+    # this server (index.serve.remote).
     with announce(index_dir, host, bound_port, secret) as announcement:
         if isinstance(announcement, Path):
             log.info("`python -m index search` on %s is answered here (%s)", index_dir, announcement)
@@ -349,7 +349,7 @@ def serve(
             log.info("Not announced to `python -m index search`: %s", announcement)
         try:
             if workers > 1:
-                uvicorn.run("index.web:app_from_env", **options)
+                uvicorn.run("index.serve.web:app_from_env", **options)
             else:
                 uvicorn.Server(config).run(sockets=[sock])
         except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down; so does the announcement

@@ -242,7 +242,7 @@ class MonitoringFiles:
         if self.index_dir is None:
             return None
         from index.admin import counts
-        from index.search import SearchError
+        from index.search.run import SearchError
 
         try:
             return counts(self.index_dir)

@@ -1,7 +1,7 @@
-"""Collecting a search's hits: the second step of :func:`index.search.search`.
+"""Collecting a search's hits: the second step of :func:`index.search.run.search`.
 
 The first hits of the page asked for, ranked, one per image URL when collapsing, with
-how many there are and the facet counts. The NumPy path (:mod:`index.fastsearch`) when
+how many there are and the facet counts. The NumPy path (:mod:`index.fast.arrays`) when
 it can rank the query; Whoosh's searcher otherwise (sorted searches, phrases), within
 the query's budget. Page documents are never hits.
 """
@@ -17,9 +17,12 @@ from whoosh import query as Q
 from whoosh import sorting
 from whoosh.searching import Searcher
 
-from index import _whoosh, fastsearch
-from index.query import Budget, Tolerance, bounded_collector, expand_multiterms, tolerate
-from index.querylang import ParsedSearch
+from index import _whoosh
+from index.fast import arrays as fastsearch
+from index.search.budget import Budget, bounded_collector
+from index.search.expand import expand_multiterms
+from index.search.parse import ParsedSearch
+from index.search.typos import Tolerance, tolerate
 
 __all__ = ["Found", "find"]
 

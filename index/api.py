@@ -1,7 +1,7 @@
 """What a search takes and what it gives, importable without Whoosh or NumPy.
 
-The search (:mod:`index.search`), the command line (:mod:`index.cli`), the page
-(:mod:`index.web`) and the client of a resident server (:mod:`index.remote`) share these
+The search (:mod:`index.search.run`), the command line (:mod:`index.cli`), the page
+(:mod:`index.serve.web`) and the client of a resident server (:mod:`index.serve.remote`) share these
 facts; the client must not pay for importing the search stack to know them (that import
 is most of a new process's start, see README "The command line, answered by a running
 search page").
@@ -30,7 +30,7 @@ __all__ = [
 
 FACETS = ("domain", "site", "board", "author", "image_host")
 # The exact-field filters the command line and the search page offer (the library takes
-# any of index.schema.EXACT_FIELDS).
+# any of index.model.schema.EXACT_FIELDS).
 FILTERS = ("domain", "site", "author", "board")
 SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "domain": ("domain", False)}
 # What the page and its API answer at most: a bigger request is clamped there (and the
@@ -38,7 +38,7 @@ SORTS = {"relevance": None, "date": ("date", False), "-date": ("date", True), "d
 MAX_LIMIT = 200
 MAX_PAGE = 10_000
 # A query's time budget on the page and its API: past it, a one-line error instead of a
-# stalled page (the command line has none; index.remote waits a little longer than this).
+# stalled page (the command line has none; index.serve.remote waits a little longer than this).
 SERVER_SEARCH_SECONDS = 3.0
 # The search marks matches with private-use characters: they never occur in escaped page
 # text, so they survive escaping and become markup (bold on a terminal, <mark> on the

@@ -9,14 +9,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from index.contract import IMAGE_FIELDS, ImageRecord
+from index.model.contract import IMAGE_FIELDS, ImageRecord
 
 __all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents", "start_key"]
 
 # The field weights, defined here once: headline > title > caption as people expect, alt
 # text and tags in between. They are the section weights of the combined search field
-# `text` (index.schema.BoostedText), the separate fields' index-time boosts where the
-# schema has one, and what index.querylang's parser adds on top, so that a word weighs the
+# `text` (index.model.schema.BoostedText), the separate fields' index-time boosts where the
+# schema has one, and what index.search.parse's parser adds on top, so that a word weighs the
 # same in a field of its own (a phrase) as in the combined field.
 TEXT_SECTIONS = {"headline": 3.0, "title": 2.0, "tags": 1.5, "caption": 1.0, "alt": 0.8}
 
