@@ -11,10 +11,6 @@ the same parser: HTML ``<img>``/``<figure>`` and static-site-generator figure sh
 ('https://x.test/a(1).jpg', 'https://x.test/p', 'A caption')
 >>> text
 'A caption'
-
-Over 400 lines, as one concern: the markdown-it configuration, its fast path for plain
-and image lines, and the HTML/shortcode readers are the one extractor that
-``extract_body(fast_path=False)`` holds the fast path to.
 """
 
 from __future__ import annotations

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # importing index applies its Whoosh fixes; the parser needs no Whoosh
-    from index.model.contract import ImageRecord
+from index.model.contract import ImageRecord
 
 __all__ = ["PageContent", "PageItem"]
 

@@ -20,16 +20,14 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from frontmatter.default_handlers import BaseHandler, JSONHandler, YAMLHandler
 
+from index.model.contract import ImageRecord
 from pipeline.body import extract_body
 from pipeline.items import PageContent
-
-if TYPE_CHECKING:  # importing index applies its Whoosh fixes; parsing needs no Whoosh
-    from index.model.contract import ImageRecord
 
 __all__ = ["Page", "PageError", "decode", "parse_page"]
 

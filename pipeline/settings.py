@@ -123,14 +123,11 @@ DOWNLOAD_WARNSIZE = 4 * 1024 * 1024
 # Local files: no politeness delay, and AutoThrottle leaves this slot alone.
 DOWNLOAD_SLOTS = {"local-files": {"concurrency": 64, "delay": 0}}
 USER_AGENT = "pages-crawler/0.1 (+https://example.invalid/pages-crawler)"
-# Images are recorded, never fetched; media pipelines stay off.
-MEDIA_ALLOW_REDIRECTS = False
 
 # --- operations ----------------------------------------------------------------------
 LOG_LEVEL = "INFO"
 LOGSTATS_INTERVAL = 30.0
 TELNETCONSOLE_ENABLED = False
-REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 FEED_EXPORT_ENCODING = "utf-8"
 # No listening sockets: a crawl contacts only the sources it was given.
 REMOTE_CONTROL_ENABLED = False

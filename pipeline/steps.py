@@ -21,15 +21,13 @@ so that it measures what a crawl does.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from itemadapter import ItemAdapter
 
+from index.model.contract import ImageRecord
 from pipeline.normalize.captions import normalize_caption
 from pipeline.normalize.domains import host_of, normalize_image_url, registrable_domain
-
-if TYPE_CHECKING:  # importing index applies its Whoosh fixes, which these steps do not need
-    from index.model.contract import ImageRecord
 
 __all__ = ["mark_duplicates", "normalize_captions", "normalize_domains", "now", "stamped_page"]
 

@@ -36,7 +36,7 @@ def one(m: dict, name: str, **labels: str) -> float:
 
 def monitored(index: Path, tmp_path: Path, *starts: str, full: bool = False):
     """A crawl (in the tests' crawl runner) writing both files; `full`: on a full disk,
-    which its writer process meets (test_hostile fills it under the `scrapy crawl` command)."""
+    which its writer process meets (test_crawl_bad_input fills it under the `scrapy crawl` command)."""
     settings = {
         "STATS_FILE": str(tmp_path / "out" / "crawl.json"),
         "METRICS_FILE": str(tmp_path / "out" / "crawl.prom"),

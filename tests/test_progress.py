@@ -232,7 +232,7 @@ def test_figures_from_the_crawl_stats(tmp_path):
 
 
 def test_commits_counted_as_the_index_makes_them(tmp_path):
-    from test_index import item, write
+    from helpers import item, write
 
     index = tmp_path / "index"
     gens = IndexGenerations(index)

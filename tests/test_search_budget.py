@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-from test_index import item, write
 
 import index.serve.web as web
+from helpers import item, write
 from index.search.budget import Budget
 from index.search.expand import MAX_EXPANSIONS
 from index.search.run import QueryError, SearchCancelled, search

@@ -21,11 +21,8 @@ module evaluates the same queries a posting list at a time with NumPy instead:
 Only the shapes it can score exactly are taken: terms, And, Or, Not inside And, AndNot.
 Anything else (phrases, prefixes, fuzzy terms, ranges inside the scored query, custom
 sorts) raises :class:`Unsupported` and the caller uses Whoosh's searcher as before.
-Filters are unscored, so any query works there. ``tests/test_fastsearch.py`` checks hit
+Filters are unscored, so any query works there. ``tests/test_fast_arrays.py`` checks hit
 order, scores, totals and facets against Whoosh's searcher on many queries.
-
-Over 400 lines, as one concern: the evaluator, the collapsed totals and the facet
-counts share one bounded cache and one per-searcher segment list.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class CachedAnalyzer(Analyzer):
     captions repeat across pages; the writer is the slowest stage of a crawl, and this
     took about a tenth off it. Only plain indexing calls are cached (no character
     offsets); queries and highlighting go straight to the wrapped analyzer, and the
-    tokens are the same either way (tests/test_index.py)."""
+    tokens are the same either way (tests/test_writing.py)."""
 
     def __init__(self, inner):
         self.inner = inner

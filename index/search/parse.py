@@ -180,7 +180,7 @@ def parse_query(schema: Any, text: str) -> Q.Query:
 def _unpositioned_phrases(q: Q.Query, schema: Any) -> Q.Query:
     """A phrase in a field that keeps no positions (the tag list: `"0,0"` is two tags
     there) as all of its words: Whoosh refuses to run it (a traceback, found by
-    tests/test_search_hostile.py's fuzzer)."""
+    tests/test_search_untrusted_input.py's fuzzer)."""
     if isinstance(q, Q.Phrase):
         fieldname = q.fieldname
         if fieldname in schema and not schema[fieldname].format.supports("positions"):

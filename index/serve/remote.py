@@ -17,7 +17,7 @@ else ``<tmp>/pages-crawler-<uid>``); a folder that another user owns or may writ
 used.
 
 Only this module's standard-library imports may run on the client's path: see
-``tests/test_remote.py::test_the_client_imports_neither_whoosh_nor_numpy``.
+``tests/test_serve_remote.py::test_the_client_imports_neither_whoosh_nor_numpy``.
 """
 
 from __future__ import annotations

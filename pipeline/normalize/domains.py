@@ -76,7 +76,7 @@ _PSL = publicsuffixlist.PublicSuffixList(only_icann=True, accept_unknown=True)
 
 # Letters, digits, `-` and `_` (not allowed by RFC 952 but served by real CDNs) in
 # labels of 1-63 characters: anything else (`![`, `a..b`) cannot be looked up.
-_DNS_NAME = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+_DNS_NAME = re.compile(rf"[a-z0-9_-]{{1,{MAX_LABEL_CHARS}}}(?:\.[a-z0-9_-]{{1,{MAX_LABEL_CHARS}}})*")
 
 
 def _valid_dns_name(host: str) -> bool:

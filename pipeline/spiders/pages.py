@@ -10,9 +10,6 @@ its listings (the start itself, the folder walk, every sitemap) reported that it
 to its end; any failure on the way, foreseen or not (an exception in any callback or
 errback, a dropped request, a shutdown), leaves the start incomplete, and an incomplete
 start deletes nothing.
-
-Over 400 lines, as one concern: each kind of start (folder, file, URL, sitemap) with the
-completeness evidence its listings report.
 """
 
 from __future__ import annotations

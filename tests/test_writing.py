@@ -10,6 +10,7 @@ import pytest
 from whoosh import index as whoosh_index
 
 from conftest import SEED, crawl, image_documents, page_documents
+from helpers import item, write
 from index.admin import check
 from index.errors import IndexLocked, WriterError
 from index.model.documents import page_documents as build_documents
@@ -18,45 +19,6 @@ from index.search.run import IndexMissing, QueryError, search
 from index.writing.lock import SessionLock
 from index.writing.pagewriter import PageWriter
 from index.writing.process import WriterProcess
-
-
-def item(url: str, captions: list[str], title: str = "T", **extra) -> dict:
-    return {
-        "url": url,
-        "title": title,
-        "author": extra.get("author", "Ann"),
-        "date": extra.get("date", "2020-11-09T06:14:50"),
-        "tags": extra.get("tags", ["page-tag"]),
-        "format": "yaml",
-        "front_matter": {},
-        "content_hash": "0" * 64,
-        "images": [
-            {
-                "position": i,
-                "image_url": f"https://img.example.com/{url.rsplit('/', 1)[-1]}-{i}.jpg",
-                "link_url": None,
-                "alt": "",
-                "caption_raw": c,
-                "caption": c,
-                "headline": c,
-                "site": "Example",
-                "board": None,
-                "tags": ["ImageTag"],
-                "image_host": "img.example.com",
-                "domain": "example.com",
-                "duplicate_of": None,
-            }
-            for i, c in enumerate(captions)
-        ],
-    }
-
-
-def write(index: Path, *items: dict, **options) -> dict:
-    writer = PageWriter(index, **options)
-    writer.open()
-    for it in items:
-        writer.add_page(build_documents(it))
-    return writer.close()
 
 
 def test_documents_carry_page_fields_and_tag_union():

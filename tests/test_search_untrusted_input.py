@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_index import item, write
 
 from conftest import fuzz
+from helpers import item, write
 from index.cli import BOLD, RESET, main, run_search
 from index.search.run import QueryError, search
 

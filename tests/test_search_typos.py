@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
-from test_index import item, write
 from whoosh import collectors
 
+from helpers import item, write
 from index.cli import run_search
 from index.fast import arrays
 from index.model.documents import TEXT_SECTIONS
