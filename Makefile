@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow fuzz serve lint format bench bench-large clean psl-age
+.PHONY: install demo test test-slow fuzz serve lint format layout bench bench-large clean psl-age
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ psl-age: install
 
 serve: install
 	$(BIN)/python -m index serve
+
+# The README's layout map, made from the packages' and modules' docstrings.
+layout: install
+	$(BIN)/python tests/layout.py --write
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,3 +1,5 @@
+"""``python -m index``: the index's command line (:mod:`index.cli`)."""
+
 import os
 import sys
 
