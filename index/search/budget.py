@@ -18,6 +18,7 @@ from typing import Any
 
 from whoosh import collectors
 
+from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.api import QueryError
 
 __all__ = [

@@ -10,6 +10,7 @@ from typing import Any
 
 from whoosh import query as Q
 
+from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.cache import Cache
 from index.search.expand import MAX_EXPANSIONS, frequency_of, lexicon_key, prefix_terms, terms_within
 
