@@ -21,8 +21,10 @@ __all__ = [
     "MAX_PAGE",
     "SERVER_SEARCH_SECONDS",
     "SORTS",
+    "IndexMissing",
     "QueryError",
     "Results",
+    "SearchCancelled",
     "SearchError",
     "from_api",
     "to_api",
@@ -56,6 +58,14 @@ class SearchError(Exception):
 
 class QueryError(SearchError):
     """The query or an option cannot be read (or costs too much)."""
+
+
+class IndexMissing(SearchError):
+    """No index (or an empty one) where the search was pointed."""
+
+
+class SearchCancelled(SearchError):
+    """The caller cancelled the search (its client went away)."""
 
 
 @dataclass

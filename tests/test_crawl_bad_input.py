@@ -25,7 +25,8 @@ from conftest import (
     sitemap,
     stat,
 )
-from index.search.run import SearchError, search
+from index.api import SearchError
+from index.search.run import search
 
 GOOD = "[ ![](https://good.example.org/{n}.jpg)](https://good.example.org/{n}) Good neck stretch number {n}\n"
 

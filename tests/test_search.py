@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import HIT_KEYS, ROOT, crawl_in_process, fuzz, index_main
+from index.api import QueryError
 from index.cli import BOLD, main, run_search
-from index.search.run import QueryError, search
+from index.search.run import search
 
 EXAMPLES = ROOT / "examples" / "pages"
 

@@ -13,9 +13,10 @@ from starlette.testclient import TestClient
 
 import index.serve.web as web
 from helpers import item, write
+from index.api import QueryError, SearchCancelled
 from index.search.budget import Budget
 from index.search.expand import MAX_EXPANSIONS
-from index.search.run import QueryError, SearchCancelled, search
+from index.search.run import search
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from conftest import fuzz
 from helpers import item, write
+from index.api import QueryError
 from index.cli import BOLD, RESET, main, run_search
-from index.search.run import QueryError, search
+from index.search.run import search
 
 
 @pytest.fixture(scope="module")

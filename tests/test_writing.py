@@ -12,10 +12,11 @@ from whoosh import index as whoosh_index
 from conftest import SEED, crawl, image_documents, page_documents
 from helpers import item, write
 from index.admin import check
+from index.api import IndexMissing, QueryError
 from index.errors import IndexLocked, WriterError
 from index.model.documents import page_documents as build_documents
 from index.model.schema import make_schema
-from index.search.run import IndexMissing, QueryError, search
+from index.search.run import search
 from index.writing.lock import SessionLock
 from index.writing.pagewriter import PageWriter
 from index.writing.process import WriterProcess

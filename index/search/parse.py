@@ -34,18 +34,13 @@ from whoosh.qparser import (
 from whoosh.qparser.dateparse import DateParserPlugin, English
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
-from index.api import FACETS, FILTERS, SORTS, QueryError, SearchError
+from index.api import FACETS, SORTS, QueryError
 from index.model.documents import TEXT_SECTIONS
 from index.model.schema import EXACT_FIELDS
 
 __all__ = [
     "DEFAULT_FIELDS",
-    "FACETS",
-    "FILTERS",
-    "SORTS",
     "ParsedSearch",
-    "QueryError",
-    "SearchError",
     "check_options",
     "combine_fields",
     "make_parser",

@@ -25,31 +25,16 @@ from whoosh import index as whoosh_index
 from whoosh.searching import Searcher
 
 from index import _whoosh
-from index.api import QueryError, Results, SearchError
+from index.api import IndexMissing, QueryError, Results, SearchCancelled
 from index.cache import Cache, on_clear
 from index.fast.arrays import flush_store
 from index.search import collect, decorate
 from index.search.budget import Budget, BudgetExceeded, Cancelled, check_size
 from index.search.parse import check_options, parse
 
-__all__ = [
-    "IndexMissing",
-    "QueryError",
-    "Results",
-    "SearchCancelled",
-    "SearchError",
-    "search",
-]
+__all__ = ["search"]
 
 CRAWL_HINT = "scrapy crawl pages -a start=PATH_OR_URL"
-
-
-class IndexMissing(SearchError):
-    """No index (or an empty one) where the search was pointed."""
-
-
-class SearchCancelled(SearchError):
-    """The caller cancelled the search (its client went away)."""
 
 
 def _as_search_errors(fn: Callable[..., Results]) -> Callable[..., Results]:

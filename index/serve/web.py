@@ -42,18 +42,20 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from index.api import (
+    FILTERS,
     MARK_END,
     MARK_START,
     MAX_LIMIT,
     MAX_PAGE,
     SERVER_SEARCH_SECONDS,
+    IndexMissing,
     Results,
+    SearchCancelled,
     SearchError,
     to_api,
 )
 from index.search.budget import Budget
-from index.search.parse import FILTERS
-from index.search.run import IndexMissing, SearchCancelled, search
+from index.search.run import search
 from index.serve.remote import CHALLENGE_HEADER, PROOF_HEADER, announce, proof
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]

@@ -242,7 +242,7 @@ class MonitoringFiles:
         if self.index_dir is None:
             return None
         from index.admin import counts
-        from index.search.run import SearchError
+        from index.api import SearchError
 
         try:
             return counts(self.index_dir)
