@@ -27,6 +27,8 @@ from markdown_it.rules_core import StateCore
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 
+from pipeline.normalize.captions import plain_inline
+
 __all__ = ["Body", "ImageRef", "Shortcode", "extract", "extract_body", "fast_inline", "scan_shortcode"]
 
 
@@ -251,7 +253,9 @@ def _shortcode_rule(state: StateInline, silent: bool) -> bool:
         token = state.push("shortcode_image", "", 0)
         token.attrs = {
             "src": src,
-            "alt": args.get("alt", ""),
+            # Markdown alt text is flattened by the parser (_alt_text); a shortcode's is
+            # a plain string that themes pass through markdownify, so it is flattened here.
+            "alt": plain_inline(args.get("alt", "")),
             "title": args.get("title", ""),
             "caption": args.get("caption", ""),
             "link": args.get("link", ""),

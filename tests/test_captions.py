@@ -1,4 +1,5 @@
-"""Caption repair and structure: the 88 seed captions plus cases from other sites."""
+"""Caption repair and structure: the 88 seed captions plus cases from other sites, and
+captions written in inline Markdown."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, fuzz
-from pipeline.normalize.captions import normalize_caption, repair
+from pipeline.normalize.captions import normalize_caption, plain_inline, repair
+from pipeline.parsing import parse_page
+from pipeline.steps import normalize_captions
 
 SEED_ROWS = json.loads((FIXTURES / "seed_captions.json").read_text("utf-8"))
 
@@ -339,3 +342,77 @@ def test_repair_never_changes_arbitrary_text_without_a_mojibake_signature(parts)
     text = unicodedata.normalize("NFC", " ".join("".join(parts).split()))
     assume(not has_mojibake_signature(text))
     assert repair(text) == text
+
+
+# -- inline Markdown → text (issue 31, item 6) -------------------------------------------------
+
+MARKDOWN_ROWS = json.loads((FIXTURES / "markdown_captions.json").read_text("utf-8"))["rows"]
+
+
+@pytest.mark.parametrize("row", MARKDOWN_ROWS, ids=lambda r: r["caption_raw"][:40])
+def test_markdown_caption_is_stored_as_its_text(row):
+    info = normalize_caption(row["caption_raw"], image_domain=row["image_domain"])
+    assert (info.caption, info.headline, info.site, info.board) == (
+        row["caption"],
+        row["headline"],
+        row["site"],
+        row.get("board"),
+    )
+
+
+def test_a_hugo_figure_caption_and_alt_are_stored_as_text():
+    page = parse_page(
+        "file:///site/content/posts/sp.md",
+        b'---\ntitle: SP\n---\n{{< figure src="/img/sp.jpg" alt="**Ibirapuera** park"'
+        b' caption="_Credit: Alexandre Diniz/Prefeitura de S\xc3\xa3o Paulo_" >}}\n',
+    )
+    images = page.images
+    normalize_captions(page.url, images)
+    assert images[0]["caption_raw"] == "_Credit: Alexandre Diniz/Prefeitura de São Paulo_"  # as written
+    assert images[0]["caption"] == "Credit: Alexandre Diniz/Prefeitura de São Paulo"
+    assert images[0]["alt"] == "Ibirapuera park"
+
+
+# Text made of inline Markdown's characters, words and the punctuation around them, so
+# that delimiters, code spans, links and escapes meet in every arrangement.
+_MARKDOWN_PARTS = st.sampled_from(
+    [
+        *"* ** _ __ ` `` [ ] ( ) ![ ]( < > \\ ! . , '".split(),
+        " ",
+        " ",
+        "a",
+        "word",
+        "é",
+        "x_y",
+        "2",
+        "http://x.test",
+        "São",
+    ]
+)
+_MARKDOWN_TEXT = st.lists(_MARKDOWN_PARTS, max_size=30).map("".join)
+
+
+@settings(max_examples=fuzz(1000), deadline=None)
+@given(_MARKDOWN_TEXT)
+def test_plain_inline_and_repair_are_idempotent_on_markdown(text):
+    once = plain_inline(text)
+    assert plain_inline(once) == once
+    repaired = repair(text)
+    assert repair(repaired) == repaired
+
+
+@settings(max_examples=fuzz(1000), deadline=None)
+@given(_MARKDOWN_TEXT.filter(lambda t: "(" not in t and "<" not in t))
+def test_plain_inline_removes_markup_never_words(text):
+    # Without `(` and `<` there are no link destinations or autolinks to drop: only
+    # delimiters may go, every letter and digit stays, in order.
+    def words(s: str) -> list[str]:
+        return [c for c in s if c.isalnum()]
+
+    assert words(plain_inline(text)) == words(text)
+
+
+@settings(max_examples=fuzz(500), deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="*_`[<"), max_size=80))
+def test_text_without_markdown_characters_is_not_touched(text):
+    assert plain_inline(text) is text

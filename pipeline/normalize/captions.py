@@ -1,11 +1,14 @@
 """Caption repair and structure (headline, site, board, tags). Pure functions.
 
-``repair`` fixes the text and removes nothing; ``normalize_caption`` then splits off a
+``repair`` fixes the text and removes no words (inline Markdown becomes the text a
+renderer shows); ``normalize_caption`` then splits off a
 publisher suffix (only with evidence), a Pinterest board prefix, hashtags and Pinterest
 tag trails.
 
 >>> repair("Chair therabandâ„¢ Upper  Back &amp; Arms")
 'Chair theraband™ Upper Back & Arms'
+>>> repair("_Credit: Alexandre Diniz/Prefeitura de São Paulo_")
+'Credit: Alexandre Diniz/Prefeitura de São Paulo'
 >>> c = normalize_caption("Chair yoga for the neck -  YouTube", image_domain="youtube.com")
 >>> c.headline, c.site
 ('Chair yoga for the neck', 'YouTube')
@@ -25,11 +28,15 @@ from functools import lru_cache
 
 import ftfy
 from ftfy.badness import is_bad
+from markdown_it import MarkdownIt
+from markdown_it.rules_inline import StateInline
+from markdown_it.rules_inline.state_inline import Delimiter
+from markdown_it.token import Token
 
 from pipeline.normalize.data import load_table
 from pipeline.normalize.domains import PLATFORMS
 
-__all__ = ["CaptionInfo", "normalize_caption", "repair"]
+__all__ = ["CaptionInfo", "normalize_caption", "plain_inline", "repair"]
 
 _FTFY = ftfy.TextFixerConfig(
     unescape_html=False,  # done exactly once, before ftfy
@@ -151,6 +158,118 @@ def _ftfy_piece(s: str) -> str:
     return ftfy.fix_text(_LONE_LEAD.sub(lambda m: _HIDE[m.group(0)], s), _FTFY).translate(_SHOW)
 
 
+# -- inline Markdown → text ----------------------------------------------------------------
+#
+# Captions reach us as Markdown wherever the page's generator renders them so: a Hugo
+# `figure` shortcode's caption (`markdownify`), an image title, a figcaption. A renderer
+# shows `_Credit: A. Diniz_` as the words, so that is what is stored and indexed. Read by
+# markdown-it (the body's parser) with only the inline rules a caption uses: emphasis,
+# code spans, links, images, autolinks, and escapes (kept as written, so that an escaped
+# `\\*` never becomes a delimiter). HTML, entities (decoded once, by repair) and
+# everything block-level stay text.
+#
+# Captions are not always Markdown, so emphasis is stricter than CommonMark's: a
+# delimiter run opens only at a word start and closes only at a word end (after it:
+# whitespace, the end, or closing punctuation that is itself followed by one of those).
+# `2*3*4`, `snake_case_name`, `__init__.py` and `file_name_v2.jpg` stay as written;
+# `**Note**: x`, `(_Credit_)` and `_x_.` are reduced.
+_OPEN_BEFORE = frozenset("([{\"'“‘«¿¡")
+_CLOSE_AFTER = frozenset(".,;:!?)]}\"'”’»…")
+_MARKDOWN_CHARS = frozenset("*_`[<")
+
+
+def _word_start(src: str, pos: int) -> bool:
+    """Whether ``src[pos]`` follows whitespace, the start, or opening punctuation that does."""
+    while pos > 0 and src[pos - 1] in _OPEN_BEFORE:
+        pos -= 1
+    return pos == 0 or src[pos - 1].isspace()
+
+
+def _word_end(src: str, pos: int) -> bool:
+    """Whether ``src[pos:]`` starts with whitespace, the end, or closing punctuation then one of those."""
+    end = len(src)
+    while pos < end and src[pos] in _CLOSE_AFTER:
+        pos += 1
+    return pos == end or src[pos].isspace()
+
+
+def _emphasis(state: StateInline, silent: bool) -> bool:
+    """markdown-it's emphasis tokenizer with the word-boundary rule above."""
+    start = state.pos
+    marker = state.src[start]
+    if silent or marker not in "_*":
+        return False
+    scanned = state.scanDelims(start, False)
+    end = start + scanned.length
+    # Runs of the same marker are scanned whole, so each position is looked at once.
+    can_open = scanned.can_open and _word_start(state.src, start)
+    can_close = scanned.can_close and _word_end(state.src, end)
+    for _ in range(scanned.length):
+        token = state.push("text", "", 0)
+        token.content = marker
+        state.delimiters.append(Delimiter(ord(marker), scanned.length, len(state.tokens) - 1, -1, can_open, can_close))
+    state.pos = end
+    return True
+
+
+def _inline_parser() -> MarkdownIt:
+    md = MarkdownIt("zero")
+    md.enable(["escape", "backticks", "emphasis", "link", "image", "autolink"])
+    md.inline.ruler.at("emphasis", _emphasis)
+    md.disable("text_join")  # it would turn escapes into their bare character
+    # Never rendered: a link's or autolink's URL is dropped, whatever its scheme.
+    md.validateLink = lambda url: True  # type: ignore[method-assign]
+    md.normalizeLink = lambda url: url  # type: ignore[method-assign]
+    md.normalizeLinkText = lambda url: url  # type: ignore[method-assign]
+    return md
+
+
+_INLINE = _inline_parser()
+
+
+def _inline_text(tokens: list[Token], out: list[str]) -> None:
+    for token in tokens:
+        t = token.type
+        if t == "text" or t == "code_inline":
+            out.append(token.content)
+        elif t == "text_special":
+            out.append(token.markup)  # an escape, as written
+        elif t == "image":
+            _inline_text(token.children or [], out)  # its alt text
+        elif t in ("softbreak", "hardbreak"):
+            out.append(" ")
+
+
+def _reduce_markdown(text: str) -> str:
+    out: list[str] = []
+    for block in _INLINE.parseInline(text):
+        _inline_text(block.children or [], out)
+    return " ".join("".join(out).split())
+
+
+def plain_inline(text: str) -> str:
+    """Inline Markdown reduced to the text a renderer shows: emphasis, code spans, links
+    and images (by their alt text). Emphasis only at word boundaries (see above).
+
+    A reduction whose result would itself read as Markdown again (the code span
+    `` `*x*` ``, unmatched delimiters that pair up once the others are gone) is not
+    made: the text is kept as written, so that the function is idempotent.
+
+    >>> plain_inline("_Credit: Alexandre Diniz/Prefeitura de São Paulo_")
+    'Credit: Alexandre Diniz/Prefeitura de São Paulo'
+    >>> plain_inline("**Run** `pip install` – see [the docs](https://x.test/d)")
+    'Run pip install – see the docs'
+    >>> plain_inline("2*3*4 and snake_case_name in __init__.py")
+    '2*3*4 and snake_case_name in __init__.py'
+    """
+    if _MARKDOWN_CHARS.isdisjoint(text):
+        return text
+    reduced = _reduce_markdown(text)
+    if reduced == text or (not _MARKDOWN_CHARS.isdisjoint(reduced) and _reduce_markdown(reduced) != reduced):
+        return text
+    return reduced
+
+
 def _repair_once(s: str) -> str:
     if "\x1b" in s or "\x9b" in s:
         s = _TERMINAL.sub("", s)
@@ -168,14 +287,15 @@ def _repair_once(s: str) -> str:
     if not s.isprintable():
         # Control characters become spaces so that words they separated stay apart.
         s = "".join(" " if unicodedata.category(c) == "Cc" else c for c in s)
-    return " ".join(s.split())
+    return plain_inline(" ".join(s.split()))
 
 
 @lru_cache(maxsize=8192)
 def repair(text: str) -> str:
     """Repair a caption: well-formed entities decoded once, mojibake fixed, NFC,
-    terminal escapes, invisible and control characters removed, whitespace collapsed.
-    Nothing else is removed, and text without a mojibake signature is left as it is.
+    terminal escapes, invisible and control characters removed, whitespace collapsed,
+    inline Markdown reduced to its text (:func:`plain_inline`). Nothing else is removed,
+    and text without a mojibake signature or Markdown is left as it is.
 
     >>> repair("Fish &amp; chips &not html, AT&T &copy2020")
     'Fish & chips &not html, AT&T &copy2020'
