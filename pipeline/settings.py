@@ -92,6 +92,12 @@ PAGES_MAX_IMAGES = 10_000
 # A symlinked file in a folder start is read only when its target lies inside the start
 # folder (a link to /etc/passwd must not become searchable). True follows it anywhere.
 PAGES_FOLLOW_SYMLINKS_OUTSIDE = False
+# The published address of the site a folder start belongs to (also -a base_url=...),
+# e.g. https://example.org/: file pages get the URLs the site generator gives them (Hugo's
+# conventions, front matter url/slug/permalink) and root-relative images resolve against
+# them (pipeline/siteurls.py). None: pages keep their file:// URLs. Changing it changes
+# every file page's URL, the page's identity: the next crawl replaces them all.
+PAGES_BASE_URL = None
 # Sitemaps have their own size limit (after gunzip): the protocol allows 50 MB
 # uncompressed and 50,000 URLs, far above a page's DOWNLOAD_MAXSIZE. A sitemap over it is
 # invalid and its start incomplete (nothing of it deleted).

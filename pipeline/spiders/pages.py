@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -36,6 +37,7 @@ from pipeline.items import PageItem
 from pipeline.parsing import PageError, parse_page
 from pipeline.refresh import RefreshState, start_key
 from pipeline.sitemaps import SitemapError, gunzip_whole, read_sitemap
+from pipeline.siteurls import SiteAddress
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class PagesSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.site  # noqa: B018 - a bad base_url stops the crawl before it starts
         crawler.signals.connect(spider._on_spider_error, signal=signals.spider_error)
         crawler.signals.connect(spider._on_request_dropped, signal=signals.request_dropped)
         if crawler.settings.get("REDIS_URL"):
@@ -111,6 +114,12 @@ class PagesSpider(scrapy.Spider):
             # to start (a loaded machine) closed at its first idle check, before any start.
             crawler.signals.connect(spider._start_idle_clock, signal=signals.spider_opened)
         return spider
+
+    @cached_property
+    def site(self) -> SiteAddress:
+        """File pages' published addresses: ``-a base_url=`` or PAGES_BASE_URL (see
+        pipeline.siteurls); without either, a file page keeps its `file:` URL."""
+        return SiteAddress(getattr(self, "base_url", None) or self.settings.get("PAGES_BASE_URL"))
 
     def _start_idle_clock(self) -> None:
         self._idle_since = time.monotonic()
@@ -283,17 +292,18 @@ class PagesSpider(scrapy.Spider):
             self._count("pages/invalid")
             self._count("pages/invalid/unreadable")
             logger.warning("skipped %s: unreadable (%s)", url, getattr(exc, "strerror", None) or exc)
-            self.refresh.mark_seen(url)  # keep what was indexed; it may come back
+            self.refresh.mark_seen(self.site.key(url, start))  # keep what was indexed; it may come back
             return None
-        if self.refresh.file_unchanged(url, stat):
+        key = self.site.key(url, start)  # the page's URL in the index
+        if self.refresh.file_unchanged(key, stat):
             self._count("pages/seen")
-            self._unchanged(url)
+            self._unchanged(key)
             return None
         maxsize = self.settings.getint("DOWNLOAD_MAXSIZE")
         if maxsize and stat.st_size > maxsize:
             # Scrapy enforces DOWNLOAD_MAXSIZE for HTTP only; files get the same rule.
             self._count("pages/seen")
-            self._too_large(url, f"{stat.st_size} bytes > DOWNLOAD_MAXSIZE {maxsize}")
+            self._too_large(key, f"{stat.st_size} bytes > DOWNLOAD_MAXSIZE {maxsize}")
             return None
         meta = dict(LOCAL_META, fetch={"start": start, "size": stat.st_size, "mtime": stat.st_mtime_ns})
         return scrapy.Request(url, callback=self.parse, errback=self.on_error, meta=meta, cb_kwargs={"start": start})
@@ -312,6 +322,9 @@ class PagesSpider(scrapy.Spider):
     # -- pages --------------------------------------------------------------------------
     def parse(self, response: Response, start: str | None = None) -> Iterator[PageItem]:
         url = response.url
+        # With a site address, a file page is known by its published URL; it is marked
+        # seen once its front matter says which (by path alone if it cannot be read).
+        key = self.site.key(url, start)
         self._count("pages/seen")
         if response.status in (404, 410):
             # Not marked seen: once its start completes, the page is deleted.
@@ -321,21 +334,26 @@ class PagesSpider(scrapy.Spider):
         if response.status == 304:
             self._unchanged(url)
             return
-        self.refresh.mark_seen(url)
+        if key == url:
+            self.refresh.mark_seen(url)
         for earlier in response.meta.get("redirect_urls", ()):
             self.refresh.mark_seen(earlier)  # the listed URL answered, by way of a redirect
         if "dataloss" in response.flags:
+            self.refresh.mark_seen(key)
             self._count("pages/errors")
             logger.warning("could not fetch %s (the body was cut short); kept as it was", url)
             return
         try:
             page = parse_page(url, response.body)
         except PageError as exc:
+            self.refresh.mark_seen(key)
             self._count("pages/invalid")
             self._count(f"pages/invalid/{exc.reason}")
             logger.warning("skipped %s: %s", url, exc)
             return
-        if self.refresh.content_unchanged(url, page.content_hash):
+        page.url = self.site.published(url, start, page.front_matter)
+        self.refresh.mark_seen(page.url)
+        if self.refresh.content_unchanged(page.url, page.content_hash):
             self._count("pages/unchanged")
             return
         for note in page.notes:
@@ -365,7 +383,7 @@ class PagesSpider(scrapy.Spider):
         documents."""
         request = failure.request
         value = failure.value
-        self.refresh.mark_seen(request.url)
+        self.refresh.mark_seen(self.site.key(request.url, _start_of(request)))
         if _over_maxsize(value):
             self._count("pages/seen")
             self._too_large(request.url, f"larger than DOWNLOAD_MAXSIZE {self.settings.getint('DOWNLOAD_MAXSIZE')}")
