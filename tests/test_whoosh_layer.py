@@ -71,6 +71,7 @@ def test_importing_the_package_applies_the_fixes_once():
     assert index._whoosh is _whoosh
     assert whoosh3.W3PerDocReader._cached_reader is fixes._cached_reader
     assert structfile.BufferFile.__init__ is fixes._buffer_file_init
+    assert whoosh_index.FileIndex._reader.__func__ is fixes._reader
     _whoosh.apply()  # a second call changes nothing
     assert structfile.BufferFile.__init__ is fixes._buffer_file_init
 
@@ -172,3 +173,42 @@ def test_wildcard_pattern_is_whooshs_translation():
 
     pattern = re.compile(_whoosh.wildcard_pattern(query.Wildcard("caption", "ch?ir*")))
     assert pattern.match("chairs") and pattern.match("chair") and not pattern.match("cheer")
+
+
+def _write(path: Path, *pages: dict, delete: tuple[str, ...] = ()) -> None:
+    writer = PageWriter(path, procs=1)
+    writer.open()
+    writer.delete_pages(delete)
+    for page in pages:
+        writer.add_page(page_documents(page))
+    writer.close()
+
+
+def _image_ids(searcher) -> list[str]:
+    return sorted(searcher.stored_fields(d)["id"] for d in searcher.document_numbers(kind="image"))
+
+
+def test_a_refreshed_searcher_sees_what_a_new_one_sees(tmp_path):
+    # Whoosh's refresh reused a segment's reader by segment id: the deletions a later
+    # commit made in it were never seen, and whoosh-reloaded put back the segments a
+    # merge had replaced (each merged document twice).
+    path = tmp_path / "ix"
+    _write(path, _page("file:///a.md", ["alpha one", "alpha two"]), _page("file:///b.md", ["beta"]))
+    ix = whoosh_index.open_dir(str(path))
+    searcher = ix.searcher()
+
+    def check() -> None:
+        nonlocal searcher
+        searcher = searcher.refresh()
+        with whoosh_index.open_dir(str(path)).searcher() as fresh:
+            assert _image_ids(searcher) == _image_ids(fresh)
+            assert searcher.doc_count() == fresh.doc_count()
+
+    _write(path, _page("file:///c.md", ["gamma"]))  # a second segment: readers reused
+    check()
+    _write(path, delete=("file:///a.md",))  # deletions in a reused segment
+    check()
+    assert "file:///a.md#0" not in _image_ids(searcher)
+    ix.optimize()  # segments merged away
+    check()
+    assert _image_ids(searcher) == ["file:///b.md#0", "file:///c.md#0"]

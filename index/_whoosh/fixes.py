@@ -1,4 +1,4 @@
-"""Two performance fixes for Whoosh 2.7 (whoosh-reloaded 2.7.5), applied once by
+"""Two performance fixes and one correctness fix for Whoosh 2.7 (whoosh-reloaded 2.7.5), applied once by
 :func:`index._whoosh.apply` (which importing :mod:`index._whoosh` calls).
 
 1. While flushing a segment, Whoosh asks for the field length of *every posting*. For
@@ -14,12 +14,20 @@
    of the postings and columns it touched: 1.1 GB just to open a 1M-document index. Here
    the file reads the map in place (a read-only cursor over the memoryview); the bytes
    read are the same.
+
+3. A refreshed searcher (``Searcher.refresh``, what the search page and the resident
+   server do on every request) reuses the readers of the segments it already had, matched
+   by segment id only: deletions a refresh crawl made in such a segment were never seen
+   (deleted pages kept showing until a restart), and whoosh-reloaded also put back the
+   segments a merge had replaced (every merged document twice). Here a reader is reused
+   only for a segment of the new table of contents whose deletions are the same.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from whoosh import index as whoosh_index
 from whoosh.codec import whoosh3
 from whoosh.filedb import structfile
 
@@ -95,7 +103,38 @@ def _buffer_file_init(self: Any, buf: Any, name: Any = None, onclose: Any = None
     self.is_closed = False
 
 
+def _reader(cls: Any, storage: Any, schema: Any, segments: list[Any], generation: int, reuse: Any = None) -> Any:
+    """``FileIndex._reader``: the segments of the table of contents, each read by the
+    reader ``reuse`` had for it when its deletions are unchanged, else by a new one."""
+    from whoosh.reading import EmptyReader, MultiReader, SegmentReader
+
+    if not segments:
+        return EmptyReader(schema)
+    reusable: dict[str, Any] = {}
+    if reuse is not None:
+        for r, _ in reuse.leaf_readers():
+            segment = r.segment()
+            if segment is not None:
+                reusable[segment.segment_id()] = r
+
+    def segreader(segment: Any) -> Any:
+        r = reusable.get(segment.segment_id())
+        if r is not None and r.segment().deleted_count() == segment.deleted_count():
+            del reusable[segment.segment_id()]
+            return r
+        return SegmentReader(storage, schema, segment, generation=generation)
+
+    try:
+        if len(segments) == 1:
+            return segreader(segments[0])
+        return MultiReader([segreader(segment) for segment in segments], generation=generation)
+    finally:
+        for r in reusable.values():  # the old searcher's readers nobody took over
+            r.close()
+
+
 def apply() -> None:
     """Patch Whoosh's classes (idempotent)."""
     whoosh3.W3PerDocReader._cached_reader = _cached_reader
     structfile.BufferFile.__init__ = _buffer_file_init
+    whoosh_index.FileIndex._reader = classmethod(_reader)
