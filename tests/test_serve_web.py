@@ -312,3 +312,35 @@ def test_browser_answers_as_you_type_and_follows_the_url(browser, server):
     wait.until(lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == ["wheelchiar"])
     wait.until(lambda d: all("Wheelchair" in e.text for e in d.find_elements(By.CSS_SELECTOR, "#grid .headline")))
     assert browser.execute_script("return window.pwned === undefined")
+
+
+def test_browser_start_page_shows_the_index_with_links(browser, server, index):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from index.serve.overview import overview
+
+    known = overview(index)
+    wait = WebDriverWait(browser, 15)
+    browser.get(server + "/")
+    totals = wait.until(EC.presence_of_element_located((By.ID, "totals")))
+    count = {e.get_attribute("data-count"): e.text for e in totals.find_elements(By.CSS_SELECTOR, "b[data-count]")}
+    assert count["images"] == f"{known.images:,}" and count["pages"] == f"{known.pages:,}"
+    assert count["domains"] == f"{known.domains:,}" and known.pages > 1
+    assert "Index updated" in browser.find_element(By.ID, "updated").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#newest .card")) == len(known.newest) > 0
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#newest .frame.broken")) == len(known.newest))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "start-page.png"))
+    # A top domain is a link to its search: every result is of that domain.
+    domain, images = known.top["domain"][0]
+    browser.find_element(By.CSS_SELECTOR, f'#tops a[data-top="domain"][data-value="{domain}"]').click()
+    wait.until(lambda d: parse_qs(urlsplit(d.current_url).query).get("q") == [f'domain:"{domain}"'])
+    cards = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid .card"))
+    assert 0 < len(cards) <= images and {c.get_attribute("data-domain") for c in cards} == {domain}
+    # Emptying the box brings the start page back, as you type.
+    box = browser.find_element(By.NAME, "q")
+    box.clear()
+    box.send_keys(" ")
+    wait.until(lambda d: d.find_elements(By.ID, "totals"))

@@ -56,6 +56,7 @@ from index.api import (
 )
 from index.search.budget import Budget
 from index.search.run import search
+from index.serve.overview import search_link, start_page
 from index.serve.remote import CHALLENGE_HEADER, PROOF_HEADER, announce, proof
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
@@ -199,6 +200,7 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["marked"] = marked
     templates.env.globals["safe_href"] = safe_href
+    templates.env.globals["search_link"] = search_link
     limiter = anyio.CapacityLimiter(SEARCH_THREADS)
     slow_lane = threading.BoundedSemaphore(SLOW_LANES)
 
@@ -243,6 +245,8 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret
             "link": lambda **changes: _link(request, **changes),
             "render_ms": (time.perf_counter() - started) * 1000,
         }
+        if not query:  # the start page: the index at a glance (index.serve.overview)
+            context.update(await anyio.to_thread.run_sync(start_page, index_dir, limiter=limiter))
         status = 200 if error is None else (503 if hint else 400)
         response = templates.TemplateResponse(request, "search.html", context, status_code=status)
         response.headers.update(SECURITY_HEADERS)
