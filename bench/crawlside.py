@@ -15,13 +15,12 @@ import argparse
 import cProfile
 import io
 import pstats
-import resource
 import sys
 import time
 from pathlib import Path
 
-from bench.baselines import scrapy_alone, uptime
-from bench.run import WORK, corpus, crawl
+from bench.baselines import scrapy_alone
+from bench.common import DEFAULT_WORK, children_cpu_s, corpus, crawl, page_files, uptime
 from pipeline.normalize import clear_caches
 
 
@@ -45,14 +44,8 @@ def _pure_stages(files: list[Path]) -> dict[str, float]:
     return {"pages": len(pages), "images": images, "parse": t1 - t0, "domains": t2 - t1, "captions": t3 - t2}
 
 
-def _children_cpu() -> float:
-    """User + system CPU seconds of the finished child processes so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def profile(folder: Path, top: int) -> None:
-    files = sorted(folder.rglob("*.md"))
+    files = page_files(folder)
     # No warm-up pass: a crawl process starts with cold caches, so the profile does too.
     prof = cProfile.Profile()
     prof.enable()
@@ -81,8 +74,9 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--top", type=int, default=25)
     opts = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    folder = corpus(opts.pages)
+    work = DEFAULT_WORK
+    work.mkdir(parents=True, exist_ok=True)
+    folder = corpus(work, opts.pages)
     alone: list[float] = []
     side: list[float] = []
     if opts.rounds:
@@ -90,11 +84,11 @@ def main() -> None:
     alone_cpu: list[float] = []
     side_cpu: list[float] = []
     for r in range(opts.rounds):
-        cpu = _children_cpu()
+        cpu = children_cpu_s()
         a = scrapy_alone(folder)["seconds"]
-        a_cpu = _children_cpu() - cpu
-        b = crawl(folder, WORK / "index-crawlside", {"INDEX_ENABLED": "False"})["seconds"]
-        b_cpu = _children_cpu() - cpu - a_cpu
+        a_cpu = children_cpu_s() - cpu
+        b = crawl(folder, work / "index-crawlside", {"INDEX_ENABLED": "False"})["seconds"]
+        b_cpu = children_cpu_s() - cpu - a_cpu
         alone.append(a)
         side.append(b)
         alone_cpu.append(a_cpu)

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.run import WORK, corpus
+from bench.common import DEFAULT_WORK, corpus
+from bench.scaling import crawl_pages
 
 __all__ = ["VARIANTS", "write_variant"]
 
@@ -162,14 +163,14 @@ def write_variant(name: str, documents: str) -> dict[str, float]:
     return {"cpu_s": cpu, "documents": count, "index_mb": size / 2**20}
 
 
-def measure(pages: int, repeat: int) -> dict[str, list[dict[str, float]]]:
-    from bench.scaling import crawl_pages
-
-    work = WORK / "fields"
-    work.mkdir(parents=True, exist_ok=True)
-    documents = work / f"documents-{pages}.pickle"
+def measure(work: Path, pages: int, repeat: int) -> dict[str, list[dict[str, float]]]:
+    """Every variant written ``repeat`` times beside the full schema, from the documents of
+    ``pages`` corpus pages (kept under ``work``)."""
+    documents_dir = work / "fields"
+    documents_dir.mkdir(parents=True, exist_ok=True)
+    documents = documents_dir / f"documents-{pages}.pickle"
     if not documents.exists():
-        docs, _ = crawl_pages(corpus(pages))
+        docs, _ = crawl_pages(corpus(work, pages))
         documents.write_bytes(pickle.dumps(docs, pickle.HIGHEST_PROTOCOL))
     variants = [name for name in VARIANTS if name != "full"]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
@@ -245,7 +246,7 @@ def main() -> None:
             for name, results in json.loads(path.read_text()).items():
                 runs.setdefault(name, []).extend(results)
     else:
-        runs = measure(args.pages, args.repeat)
+        runs = measure(DEFAULT_WORK, args.pages, args.repeat)
         if args.raw:
             args.raw.write_text(json.dumps(runs, indent=1))
     print(report(runs, args.pages, max(len(results) for name, results in runs.items() if name != "full")))

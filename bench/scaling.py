@@ -26,28 +26,22 @@ import dataclasses
 import json
 import math
 import pickle
-import resource
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import WORK, corpus, crawl
+from bench.common import DEFAULT_WORK, children_cpu_s, corpus, crawl, page_files
 
 __all__ = ["Costs", "measure", "model", "report"]
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def crawl_cpu(folder: Path, index: Path, settings: dict[str, str]) -> dict[str, float]:
-    """A real ``scrapy crawl`` (bench.run.crawl) and the CPU-seconds of it and every
+    """A real ``scrapy crawl`` (bench.common.crawl) and the CPU-seconds of it and every
     process it started (the writer, the sub-writers: each waits for its children)."""
-    before = _children_cpu_s()
+    before = children_cpu_s()
     result = crawl(folder, index, settings)
-    result["cpu_s"] = _children_cpu_s() - before
+    result["cpu_s"] = children_cpu_s() - before
     return result
 
 
@@ -68,7 +62,7 @@ def crawl_pages(folder: Path) -> tuple[list[list[dict[str, Any]]], dict[str, flo
 
     out = []
     cpu = {"build": 0.0, "encode": 0.0, "ingest": 0.0}
-    for path in sorted(folder.rglob("*.md")):
+    for path in page_files(folder):
         st = path.stat()
         page = parse_page(path.resolve().as_uri(), path.read_bytes())
         item = PageItem.from_page(page, fetch={"start": str(folder), "size": st.st_size, "mtime": st.st_mtime_ns})
@@ -166,19 +160,19 @@ CRAWLS = {
 }
 
 
-def one_page(folder: Path) -> Path:
-    small = WORK / "scaling" / "one-page"
+def one_page(work: Path, folder: Path) -> Path:
+    small = work / "scaling" / "one-page"
     if not small.exists():
         small.mkdir(parents=True)
-        first = sorted(folder.rglob("*.md"))[0]
+        first = page_files(folder)[0]
         shutil.copy(first, small / first.name)
     return small
 
 
-def measure(pages: int, repeat: int) -> tuple[Costs, dict[str, Any]]:
-    folder = corpus(pages)
-    index = WORK / "scaling" / "index"
-    small = one_page(folder)
+def measure(work: Path, pages: int, repeat: int) -> tuple[Costs, dict[str, Any]]:
+    folder = corpus(work, pages)
+    index = work / "scaling" / "index"
+    small = one_page(work, folder)
     batches, moved = crawl_pages(folder)
     first, _ = crawl_pages(small)
     raw: dict[str, list[dict[str, float]]] = {}
@@ -378,7 +372,7 @@ def main() -> None:
             saved[name] = {int(k): v for k, v in saved[name].items()}
         costs = Costs(**saved)
     else:
-        costs, raw = measure(args.pages, args.repeat)
+        costs, raw = measure(DEFAULT_WORK, args.pages, args.repeat)
         if args.raw:
             args.raw.write_text(json.dumps({"costs": dataclasses.asdict(costs), "raw": raw}, indent=1))
     print(report(costs, args.pages, args.repeat))

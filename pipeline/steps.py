@@ -2,7 +2,7 @@
 
 Each step works in place on a page's image records (:class:`index.model.contract.ImageRecord`)
 and returns what the crawl counts. The pipelines (:mod:`pipeline.pipelines`) only adapt
-them (ItemAdapter, stats, DropItem); the benchmark (``bench/run.py``) calls them directly,
+them (ItemAdapter, stats, DropItem); the benchmark (``bench/stages.py``) calls them directly,
 so that it measures what a crawl does.
 
 >>> images = [{"position": 0, "image_url": "HTTPS://i.pinimg.com/a.jpg", "link_url": None,
