@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, crawl, free_port
 from bench.corpus import generate
+from index.distributed.ingest import KEYS
 
 # The indexer waits this long after the last page before it exits; not counted.
 IDLE_EXIT_S = 3
@@ -49,7 +51,7 @@ def distributed(work: Path, pages: int) -> dict[str, float] | None:
         out["local_seconds"], out["documents"] = local["seconds"], local["documents"]
         for n in (1, 2):
             r.flushdb()
-            seconds, documents = _crawlers(url, starts, work / f"index-distributed-{n}", n)
+            seconds, documents = _crawlers(r, url, starts, work / f"index-distributed-{n}", n)
             out[f"crawlers_{n}_seconds"], out[f"crawlers_{n}_documents"] = seconds, documents
     finally:
         proc.terminate()
@@ -57,7 +59,7 @@ def distributed(work: Path, pages: int) -> dict[str, float] | None:
     return out
 
 
-def _crawlers(url: str, starts: list[str], index: Path, n: int) -> tuple[float, float]:
+def _crawlers(r: Any, url: str, starts: list[str], index: Path, n: int) -> tuple[float, float]:
     """``n`` crawlers and one ``index ingest`` over ``starts``: seconds (the indexer's idle
     wait left out) and the documents it says it indexed."""
     shutil.rmtree(index, ignore_errors=True)
@@ -72,6 +74,11 @@ def _crawlers(url: str, starts: list[str], index: Path, n: int) -> tuple[float, 
         )
         for _ in range(n)
     ]
+    # The indexer starts once the first page is in the stream: its idle exit counts from
+    # its own start, and on a loaded machine the crawlers took longer than that to start
+    # (it then exited having indexed nothing).
+    while not r.xlen(KEYS.stream) and any(c.poll() is None for c in crawlers):
+        time.sleep(0.05)
     ingest_args = ["--index", str(index), "--idle-exit", str(IDLE_EXIT_S), "--batch", "500"]
     ingest = subprocess.run(
         [sys.executable, "-m", "index", "ingest", "--redis", url, *ingest_args],

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from bench import partial, report, run
+from bench.distributed import distributed
 from bench.page import page_render
 from bench.search import search_latency, typo_latency
 from helpers import item, write
@@ -119,3 +121,14 @@ def test_update_results_replaces_only_its_own_section(tmp_path: Path) -> None:
     report.update_results(path, "## `a` cold start", "## `a` cold start\n\na")
     report.update_results(path, "## `b` preset", "## `b` preset\n\nnew b")
     assert path.read_text() == report.HEADER + "## `a` cold start\n\na\n## `b` preset\n\nnew b\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server not installed")
+def test_distributed_row_indexes_every_page_with_one_and_two_crawlers(tmp_path: Path) -> None:
+    # The indexer's idle exit counts from its start: started beside crawlers slower to
+    # start than that (a loaded machine), it exited having indexed nothing.
+    out = distributed(tmp_path, 20)
+    assert out is not None
+    assert out["documents"] > 0
+    assert out["crawlers_1_documents"] == out["crawlers_2_documents"] == out["documents"]
