@@ -75,6 +75,16 @@ def sized_preset(preset: str, docs: int) -> str:
     return name
 
 
+def say(text: str) -> None:
+    """A progress line of the run (flushed: a long run's log shows where it is)."""
+    print(f"[bench] {text}", flush=True)
+
+
+def show(*figures: object) -> None:
+    """A step's figures, under its progress line."""
+    say("  " + " ".join(str(f) for f in figures))
+
+
 def machine() -> dict[str, str]:
     mem_kb = 0
     try:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, crawl, free_port
+from bench.common import ROOT, crawl, free_port, show
 from bench.corpus import generate
 from index.distributed.ingest import KEYS
 
@@ -25,7 +25,7 @@ def distributed(work: Path, pages: int) -> dict[str, float] | None:
     share. None when there is no redis-server."""
     server = shutil.which("redis-server")
     if server is None:
-        print("[bench]   skipped: no redis-server", flush=True)
+        show("skipped: no redis-server")
         return None
     import redis
 

@@ -13,16 +13,12 @@ from whoosh import index as wi
 
 from bench import report
 from bench.coldstart import cold_start
-from bench.common import DOCS_PER_PAGE, PRESETS, corpus, corpus_copy, crawl, machine, queries
+from bench.common import DOCS_PER_PAGE, PRESETS, corpus, corpus_copy, crawl, machine, queries, say, show
 from bench.page import contention
 from bench.refresh import refresh
 from bench.search import search_latency, typo_latency
 
 FOLLOW_UP_QUERIES = 20
-
-
-def _say(figures: object) -> None:
-    print(f"[bench]   {figures}", flush=True)
 
 
 def existing_index(work: Path, preset: str) -> Path:
@@ -36,7 +32,7 @@ def existing_index(work: Path, preset: str) -> Path:
 def _latency_and_cold_start(index: Path, qs: list[str], nocache: int) -> dict[str, Any]:
     """Search latency (result cache on and off) and the cold start, as the follow-ups report them."""
     lat: dict[str, Any] = {**search_latency(index, qs, nocache), "cold_start": cold_start(index)}
-    _say(lat)
+    show(lat)
     return lat
 
 
@@ -46,7 +42,7 @@ def segments_follow_up(work: Path, preset: str) -> str:
     cfg = PRESETS[preset]
     index = work / "index-followup"
     e2e = crawl(corpus(work, cfg["pages"]), index)
-    _say(e2e)
+    show(e2e)
     segments = len(wi.open_dir(str(index))._segments())
     # A short sample: the full latency run is part of the main preset.
     sample = queries(cfg["queries"])[:FOLLOW_UP_QUERIES]
@@ -81,14 +77,14 @@ def search_typos(work: Path, preset: str) -> str:
     cfg = PRESETS[preset]
     index = work / "index-e2e"
     if not index.exists():
-        print(f"[bench] crawling {cfg['pages']} pages into {index}", flush=True)
+        say(f"crawling {cfg['pages']} pages into {index}")
         crawl(corpus(work, cfg["pages"]), index)
     docs = wi.open_dir(str(index)).doc_count()
     qs = queries(cfg["queries"])
     ty = typo_latency(index, qs)
-    _say(ty)
+    show(ty)
     ct = contention(index, qs)
-    _say(ct)
+    show(ct)
     return report.partial_section(
         f"## `{preset}` search typos — {docs:,} documents (the preset's end-to-end index)",
         f"python -m bench.run --preset {preset} --search-typos",
@@ -100,7 +96,7 @@ def search_typos(work: Path, preset: str) -> str:
 def cold_start_section(work: Path, preset: str) -> str:
     """Only the cold start rows, on the preset's existing end-to-end index: `--cold-start`."""
     cs = cold_start(existing_index(work, preset))
-    _say(cs)
+    show(cs)
     return report.partial_section(
         f"## `{preset}` cold start",
         f"python -m bench.run --preset {preset} --cold-start",
@@ -119,16 +115,16 @@ def scale(work: Path, preset: str) -> str:
     work.mkdir(parents=True, exist_ok=True)
     folder = corpus_copy(work, cfg["pages"])
     index = work / "index-e2e"
-    print(f"[bench] {preset}: end-to-end crawl of {cfg['pages']:,} pages", flush=True)
+    say(f"{preset}: end-to-end crawl of {cfg['pages']:,} pages")
     e2e = crawl(folder, index)
-    _say(e2e)
-    print("[bench] refresh: unchanged, then 1% of the pages changed", flush=True)
+    show(e2e)
+    say("refresh: unchanged, then 1% of the pages changed")
     rf = refresh(folder, index, full=e2e)
-    _say(rf)
-    print("[bench] search: exact, one typo, word start; cold start", flush=True)
+    show(rf)
+    say("search: exact, one typo, word start; cold start")
     ty = typo_latency(index, queries(cfg["queries"]))
     cs = cold_start(index)
-    print(f"[bench]   {ty} {cs}", flush=True)
+    show(ty, cs)
     result = {"preset": preset, "machine": machine(), "e2e": e2e, "refresh": rf, "typos": ty, "cold_start": cs}
     (work / f"result-scale-{preset}.json").write_text(json.dumps(result, indent=2))
     return report.partial_section(

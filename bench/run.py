@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench import partial, preset, report
-from bench.common import DEFAULT_WORK, PRESETS, ROOT, sized_preset
+from bench.common import DEFAULT_WORK, PRESETS, ROOT, say, sized_preset
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report.preset_section(result)
     print(section)
     report.update_results(opts.results, f"## `{opts.preset}` preset", section)
-    print(f"[bench] done in {time.perf_counter() - t0:.0f} s; wrote {opts.results}")
+    say(f"done in {time.perf_counter() - t0:.0f} s; wrote {opts.results}")
 
 
 if __name__ == "__main__":
