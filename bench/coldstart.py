@@ -1,4 +1,4 @@
-"""5b. Cold start: a new ``python -m index search`` process to its first result, with the
+"""Cold start (row 5b): a new ``python -m index search`` process to its first result, with the
 array store empty and holding its arrays, beside the imports alone, Whoosh alone, and the
 same command answered by a resident ``python -m index serve``."""
 

@@ -1,4 +1,4 @@
-"""9. Distributed mode (issue 8): 1 vs 2 crawler processes feeding one indexer through a
+"""Distributed mode (row 9, issue 8): 1 vs 2 crawler processes feeding one indexer through a
 real redis-server, beside a local crawl of the same pages, all in one run."""
 
 from __future__ import annotations

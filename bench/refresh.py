@@ -1,4 +1,4 @@
-"""4. A refresh: the same folder crawled again into its index, unchanged and then with
+"""A refresh (row 4): the same folder crawled again into its index, unchanged and then with
 1% of its pages changed, each as a ratio to the full crawl of the same run."""
 
 from __future__ import annotations

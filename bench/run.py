@@ -1,4 +1,4 @@
-"""Benchmarks: everything measured in one run, side by side, written to bench/RESULTS.md.
+"""The benchmarks' command line: a preset measured in one run, side by side, written to bench/RESULTS.md.
 
     python -m bench.run --preset small     # make bench        (≈100k image documents, ≤ 5 min)
     python -m bench.run --preset large     # make bench-large  (≈1M image documents, ≤ 40 min)

@@ -1,6 +1,6 @@
-"""5. Search latency in a warm process, as the search page or a shell loop sees it: the
-query list with the result cache on, emptied, and with the posting arrays emptied too,
-beside a plain Whoosh searcher (5, 5a, 5c); and typo tolerance and word starts (5d)."""
+"""Search latency in a warm process (rows 5 to 5d), as the search page or a shell loop
+sees it: the query list with the result cache on, emptied, and with the posting arrays
+emptied too, beside a plain Whoosh searcher; and typo tolerance and word starts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""7. Per-stage throughput of the crawl's pure steps on one core, and the documents they
+"""Per-stage throughput (row 7) of the crawl's pure steps on one core, and the documents they
 build, written as JSON Lines for the writer baselines (bench.baselines) to read."""
 
 from __future__ import annotations
