@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("pipeline", "index")
+PACKAGES = ("pipeline", "index", "bench")
 START = "<!-- layout: made by `make layout` from the docstrings; edit those, not this -->"
 END = "<!-- /layout -->"
 
