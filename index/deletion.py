@@ -13,19 +13,31 @@ Deletion needs proof. A page is deleted only when
    ``max_share`` of its pages (and more than ``few`` pages), or whose listing came back
    empty, deletes nothing, as ``rsync --max-delete`` does. An unmounted share, a sitemap
    replaced by a login page or an empty urlset must never empty the index.
+
+A page can also be lost without vanishing: its new version *collapsed* (it lost all its
+images, or front matter and images both; :func:`collapsed`), as every page of a site does
+when it answers a maintenance page or a login wall with ``200``, or when files are
+truncated. The guard counts those pages with the vanished ones: a start over the limit
+neither deletes nor replaces any of them.
+
+A start is known by one spelling (:func:`canonical_start`), and a page belongs to the
+start recorded with it *and* to every folder start it lies under: a folder's walk lists
+every file under it, so ``site/sub`` read whole proves ``site/sub/s1.md`` gone even when
+the page was recorded under ``site``.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from index.model.documents import start_key
 from index.options import DeletionGuard
 
-__all__ = ["EXIT_DELETE_REFUSED", "DeletionPlan", "plan_deletions"]
+__all__ = ["EXIT_DELETE_REFUSED", "DeletionPlan", "canonical_start", "collapsed", "plan_deletions"]
 
 # The exit status of a crawl or `ingest --finish` whose deletions the guard refused:
 # rsync's for its --max-delete limit.
@@ -35,13 +47,84 @@ EXIT_DELETE_REFUSED = 25
 _GUARD = DeletionGuard()
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def canonical_start(start: str) -> str:
+    """A start's identity across runs and machines: one spelling per place.
+
+    URLs: scheme and host in lower case, no default port, no fragment, an empty path as
+    ``/``. Paths (and ``file://`` URLs): absolute, ``~`` expanded, ``.``/``..`` and
+    trailing slashes folded, symlinks *not* resolved, so a ``current -> releases/v1``
+    folder stays the start ``current`` when it is switched to ``releases/v2``.
+
+    >>> canonical_start("HTTP://Example.TEST:80/sitemap.xml#top")
+    'http://example.test/sitemap.xml'
+    >>> canonical_start("https://a.test:8443")
+    'https://a.test:8443/'
+    >>> canonical_start("/srv/site/./docs/../pages/")
+    '/srv/site/pages'
+    >>> canonical_start("file:///srv/site/pages/")
+    '/srv/site/pages'
+    """
+    parts = urlsplit(start)
+    scheme = parts.scheme.lower()
+    if scheme in _DEFAULT_PORTS:
+        host = (parts.hostname or "").lower()
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 address
+        try:
+            port = parts.port
+        except ValueError:
+            port = None  # not a port: left as written, the fetch will say why
+            host = parts.netloc.rsplit("@", 1)[-1].lower()
+        if port is not None and port != _DEFAULT_PORTS[scheme]:
+            host = f"{host}:{port}"
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@{host}" if userinfo else host
+        return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    path = unquote(start[len("file://") :]) if scheme == "file" else start
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _folder_of(url: str) -> str | None:
+    """The local path of a ``file:`` page URL (None for any other)."""
+    if not url.startswith("file://"):
+        return None
+    return unquote(urlsplit(url).path)
+
+
+def collapsed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a page's new version lost what made it a page: all its images, or (a page
+    that had no images) its front matter with no image in its place. ``old`` is the
+    indexed page record, ``new`` the page item or record.
+
+    >>> collapsed({"image_count": 3}, {"images": []})
+    True
+    >>> collapsed({"image_count": 0, "front_matter": {"title": "T"}}, {"images": [], "front_matter": {}})
+    True
+    >>> collapsed({"image_count": 3}, {"images": [{}]}), collapsed({"image_count": 0}, {"images": []})
+    (False, False)
+    """
+    new_images = new.get("image_count")
+    if new_images is None:
+        new_images = len(new.get("images") or [])
+    if new_images:
+        return False
+    if int(old.get("image_count") or 0) > 0:
+        return True
+    return bool(old.get("front_matter")) and not new.get("front_matter")
+
+
 @dataclass
 class DeletionPlan:
     """What a refresh deletes, and what the guard refused, per start."""
 
     delete: list[str] = field(default_factory=list)
-    # start -> (pages that would vanish, pages the index holds for it)
+    # start -> (pages that would be lost: vanished or collapsed, pages the index holds for it)
     refused: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # collapsed pages whose new version the guard keeps out of the index (their start was refused)
+    hold: list[str] = field(default_factory=list)
 
     @property
     def refused_pages(self) -> int:
@@ -54,6 +137,7 @@ def plan_deletions(
     seen: Collection[str],
     *,
     listed: Mapping[str, int] | None = None,
+    collapsed: Mapping[str, str] | None = None,
     max_share: float = _GUARD.max_share,
     few: int = _GUARD.few,
     accept_mass_delete: bool = _GUARD.accept_mass_delete,
@@ -62,7 +146,10 @@ def plan_deletions(
 
     ``listed`` counts the entries each start's listings yielded (a folder's files, a
     sitemap's URLs); a start that lists nothing while the index holds pages for it is
-    refused whatever the counts.
+    refused whatever the counts. ``collapsed`` maps the pages whose new version collapsed
+    (:func:`collapsed`) to the start that fetched them: they count as lost for that start,
+    and those of a refused start are put in ``hold`` (their new version must not be
+    written).
 
     >>> states = {f"u{i}": {"start": "/s"} for i in range(10)}
     >>> plan_deletions(states, ["/s"], {f"u{i}" for i in range(9)}).delete
@@ -74,28 +161,56 @@ def plan_deletions(
     True
     >>> plan_deletions(states, [], set()).delete  # incomplete: nothing, whatever was seen
     []
+    >>> plan = plan_deletions(states, ["/s"], set(states), collapsed={f"u{i}": "/s" for i in range(6)})
+    >>> plan.refused, len(plan.hold)
+    ({'/s': (6, 10)}, 6)
     """
-    complete_keys = {start_key(s) for s in complete}
+    complete_keys = {canonical_start(s) for s in complete}
+    fetched_by = {url: canonical_start(start) for url, start in (collapsed or {}).items()}
+    starts = complete_keys | set(fetched_by.values())
+    folders = [key if key.endswith("/") else key + "/" for key in starts if key.startswith("/")]
+    listed_keys: dict[str, int] = defaultdict(int)
+    for key, n in (listed or {}).items():
+        listed_keys[canonical_start(key)] += n
     known: dict[str, int] = defaultdict(int)
-    gone: dict[str, list[str]] = defaultdict(list)
+    lost: dict[str, list[str]] = defaultdict(list)
+    owners_of: dict[str, set[str]] = {}
+    spelled: dict[str, str] = {}  # the index holds few starts and many pages
     for url, state in states.items():
         start = state.get("start")
-        if not start:
+        if start and start not in spelled:
+            spelled[start] = canonical_start(start)
+        owners = {spelled[start]} if start else set()
+        path = _folder_of(url)
+        if path is not None and folders:
+            owners.update(folder.rstrip("/") or "/" for folder in folders if path.startswith(folder))
+        if url in fetched_by:
+            owners.add(fetched_by[url])
+        owners &= starts
+        if not owners:
             continue
-        key = start_key(start)
-        if key not in complete_keys:
-            continue
-        known[key] += 1
-        if url not in seen:
-            gone[key].append(url)
+        owners_of[url] = owners
+        for key in owners:
+            known[key] += 1
+        if url in fetched_by:
+            lost[fetched_by[url]].append(url)
+        elif url not in seen:
+            for key in owners & complete_keys:
+                lost[key].append(url)
     plan = DeletionPlan()
-    for key, urls in sorted(gone.items()):
+    for key, urls in sorted(lost.items()):
         total = known[key]
-        empty_listing = listed is not None and listed.get(key, 0) == 0
+        empty_listing = listed is not None and key in complete_keys and listed_keys.get(key, 0) == 0
         too_many = len(urls) > few and len(urls) > max_share * total
         if not accept_mass_delete and (empty_listing or too_many):
             plan.refused[key] = (len(urls), total)
-            continue
-        plan.delete.extend(urls)
+    refused = set(plan.refused)
+    for url, owners in owners_of.items():
+        if owners & refused:
+            if url in fetched_by:
+                plan.hold.append(url)
+        elif url not in seen and url not in fetched_by and owners & complete_keys:
+            plan.delete.append(url)
     plan.delete.sort()
+    plan.hold.sort()
     return plan

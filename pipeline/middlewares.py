@@ -10,16 +10,24 @@ from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 
-from pipeline.spiders.pages import ALLOWED_HOSTS
+from pipeline.spiders.pages import ALLOWED_HOSTS, VALIDATORS_FOR
 
 logger = logging.getLogger(__name__)
+
+
+_VALIDATORS = (b"If-None-Match", b"If-Modified-Since")
 
 
 class HopCheck:
     """Applies a listing's host rule to every hop of the requests it made, not only to the
     URL it named: a redirect is a new request and passes through here again, so a
     same-host sitemap entry that answers ``302 → http://localhost/...`` is refused before
-    the crawler connects there."""
+    the crawler connects there.
+
+    It also keeps a page's validators to its own URL: Scrapy's redirect copies the
+    headers, and the target, asked ``If-Modified-Since`` the old page's date, answers 304:
+    the page would count as unchanged, nothing be indexed under the target, and the old
+    URL be deleted as vanished."""
 
     def __init__(self, crawler: Crawler) -> None:
         self.stats = crawler.stats
@@ -29,6 +37,10 @@ class HopCheck:
         return cls(crawler)
 
     def process_request(self, request: Request, spider: Any = None) -> None:
+        owner = request.meta.get(VALIDATORS_FOR)
+        if owner is not None and owner != request.url:
+            for name in _VALIDATORS:
+                request.headers.pop(name, None)
         allowed = request.meta.get(ALLOWED_HOSTS)
         if allowed is None:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Self
 
@@ -17,6 +18,7 @@ from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import deferred_from_coro
 
 from index.admin import record_crawl
+from index.deletion import collapsed
 from index.errors import IndexLocked, WriterError
 from index.model.contract import page_problem
 from index.model.documents import page_documents
@@ -27,7 +29,7 @@ from index.writing.memory import peak_rss_kb
 from index.writing.pagewriter import PageWriter
 from index.writing.process import WriterProcess
 from pipeline import settings as defaults
-from pipeline.refresh import RefreshState
+from pipeline.refresh import RefreshState, start_key
 from pipeline.steps import mark_duplicates, normalize_captions, normalize_domains, now, stamped_page
 
 __all__ = [
@@ -150,7 +152,9 @@ class IndexWriter(_StatsPipeline):
         self.refresh = RefreshState()
         self.guard = guard or DeletionGuard()
         self.crawler: Crawler | None = None
-        self.counts = {"new": 0, "changed": 0, "images": 0}
+        self.counts = {"new": 0, "changed": 0, "images": 0, "images_replaced": 0}
+        # Collapsed pages (index.deletion.collapsed) wait here for the guard's word: url → documents.
+        self.held: dict[str, list[dict[str, Any]]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -221,21 +225,40 @@ class IndexWriter(_StatsPipeline):
             raise DropItem("the index is not open for writing")
         page = stamped_page(item)
         docs = page_documents(page)
+        old = self.refresh.states.get(page["url"])
+        if old is not None and collapsed(old, page):
+            # A maintenance page or a login wall answered 200, or the file was truncated:
+            # written at the end, if the guard lets its start lose that many pages.
+            self.held[page["url"]] = docs
+            self.refresh.collapsed[page["url"]] = (page.get("fetch") or {}).get("start") or old.get("start") or ""
+            return item
+        if not self._write(docs):
+            raise DropItem("not indexed: the index writer failed")
+        return item
+
+    def _write(self, docs: list[dict[str, Any]], closing: bool = False) -> bool:
+        url = docs[0]["id"]
         try:
             self._writer().add_page(docs)
         except Exception as exc:  # noqa: BLE001 - any writer failure ends the crawl, never a page's error
             exc = _writer_error(exc)
             logger.error("cannot write the index: %s", exc)
             self.inc("index/errors")
-            self.locked = False
-            self._close_crawl("index_error")
-            raise DropItem(f"not indexed: {exc}") from None
-        kind = "changed" if page["url"] in self.refresh.states else "new"
+            if not closing:
+                self.locked = False
+                self._close_crawl("index_error")
+            return False
+        old = self.refresh.states.get(url)
+        kind = "changed" if old is not None else "new"
+        images = len(docs) - 1
         self.counts[kind] += 1
-        self.counts["images"] += len(docs) - 1
+        self.counts["images"] += images
         self.inc(f"pages/{kind}")
-        self.inc("images/indexed", len(docs) - 1)
-        return item
+        self.inc("images/indexed", images)
+        if old is not None:
+            # Replacing a page removes its old images: those it no longer has are gone.
+            self.counts["images_replaced"] += max(0, int(old.get("image_count") or 0) - images)
+        return True
 
     def spider_closed(self, reason: str) -> None:
         if not self.locked:
@@ -252,17 +275,29 @@ class IndexWriter(_StatsPipeline):
         plan = self.refresh.deletions(finished, self.guard)
         vanished = plan.delete
         images_deleted = sum(int(self.refresh.states[url].get("image_count") or 0) for url in vanished)
+        held_by = Counter(start_key(self.refresh.collapsed[url]) for url in plan.hold)
         for start, (would, known) in plan.refused.items():
+            emptied = held_by[start]
             logger.warning(
-                "refused to delete %d of the %d pages of %s: more than REFRESH_MAX_DELETE_SHARE=%s, or its "
-                "listing came back empty; nothing of it deleted. If this is real, crawl once more with "
-                "-s REFRESH_ACCEPT_MASS_DELETE=True",
+                "refused to delete or replace %d of the %d pages of %s (%d vanished, %d came back without their "
+                "images or front matter: a maintenance page, a login wall, truncated files?): more than "
+                "REFRESH_MAX_DELETE_SHARE=%s, or its listing came back empty; nothing of it deleted or emptied. "
+                "If this is real, crawl once more with -s REFRESH_ACCEPT_MASS_DELETE=True",
                 would,
                 known,
                 start,
+                would - emptied,
+                emptied,
                 self.guard.max_share,
             )
         self.inc("pages/delete_refused", plan.refused_pages)
+        self.inc("pages/kept/collapsed", len(plan.hold))
+        hold = set(plan.hold)
+        for url, docs in self.held.items():
+            if url not in hold and not self._write(docs, closing=True):
+                break
+        self.held.clear()
+        images_deleted += self.counts["images_replaced"]
         if vanished:
             try:
                 self._writer().delete_pages(vanished)

@@ -13,22 +13,30 @@ Pure bookkeeping: no Scrapy, no Whoosh. The rules:
   exception nobody foresaw, a generator closed by a shutdown, a dropped request) leaves
   its start incomplete: default deny;
 * only a crawl that finished normally deletes anything, only for complete starts, and
-  only what :func:`index.deletion.plan_deletions`'s mass-deletion guard lets through.
+  only what :func:`index.deletion.plan_deletions`'s mass-deletion guard lets through;
+* a page whose new version *collapsed* (lost all its images, or its front matter with no
+  image in its place) is held back until the end: the guard counts it with the vanished
+  pages, and a start over the limit replaces none of them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.deletion import DeletionPlan, plan_deletions
-from index.model.documents import start_key
+from index.deletion import DeletionPlan, canonical_start, plan_deletions
 from index.options import DeletionGuard
+from pipeline.sitemaps import parse_lastmod
 
 __all__ = ["RUN", "RefreshState", "start_key"]
+
+# One spelling per start (scheme/host case, default port, fragment, trailing slash, ./..,
+# a symlinked folder by the path the user named): index.deletion's, which decides.
+start_key = canonical_start
 
 # The key that marks the whole run incomplete: a failure that names no start.
 RUN = "*"
@@ -45,6 +53,8 @@ class RefreshState:
     open_listings: Counter[str] = field(default_factory=Counter)
     # start key -> entries its listings yielded (files, sitemap URLs)
     listed: Counter[str] = field(default_factory=Counter)
+    # collapsed page URL -> the start that fetched it (see index.deletion.collapsed)
+    collapsed: dict[str, str] = field(default_factory=dict)
     seen_log: Path | None = None
     _log_handle: Any = None
 
@@ -119,9 +129,19 @@ class RefreshState:
         state = self.states.get(url)
         return bool(state) and state.get("content_hash") == content_hash
 
-    def sitemap_unchanged(self, url: str, lastmod: str | None) -> bool:
+    def sitemap_unchanged(self, url: str, lastmod: str | None, now: dt.datetime | None = None) -> bool:
+        """The sitemap's ``<lastmod>`` is no later than when the page was indexed, as
+        instants (``20:00-05:00`` is after ``23:00Z``). A date that cannot be read, or one
+        in the future (a bogus stored ``2204-06-01`` would otherwise hide every later
+        change), proves nothing: fetch (a conditional request, so still cheap)."""
         state = self.states.get(url)
-        return bool(lastmod and state and state.get("lastmod") and state["lastmod"] >= lastmod)
+        if not (lastmod and state and state.get("lastmod")):
+            return False
+        new, old = parse_lastmod(lastmod), parse_lastmod(state["lastmod"])
+        if new is None or old is None:
+            return False
+        now = now or dt.datetime.now(dt.UTC)
+        return new <= old <= now
 
     def validators(self, url: str) -> dict[str, str]:
         """Conditional request headers for a page indexed from HTTP before."""
@@ -135,10 +155,13 @@ class RefreshState:
 
     # -- what vanished -----------------------------------------------------------------------
     def deletions(self, finished: bool, guard: DeletionGuard | None = None) -> DeletionPlan:
-        """Pages to delete (see :func:`index.deletion.plan_deletions`), as far as
-        ``guard`` (default: the settings' defaults) lets through; nothing unless the crawl
-        finished normally."""
-        if not finished:
-            return DeletionPlan()
+        """Pages to delete and collapsed pages to hold back (see
+        :func:`index.deletion.plan_deletions`), as far as ``guard`` (default: the
+        settings' defaults) lets through; no deletion unless the crawl finished normally."""
         kwargs = (guard or DeletionGuard()).plan_deletions()
-        return plan_deletions(self.states, self.complete_starts(), self.seen, listed=self.listed, **kwargs)
+        if not finished:
+            # Nothing is deleted, but collapsed pages still face the guard.
+            return plan_deletions(self.states, (), self.seen, collapsed=self.collapsed, **kwargs)
+        return plan_deletions(
+            self.states, self.complete_starts(), self.seen, listed=self.listed, collapsed=self.collapsed, **kwargs
+        )

@@ -9,12 +9,22 @@ whole or it is invalid (and its start incomplete). Pure functions; no Scrapy.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import zlib
 from dataclasses import dataclass, field
 
 from lxml import etree
 
-__all__ = ["SitemapError", "SitemapListing", "gunzip_whole", "read_sitemap"]
+__all__ = ["SitemapError", "SitemapListing", "gunzip_whole", "parse_lastmod", "read_sitemap"]
+
+# W3C Datetime, the sitemap protocol's <lastmod>: YYYY, YYYY-MM, YYYY-MM-DD, or a date with
+# hh:mm[:ss[.s+]] and a zone (Z or +hh:mm; missing is taken as UTC, as sites write it).
+_W3C = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?\s*(Z|[+-]\d{2}:?\d{2})?)?)?)?",
+    re.IGNORECASE,
+)
 
 _KINDS = {"urlset": "url", "sitemapindex": "sitemap"}
 
@@ -59,6 +69,35 @@ def gunzip_whole(data: bytes, max_size: int) -> bytes:
             raise SitemapError("bad_gzip", "the gzip stream is cut short")
         data = inflater.unused_data  # a multi-member file: the next member
     return bytes(out)
+
+
+def parse_lastmod(value: str | None) -> dt.datetime | None:
+    """A ``<lastmod>`` as an aware instant (a date alone is its midnight UTC), or None
+    when it is not a W3C datetime; compared as text, ``20:00-05:00`` came before
+    ``23:00+00:00``.
+
+    >>> parse_lastmod("2024-06-01T20:00:00-05:00") > parse_lastmod("2024-06-01T23:00:00+00:00")
+    True
+    >>> parse_lastmod("2024-06"), parse_lastmod("yesterday"), parse_lastmod("2024-13-01")
+    (datetime.datetime(2024, 6, 1, 0, 0, tzinfo=datetime.timezone.utc), None, None)
+    """
+    match = _W3C.fullmatch((value or "").strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        tz = dt.UTC
+        if zone and zone.upper() != "Z":
+            sign = -1 if zone[0] == "-" else 1
+            digits = zone[1:].replace(":", "")
+            tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        micro = int((fraction or "0")[:6].ljust(6, "0"))
+        stamp = dt.datetime(
+            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0), int(second or 0), micro, tz
+        )
+        return stamp.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _local(tag: object) -> str:

@@ -41,6 +41,8 @@ from pipeline.siteurls import SiteAddress
 
 logger = logging.getLogger(__name__)
 
+# What Scrapy's RobotsTxtMiddleware raises for a disallowed URL.
+ROBOTS_FORBIDDEN = "Forbidden by robots.txt"
 LOCAL_META = {"download_slot": "local-files", "autothrottle_dont_adjust_delay": True}
 # 304 is "unchanged" and 404/410 "gone": the callback decides, not HttpErrorMiddleware.
 PAGE_META = {"handle_httpstatus_list": [304, 404, 410]}
@@ -48,6 +50,9 @@ PAGE_META = {"handle_httpstatus_list": [304, 404, 410]}
 LISTING = "pages_listing"
 # Hosts every hop of a request may reach (checked by pipeline.middlewares.HopCheck).
 ALLOWED_HOSTS = "pages_allowed_hosts"
+# The URL a request's validators (If-None-Match, If-Modified-Since) belong to: HopCheck
+# strips them from any other hop, so a redirect never answers 304 for another URL's state.
+VALIDATORS_FOR = "pages_validators_for"
 
 
 def split_starts(start: str | Iterable[str] | None) -> list[str]:
@@ -83,6 +88,11 @@ def _header(response: Response, name: bytes) -> str | None:
 
 def _start_of(request: Any) -> str | None:
     return getattr(request, "cb_kwargs", {}).get("start") if request is not None else None
+
+
+def _hops(request: Any) -> list[str]:
+    """Every URL a request went through: the listed one, each redirect, the last."""
+    return [*request.meta.get("redirect_urls", ()), request.url]
 
 
 class PagesSpider(scrapy.Spider):
@@ -263,7 +273,7 @@ class PagesSpider(scrapy.Spider):
                     "refused %s: a symlink to a file outside %s (see PAGES_FOLLOW_SYMLINKS_OUTSIDE)", file, root
                 )
                 continue
-            request = self._file_request(file, start)
+            request = self._file_request(file, start, (root, real_root))
             if request is not None:
                 yield request
 
@@ -283,10 +293,13 @@ class PagesSpider(scrapy.Spider):
             url, callback=self.parse_sitemap, errback=self.on_sitemap_error, meta=meta, cb_kwargs={"start": start}
         )
 
-    def _file_request(self, path: Path, start: str) -> scrapy.Request | None:
+    def _file_request(self, path: Path, start: str, root: tuple[Path, Path] | None = None) -> scrapy.Request | None:
+        """``root``: the folder as the user named it and as it resolves. A page under it
+        is known by the named path (a ``current -> releases/v1`` folder switched to
+        ``v2`` keeps its pages' URLs: changed pages are replaced, gone ones deleted)."""
         try:
             stat = path.stat()
-            url = path.resolve().as_uri()
+            url = _file_url(path.resolve(), root)
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
             url = path.absolute().as_uri()
             self._count("pages/invalid")
@@ -313,6 +326,8 @@ class PagesSpider(scrapy.Spider):
     ) -> scrapy.Request:
         headers = self.refresh.validators(url)
         meta: dict[str, Any] = dict(PAGE_META, fetch={"start": start, "lastmod": lastmod})
+        if headers:
+            meta[VALIDATORS_FOR] = url
         if allowed_hosts is not None:
             meta[ALLOWED_HOSTS] = allowed_hosts
         return scrapy.Request(
@@ -332,24 +347,34 @@ class PagesSpider(scrapy.Spider):
             logger.info("gone (%d): %s", response.status, url)
             return
         if response.status == 304:
+            if response.meta.get("redirect_urls"):
+                # HopCheck sends no validators to a redirect's target; a 304 there says
+                # nothing about either URL: keep both as they are.
+                self._keep(response.request, "pages/errors")
+                listed = response.meta["redirect_urls"][0]
+                logger.warning("kept %s: its redirect to %s answered 304 unasked", listed, url)
+                return
             self._unchanged(url)
             return
+        # Only the URL that answered: a listed URL that now redirects is indexed under its
+        # target, and its own documents go (a clean crawl would hold only the target).
         if key == url:
             self.refresh.mark_seen(url)
-        for earlier in response.meta.get("redirect_urls", ()):
-            self.refresh.mark_seen(earlier)  # the listed URL answered, by way of a redirect
         if "dataloss" in response.flags:
-            self.refresh.mark_seen(key)
-            self._count("pages/errors")
+            self._keep(response.request, "pages/errors")
             logger.warning("could not fetch %s (the body was cut short); kept as it was", url)
             return
         try:
             page = parse_page(url, response.body)
         except PageError as exc:
-            self.refresh.mark_seen(key)
             self._count("pages/invalid")
             self._count(f"pages/invalid/{exc.reason}")
-            logger.warning("skipped %s: %s", url, exc)
+            # A page that was valid keeps its last valid version (a file caught half
+            # written must not vanish for a run), counted by name.
+            kept = self._keep(response.request)
+            if kept:
+                self._count("pages/kept/invalid", kept)
+            logger.warning("skipped %s: %s%s", url, exc, "; its indexed version is kept" if kept else "")
             return
         page.url = self.site.published(url, start, page.front_matter)
         self.refresh.mark_seen(page.url)
@@ -378,12 +403,30 @@ class PagesSpider(scrapy.Spider):
         self._count("pages/invalid/too_large")
         logger.warning("skipped %s: too_large: %s", url, detail)
 
+    def _keep(self, request: Any, stat: str | None = None) -> int:
+        """Keep what the index holds for every URL the request went through (a file page
+        by its address, see :meth:`SiteAddress.key`); the number of them it holds."""
+        start = _start_of(request)
+        hops = [self.site.key(url, start) for url in _hops(request)] if request is not None else []
+        for url in hops:
+            self.refresh.mark_seen(url)
+        if stat:
+            self._count(stat)
+        return sum(1 for url in hops if url in self.refresh.states)
+
     def on_error(self, failure: Any) -> None:
         """Network errors, timeouts, 5xx, unreadable files, refused hops: keep the old
-        documents."""
+        documents (of the listed URL too, when the failure came after a redirect). A page
+        robots.txt now disallows is gone, as for a clean crawl."""
         request = failure.request
         value = failure.value
-        self.refresh.mark_seen(self.site.key(request.url, _start_of(request)))
+        if isinstance(value, IgnoreRequest) and str(value) == ROBOTS_FORBIDDEN:
+            self._count("pages/seen")
+            self._count("pages/gone")
+            self._count("pages/gone/robots")
+            logger.info("disallowed by robots.txt: %s", request.url)
+            return
+        self._keep(request)
         if _over_maxsize(value):
             self._count("pages/seen")
             self._too_large(request.url, f"larger than DOWNLOAD_MAXSIZE {self.settings.getint('DOWNLOAD_MAXSIZE')}")
@@ -508,6 +551,14 @@ class PagesSpider(scrapy.Spider):
             self._count("starts/incomplete")
             self._count(f"starts/incomplete/{why.split(':')[0]}")
             logger.info("start %s is incomplete (%s): none of its pages are deleted", start, why)
+
+
+def _file_url(resolved: Path, root: tuple[Path, Path] | None) -> str:
+    if root is not None:
+        named, real = root
+        if resolved.is_relative_to(real):
+            return (named / resolved.relative_to(real)).as_uri()
+    return resolved.as_uri()
 
 
 def _inside(file: Path, real_root: Path) -> bool:
