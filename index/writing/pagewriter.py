@@ -71,13 +71,19 @@ def open_or_create(index_dir: str | os.PathLike[str]) -> whoosh_index.Index:
     return whoosh_index.create_in(str(path), make_schema())
 
 
-def _remove_stale_temp(index_dir: Path, keep: Path) -> None:
-    """Whoosh writers sort postings in ``<random>.tmp`` folders inside the index and
-    remove them when they finish; a killed writer leaves its folder behind. Called while
-    holding Whoosh's write lock, so every such folder but our own is stale."""
+def _remove_stale_temp(index_dir: Path, ix: whoosh_index.Index) -> None:
+    """Whoosh writers sort postings in ``<name>.tmp`` folders inside the index (the main
+    writer's is always ``MAIN.tmp``) and write a new segment's files before the commit
+    names them; a run that failed (a full disk, a kill) leaves both behind, and the next
+    run needed their space again on top (148 MB of sort runs kept a disk full). None of
+    it is part of a commit. Called holding the session lock before our writer exists, so
+    nothing there is in use; the segment files are those Whoosh itself removes after a
+    commit (any not named by the latest table of contents)."""
     for folder in index_dir.glob("*.tmp"):
-        if folder.is_dir() and folder != keep:
+        if folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
+    toc = ix._read_toc()
+    whoosh_index.clean_files(ix.storage, ix.indexname, toc.generation, toc.segments)
 
 
 class PageWriter:
@@ -133,6 +139,7 @@ class PageWriter:
             self.lock.acquire()
         try:
             self._ix = open_or_create(self.index_dir)
+            _remove_stale_temp(Path(self.index_dir), self._ix)
             # Pages the index holds now: only they can have documents to replace. Every
             # other page skips the delete lookup, which opens a reader over every segment
             # (at 1M documents, most of the writer's time and memory went there).
@@ -140,7 +147,6 @@ class PageWriter:
                 if reader.doc_count_all():
                     self._known = {t.decode("utf-8") for t in reader.lexicon("page_url")}
             self._writer = self._new_writer()
-            _remove_stale_temp(Path(self.index_dir), keep=Path(self._writer.temp_storage().folder))
         except BaseException:
             self._release()
             raise
