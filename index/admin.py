@@ -1,4 +1,4 @@
-"""Operating an index: ``python -m index stats | check | optimize``."""
+"""Operating an index: ``python -m index stats | check | optimize | forget``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from typing import Any
 from whoosh import index as whoosh_index
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
+from index.deletion import canonical_start
+from index.model.state import load_page_states
 from index.options import ARRAY_STORE_FILE
 from index.writing.lock import SessionLock
 
-__all__ = ["LAST_CRAWL", "check", "counts", "optimize", "record_crawl", "stats"]
+__all__ = ["LAST_CRAWL", "STARTS", "check", "counts", "forget", "optimize", "record_crawl", "starts", "stats"]
 
 LAST_CRAWL = "last_crawl.json"
+# start → when a crawl of it last finished (any reason): how `stats` tells stale starts.
+STARTS = "starts.json"
+# A start no crawl has reached for this long is reported as stale.
+STALE_AFTER = dt.timedelta(days=7)
 
 
 def _search() -> Any:
@@ -27,12 +33,88 @@ def _search() -> Any:
     return index.search.run
 
 
-def record_crawl(index_dir: str | Path, summary: dict[str, Any]) -> None:
-    """Keep the last crawl's summary next to the index (for `stats`)."""
-    path = Path(index_dir) / LAST_CRAWL
+def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True), "utf-8")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True), "utf-8")
     tmp.replace(path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def record_crawl(index_dir: str | Path, summary: dict[str, Any]) -> None:
+    """Keep the last crawl's summary next to the index (for `stats`), and when each of
+    its starts was last crawled."""
+    _write_json(Path(index_dir) / LAST_CRAWL, summary)
+    crawled = _read_json(Path(index_dir) / STARTS) or {}
+    for start in summary.get("starts") or []:
+        crawled[canonical_start(start)] = summary.get("finished_at")
+    _write_json(Path(index_dir) / STARTS, crawled)
+
+
+def starts(
+    index_dir: str | Path, now: dt.datetime | None = None, stale_after: dt.timedelta = STALE_AFTER
+) -> list[dict]:
+    """The starts the index holds pages for: pages, when a crawl of each last finished,
+    and whether it is stale (not crawled for ``stale_after``, or never on record). A
+    stale start's pages are never deleted by a refresh that does not name it; `forget`
+    drops them. Reads every page record (as a crawl's start does)."""
+    now = now or dt.datetime.now(dt.UTC)
+    crawled = _read_json(Path(index_dir) / STARTS) or {}
+    pages: Counter[str] = Counter()
+    for state in load_page_states(index_dir).values():
+        pages[canonical_start(state["start"]) if state.get("start") else ""] += 1
+    rows = []
+    for start, n in sorted(pages.items()):
+        last = crawled.get(start)
+        try:
+            when = dt.datetime.fromisoformat(last) if last else None
+        except ValueError:
+            when = None
+        if when is not None and when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        stale = when is None or now - when > stale_after
+        rows.append({"start": start or None, "pages": n, "last_crawled": last, "stale": stale})
+    return rows
+
+
+def forget(index_dir: str | Path, start: str, wait: bool = False) -> dict[str, int]:
+    """Delete every page (and its images) recorded under ``start``, in any spelling of
+    it: for a start no refresh names any more (a retired sitemap, the http:// twin of a
+    site that moved to https://), whose pages no refresh would ever delete."""
+    from index.writing.pagewriter import PageWriter
+
+    key = canonical_start(start)
+    path = Path(index_dir)
+    if not whoosh_index.exists_in(str(path)):
+        raise _search().IndexMissing(f"no index at {path}")
+    lock = SessionLock(path, wait=wait)
+    lock.acquire()
+    try:
+        urls = sorted(
+            url
+            for url, state in load_page_states(path).items()
+            if state.get("start") and canonical_start(state["start"]) == key
+        )
+        if urls:
+            writer = PageWriter(path, lock=False)
+            writer.open()
+            try:
+                writer.delete_pages(urls)
+            except BaseException:
+                writer.cancel()
+                raise
+            writer.close()
+        crawled = _read_json(path / STARTS) or {}
+        if crawled.pop(key, None) is not None:
+            _write_json(path / STARTS, crawled)
+    finally:
+        lock.release()
+    return {"pages": len(urls)}
 
 
 def _size(path: Path, store: bool = False) -> int:
@@ -82,6 +164,7 @@ def stats(index_dir: str | Path) -> dict[str, Any]:
         "size_bytes": _size(Path(index_dir)),
         "array_store_bytes": _size(Path(index_dir), store=True),
         "last_crawl": json.loads(last.read_text("utf-8")) if last.exists() else None,
+        "starts": starts(index_dir),
     }
 
 

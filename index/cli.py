@@ -237,12 +237,26 @@ def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 out.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
             else:
                 for key, value in info.items():
-                    if key != "last_crawl":
+                    if key not in ("last_crawl", "starts"):
                         out.write(f"{key.replace('_', ' '):>17}: {value}\n")
                 last = info["last_crawl"] or {}
                 if last:
                     counts = ", ".join(f"{k} {v}" for k, v in last.get("counts", {}).items())
                     out.write(f"{'last crawl':>17}: {last.get('finished_at')} ({last.get('reason')}): {counts}\n")
+                for row in info["starts"]:
+                    when = row["last_crawled"] or "never on record"
+                    note = " STALE: no refresh deletes its pages; `python -m index forget START` drops them"
+                    out.write(
+                        f"{'start':>17}: {row['start']} ({row['pages']} pages, last crawled {when})"
+                        f"{note if row['stale'] else ''}\n"
+                    )
+            return 0
+        if opts.command == "forget":
+            result = admin.forget(index_dir, opts.start, wait=opts.wait)
+            if not result["pages"]:
+                err.write(f"error: no page of the index was reached from {opts.start}\n")
+                return EXIT_ERROR
+            out.write(f"forgot {opts.start}: {result['pages']} pages and their images deleted\n")
             return 0
         if opts.command == "check":
             problems = admin.check(index_dir)
@@ -315,13 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     search_parser = sub.add_parser("search", help="search image captions, titles and tags")
     add_search_arguments(search_parser)
     one_line_errors(search_parser, f"python -m index search {SEARCH_USAGE}")
-    one_line_errors(parser, "python -m index {search,stats,check,optimize,serve,enqueue,ingest} ...")
+    one_line_errors(parser, "python -m index {search,stats,check,optimize,forget,serve,enqueue,ingest} ...")
     index_help = "index directory (default: $PAGES_INDEX or data/index)"
     stats = sub.add_parser("stats", help="documents, pages, domains, sites, size, last crawl")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     check = sub.add_parser("check", help="consistency of page and image documents (exit 1 on a problem)")
     optimize = sub.add_parser("optimize", help="merge all segments into one (takes the writer lock)")
     optimize.add_argument("--wait", action="store_true", help="wait for a running crawl instead of failing")
+    forget = sub.add_parser("forget", help="delete the pages of a start no refresh names any more")
+    forget.add_argument("start", metavar="START", help="the start as crawled (any spelling of it)")
+    forget.add_argument("--wait", action="store_true", help="wait for a running crawl instead of failing")
     serve = sub.add_parser("serve", help="a local search page with an image grid (read-only)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -365,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for p in (enqueue, ingest):
         p.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")
-    for p in (stats, check, optimize, serve, ingest):
+    for p in (stats, check, optimize, forget, serve, ingest):
         p.add_argument("--index", default=None, metavar="DIR", help=index_help)
     opts, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand's parser, with its own usage line

@@ -285,3 +285,36 @@ def test_file_urls_are_known_by_the_folder_the_user_named(tmp_path):
     crawl_in_process(index, str(link))
     assert pages_of(index) == {(link / f"p{i}.md").absolute().as_uri() for i in range(2)}
     assert os.path.realpath(link) == str(real.resolve())
+
+
+def test_stale_starts_are_reported_and_forgotten_on_request(tmp_path, capsys):
+    from conftest import index_main
+    from index.admin import starts
+
+    old, kept = folder_of(tmp_path / "old", 2, tag="o"), folder_of(tmp_path / "kept", 3, tag="k")
+    index = tmp_path / "index"
+    crawl_in_process(index, str(tmp_path / "old"), str(tmp_path / "kept"))
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    assert [(r["pages"], r["stale"]) for r in starts(index)] == [(3, False), (2, False)]
+    assert [(r["pages"], r["stale"]) for r in starts(index, now=later)] == [(3, True), (2, True)]
+    crawl_in_process(index, str(tmp_path / "kept"))
+    shown = index_main(capsys, "stats", "--index", str(index))
+    assert f"{tmp_path / 'old'} (2 pages" in shown.stdout and "STALE" not in shown.stdout
+    forgotten = index_main(capsys, "forget", f"{tmp_path / 'old'}/", "--index", str(index))
+    assert forgotten.returncode == 0 and "2 pages" in forgotten.stdout
+    assert pages_of(index) == {f.resolve().as_uri() for f in kept}
+    assert not any(o.resolve().as_uri() in pages_of(index) for o in old)
+    again = index_main(capsys, "forget", str(tmp_path / "old"), "--index", str(index))
+    assert again.returncode != 0 and "no page" in again.stderr
+
+
+def test_a_symlinked_monitoring_file_is_written_through(tmp_path):
+    from pipeline.extensions.monitoring import write_atomically
+
+    target = tmp_path / "collector" / "pages.prom"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "metrics.prom"
+    link.symlink_to(target)
+    write_atomically(link, "new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"

@@ -194,6 +194,10 @@ def previous_success(path: Path) -> float | None:
 
 
 def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path``'s content at once. A symlink is written through to its target
+    (a textfile collector's folder linked to from the crawl's): renaming over the link
+    itself would turn it into a regular file nobody reads."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -269,7 +273,10 @@ class MonitoringFiles:
             try:
                 write_atomically(path, render(doc))
             except OSError as exc:
-                logger.error("cannot write %s: %s", path, exc)
+                # A warning, and the crawl's exit stays its own: the index is what the job
+                # is for, and a monitor that stops receiving this file alerts on its
+                # last_success timestamp growing old.
+                logger.warning("cannot write %s: %s", path, exc)
 
 
 def _json_text(doc: Mapping[str, Any]) -> str:
