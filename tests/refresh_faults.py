@@ -8,7 +8,17 @@ stats and its exit status. A case names the faults to inject:
 - ``inject``: ``{"method": name, "exc": type name, "when": "entry" | "after_first",
   "calls": "all" | "first"}`` wraps the spider's method so that it raises there;
 - ``http``: ``{path: behaviour}`` changes what the local server answers (see
-  ``Handler``), for the HTTP fault matrix.
+  ``Handler``; a path ending in ``*`` is a prefix), for the HTTP fault matrix;
+- ``disk_full``: every commit of the refresh fails with ENOSPC.
+
+A case in a chain (``present``) also says what the sites look like: which pages each start
+has, ``version`` (the sitemap index's pages change with it, and say so in a ``<lastmod>``
+written in the ``lastmod`` style: ``z``, ``west`` (-05:00), ``future`` (year 2204), ``junk``
+or None), ``moved`` (sitemap index pages now answering 301 to a new URL), ``release`` (the
+folder start is a symlink switched between two release folders), ``truncate`` (the folder's
+files emptied) and ``spell`` (the starts spelled differently). For those cases the runner
+also crawls the same sites into a fresh index: the clean crawl the refresh must equal, or
+keep old pages against with a counted reason.
 
 The corpus has four starts, each with one page gone since the base crawl: a folder (a
 file deleted), a sitemap index (a URL dropped from its sub-sitemap), a robots.txt whose
@@ -38,12 +48,30 @@ sys.path.insert(0, str(ROOT))
 N_PAGES = 8
 
 
-def page(i: int, tag: str) -> bytes:
-    return f"---\ntitle: {tag} page {i}\n---\n![](https://img.test/{tag}/{i}.jpg) {tag} image {i}\n".encode()
+def page(i: int, tag: str, version: int = 0) -> bytes:
+    title = f"{tag} page {i}" + (f" v{version}" if version else "")
+    return f"---\ntitle: {title}\n---\n![](https://img.test/{tag}/{i}.jpg) {tag} image {i}\n".encode()
 
 
-def urlset(base: str, paths: list[str]) -> bytes:
-    body = "".join(f"<url><loc>{base}{p}</loc></url>" for p in paths)
+def lastmod(version: int, style: str | None) -> str | None:
+    """When the sitemap index's pages last changed, written in one of the styles sites use."""
+    import datetime as dt
+
+    stamp = dt.datetime(2024, 6, 1, tzinfo=dt.UTC) + dt.timedelta(hours=version)
+    if style == "z":
+        return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if style == "west":  # a later instant that reads as earlier text
+        return stamp.astimezone(dt.timezone(-dt.timedelta(hours=5))).isoformat()
+    if style == "future":
+        return "2204-06-01"
+    if style == "junk":
+        return "last tuesday"
+    return None
+
+
+def urlset(base: str, paths: list[str], mod: str | None = None) -> bytes:
+    when = f"<lastmod>{mod}</lastmod>" if mod else ""
+    body = "".join(f"<url><loc>{base}{p}</loc>{when}</url>" for p in paths)
     return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{body}</urlset>'.encode()
 
 
@@ -64,7 +92,9 @@ class Server:
 
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
-                how = outer.behaviour.get(path, "ok")
+                how = outer.behaviour.get(path) or next(
+                    (v for k, v in outer.behaviour.items() if k.endswith("*") and path.startswith(k[:-1])), "ok"
+                )
                 body = outer.files.get(path)
                 if how == "ok" and path.endswith(".gz") and body is not None:
                     body = gzip.compress(body)
@@ -80,6 +110,10 @@ class Server:
                     self._send(
                         200, b"<html><body><form>Please log in</form></body></html>", {"Content-Type": "text/html"}
                     )
+                elif how == "empty":  # a maintenance page served as 200
+                    self._send(200, b"", {"Content-Type": "text/html"})
+                elif how.startswith("moved:"):
+                    self._send(301, b"", {"Location": how.split(":", 1)[1]})
                 elif how == "bad_loc":
                     self._send(200, body.replace(b"<url>", b"<url><loc>http://[bad/x.md</loc></url><url>", 1))
                 elif how == "stray_lt":
@@ -141,31 +175,41 @@ class Server:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
-def build_corpus(
-    tmp: Path, server: Server, *, refreshed: bool, present: dict[str, list[int]] | None = None
-) -> list[str]:
+def build_corpus(tmp: Path, server: Server, *, refreshed: bool, present: dict[str, Any] | None = None) -> list[str]:
     """The four starts; ``refreshed`` drops page 0 from each, ``present`` says exactly
-    which pages each start has (for chains of refreshes)."""
+    which pages each start has and how the sites look (for chains of refreshes; see the
+    module docstring). Sets the server's behaviour for moved pages."""
     keep = {tag: range(1, N_PAGES) if refreshed else range(N_PAGES) for tag in ("folder", "idx", "rob")}
+    site = present or {}
     if present is not None:
         keep.update({tag: sorted(present[tag]) for tag in keep if tag in present})
-    folder = tmp / "folder"
-    folder.mkdir(exist_ok=True)
+    folder = tmp / "folder"  # a symlink to the current release folder
+    release = tmp / f"release{site.get('release', 0)}"
+    if folder.is_symlink() and folder.resolve() != release:
+        shutil.rmtree(folder.resolve(), ignore_errors=True)
+        folder.unlink()
+    release.mkdir(exist_ok=True)
+    if not folder.is_symlink():
+        folder.symlink_to(release, target_is_directory=True)
     for i in range(N_PAGES):
         f = folder / f"p{i}.md"
         if i in keep["folder"]:
             # Rewritten every time (a new mtime): pages go through parse(), where faults
             # are injected, and then count as unchanged by their content hash.
-            f.write_bytes(page(i, "folder"))
+            f.write_bytes(b"" if site.get("truncate") else page(i, "folder"))
         else:
             f.unlink(missing_ok=True)
     base = server.base
     files = server.files
     files.clear()
+    version = site.get("version", 0)
     for tag in ("idx", "rob"):
         for i in range(N_PAGES):
-            files[f"/{tag}/p{i}.md"] = page(i, tag)
-    files["/sub.xml"] = urlset(base, [f"/idx/p{i}.md" for i in keep["idx"]])
+            files[f"/{tag}/p{i}.md"] = page(i, tag, version if tag == "idx" else 0)
+    for i in site.get("moved", ()):
+        files[f"/idx/p{i}-moved.md"] = files.pop(f"/idx/p{i}.md")
+        server.behaviour[f"/idx/p{i}.md"] = f"moved:/idx/p{i}-moved.md"
+    files["/sub.xml"] = urlset(base, [f"/idx/p{i}.md" for i in keep["idx"]], lastmod(version, site.get("lastmod")))
     files["/index.xml"] = (
         '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
         f"<sitemap><loc>{base}/sub.xml</loc></sitemap></sitemapindex>"
@@ -175,13 +219,19 @@ def build_corpus(
     single = not refreshed if present is None else bool(present.get("single"))
     if single:
         files["/single.md"] = page(0, "single")
+    if site.get("spell"):
+        loud = base.replace("http://", "HTTP://")
+        return [f"{folder}/./", f"{loud}/index.xml#", f"{loud}/robots.txt", f"{base}/single.md#x"]
     return [str(folder), f"{base}/index.xml", f"{base}/robots.txt", f"{base}/single.md"]
 
 
-def reachable(tmp: Path, server: Server, present: dict[str, list[int]]) -> list[str]:
-    """The page URLs a clean crawl of this corpus indexes."""
-    urls = [(tmp / "folder" / f"p{i}.md").resolve().as_uri() for i in present["folder"]]
-    urls += [f"{server.base}/{tag}/p{i}.md" for tag in ("idx", "rob") for i in present[tag]]
+def reachable(tmp: Path, server: Server, present: dict[str, Any]) -> list[str]:
+    """The page URLs a clean crawl of this corpus indexes (the folder's by the path the
+    start names, not by the release folder it points to)."""
+    urls = [(tmp / "folder" / f"p{i}.md").absolute().as_uri() for i in present["folder"]]
+    moved = set(present.get("moved", ()))
+    urls += [f"{server.base}/idx/p{i}{'-moved' if i in moved else ''}.md" for i in present["idx"]]
+    urls += [f"{server.base}/rob/p{i}.md" for i in present["rob"]]
     if present.get("single"):
         urls.append(f"{server.base}/single.md")
     return sorted(urls)
@@ -233,6 +283,34 @@ def faulty_spider(inject: dict[str, str] | None) -> type:
     return type("FaultySpider", (PagesSpider,), {name: wrapped, "name": "pages"})
 
 
+def contents(states: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
+    """What a page holds, as far as a refresh must match a clean crawl."""
+    return {url: [state.get("content_hash"), state.get("image_count")] for url, state in states.items()}
+
+
+def disk_full() -> Any:
+    """Every commit fails as on a full disk (the table of contents is a commit's last
+    file) until the returned function is called."""
+    import errno
+    import os
+
+    from whoosh.filedb import filestore
+
+    create = filestore.FileStorage.create_file
+
+    def create_file(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        if ".toc" in name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+        return create(self, name, *args, **kwargs)
+
+    filestore.FileStorage.create_file = create_file
+
+    def undo() -> None:
+        filestore.FileStorage.create_file = create
+
+    return undo
+
+
 def run(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from scrapy.utils.reactor import install_reactor
 
@@ -274,26 +352,42 @@ def run(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
             runner = CrawlerRunner(settings(base, {}))
             yield runner.crawl("pages", start=starts)
             base_pages = sorted(load_page_states(base))
+            base_contents = contents(load_page_states(base))
             index = tmp / "case"
             for case in cases:
                 present = case.get("present")
-                build_corpus(tmp, server, refreshed=True, present=present)
                 server.behaviour = dict(case.get("http") or {})
+                case_starts = build_corpus(tmp, server, refreshed=True, present=present)
                 if not case.get("chain"):  # a chain goes on from the previous case's index
                     shutil.rmtree(index, ignore_errors=True)
                     shutil.copytree(base, index)
                 runner = CrawlerRunner(settings(index, case.get("settings") or {}))
                 crawler = runner.create_crawler(faulty_spider(case.get("inject")))
-                yield runner.crawl(crawler, start=starts)
+                undo = disk_full() if case.get("disk_full") else None
+                try:
+                    yield runner.crawl(crawler, start=case_starts)
+                finally:
+                    if undo is not None:
+                        undo()
                 stats = crawler.stats.get_stats()
+                clean: dict[str, Any] | None = None
+                if present is not None:
+                    # The reference: the same sites, crawled into a fresh index without
+                    # the injected faults.
+                    shutil.rmtree(tmp / "clean", ignore_errors=True)
+                    yield CrawlerRunner(settings(tmp / "clean", {})).crawl("pages", start=case_starts)
+                    clean = contents(load_page_states(tmp / "clean"))
                 results.append(
                     {
                         "name": case["name"],
                         "base_pages": base_pages,
+                        "base": base_contents,
                         "pages": sorted(load_page_states(index)),
                         "exit": exit_status(stats),
                         "stats": {k: v for k, v in stats.items() if isinstance(v, (int, float, str))},
                         "reachable": reachable(tmp, server, present) if present else None,
+                        "now": contents(load_page_states(index)),
+                        "clean": clean,
                     }
                 )
                 if not case.get("chain"):

@@ -234,19 +234,49 @@ def test_sitemap_locs_keep_their_bytes():
 RANDOM_HTTP = [name for name in HTTP_MATRIX if "timeout" not in name and "drip" not in name and "MB" not in name]
 
 
+# Pages that come back without their content: a login page or an empty 200 for every page
+# of the robots.txt start (whose sitemap has no <lastmod>, so they are fetched).
+COLLAPSE = {"login wall": {"/rob/*": "html"}, "empty 200": {"/rob/*": "empty"}}
+
+
 def random_chain(steps: int, seed: int) -> list[dict]:
+    """Refreshes in a row: pages come and go, the sitemap index's pages change (with a
+    <lastmod> in a random style), move behind a 301, the folder start's symlink switches
+    release, its files get emptied, the starts are spelled differently, and a fault may
+    hit each step (an exception anywhere, an HTTP fault, pages answering empty, a full
+    disk)."""
     import random
 
     rng = random.Random(seed)
     cases: list[dict] = []
+    version, release, moved = 0, 0, []
     for step in range(steps):
         # At least 3 of 8 pages per listing: a step never loses more than 5, so the guard
         # stays out of the way and any deletion is the refresh rule's own.
         present = {tag: sorted(rng.sample(range(8), rng.randint(3, 8))) for tag in ("folder", "idx", "rob")}
         present["single"] = rng.random() < 0.8
+        was_moved, moved = moved, sorted(rng.sample(present["idx"], 2)) if rng.random() < 0.3 else []
+        if rng.random() < 0.5 or set(moved) - set(was_moved):
+            version += 1  # a page that moves changes its <lastmod>, as the protocol asks
+        release = 1 - release if rng.random() < 0.2 else release
+        present.update(
+            version=version,
+            lastmod=rng.choice(["z", "west", "future", "junk", None]),
+            moved=moved,
+            release=release,
+            truncate=rng.random() < 0.1,
+            spell=rng.random() < 0.3,
+        )
         case: dict = {"name": f"step {step}", "present": present, "chain": step > 0}
         roll = rng.random()
-        if roll < 0.35:
+        if roll < 0.1:
+            name = rng.choice(list(COLLAPSE))
+            case["http"] = COLLAPSE[name]
+            case["name"] += f" ({name})"
+        elif roll < 0.15:
+            case["disk_full"] = True
+            case["name"] += " (disk full)"
+        elif roll < 0.35:
             method = rng.choice(list(METHODS))
             case["inject"] = {
                 "method": method,
@@ -263,18 +293,31 @@ def random_chain(steps: int, seed: int) -> list[dict]:
     return cases
 
 
+# The stats that say why a refresh kept old pages where a clean crawl differs.
+REASONS = ("pages/errors", "pages/kept/", "pages/delete_refused", "starts/incomplete", "index/errors")
+
+
 def check_chain(results: dict[str, dict], cases: list[dict]) -> None:
+    """After each step the index equals a clean crawl of what was reachable, page by page
+    and content by content, or keeps old pages with a counted reason."""
     before = set(results["control"]["base_pages"])
+    held: dict[str, list] = results["control"]["base"]
     for case in cases:
         r = results[case["name"]]
         now, reachable = set(r["pages"]), set(r["reachable"])
-        faulty = "inject" in case or "http" in case
+        faulty = any(k in case for k in ("inject", "http", "disk_full")) or case["present"]["truncate"]
         assert not (before - now) & reachable, (case, "deleted a reachable page")
         assert before & reachable <= now, (case, "lost a page that was still there")
         assert now <= before | reachable, (case, "indexed something unreachable")
+        for url, content in r["now"].items():
+            assert content in (r["clean"].get(url), held.get(url)), (case, url, "neither the clean crawl's nor the old")
+        if r["now"] != r["clean"]:
+            reasons = {k: v for k, v in r["stats"].items() if k.startswith(REASONS) and v}
+            assert reasons or r["exit"], (case, "differs from a clean crawl without a counted reason")
         if not faulty:
             assert now == reachable, (case, "a clean refresh must equal a clean crawl")
-        before = now
+            assert r["now"] == r["clean"], (case, "a clean refresh must hold what a clean crawl holds")
+        before, held = now, r["now"]
 
 
 CHAIN = random_chain(12, seed=15)
