@@ -32,6 +32,7 @@ import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -87,11 +88,10 @@ def canonical_start(start: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def _folder_of(url: str) -> str | None:
-    """The local path of a ``file:`` page URL (None for any other)."""
-    if not url.startswith("file://"):
-        return None
-    return unquote(urlsplit(url).path)
+def _uri_prefix(folder: str) -> str:
+    """What the ``file:`` URLs of the pages under a folder start with."""
+    uri = Path(folder).as_uri()
+    return uri if uri.endswith("/") else uri + "/"
 
 
 def collapsed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -168,35 +168,39 @@ def plan_deletions(
     complete_keys = {canonical_start(s) for s in complete}
     fetched_by = {url: canonical_start(start) for url, start in (collapsed or {}).items()}
     starts = complete_keys | set(fetched_by.values())
-    folders = [key if key.endswith("/") else key + "/" for key in starts if key.startswith("/")]
+    # Folder starts as the prefix of their pages' URLs (made by the same Path.as_uri).
+    prefixes = [(key, _uri_prefix(key)) for key in starts if key.startswith("/")]
     listed_keys: dict[str, int] = defaultdict(int)
     for key, n in (listed or {}).items():
         listed_keys[canonical_start(key)] += n
     known: dict[str, int] = defaultdict(int)
     lost: dict[str, list[str]] = defaultdict(list)
-    owners_of: dict[str, set[str]] = {}
+    candidates: list[tuple[str, list[str]]] = []  # pages to delete or hold, with their starts
     spelled: dict[str, str] = {}  # the index holds few starts and many pages
     for url, state in states.items():
         start = state.get("start")
         if start and start not in spelled:
             spelled[start] = canonical_start(start)
-        owners = {spelled[start]} if start else set()
-        path = _folder_of(url)
-        if path is not None and folders:
-            owners.update(folder.rstrip("/") or "/" for folder in folders if path.startswith(folder))
-        if url in fetched_by:
-            owners.add(fetched_by[url])
-        owners &= starts
+        recorded = spelled[start] if start else None
+        owners = [recorded] if recorded in starts else []
+        if prefixes and url.startswith("file:"):
+            owners += [key for key, prefix in prefixes if key != recorded and url.startswith(prefix)]
+        fetcher = fetched_by.get(url)
+        if fetcher is not None and fetcher not in owners:
+            owners.append(fetcher)
         if not owners:
             continue
-        owners_of[url] = owners
         for key in owners:
             known[key] += 1
-        if url in fetched_by:
-            lost[fetched_by[url]].append(url)
+        if fetcher is not None:
+            lost[fetcher].append(url)
+            candidates.append((url, owners))
         elif url not in seen:
-            for key in owners & complete_keys:
+            gone_from = [key for key in owners if key in complete_keys]
+            for key in gone_from:
                 lost[key].append(url)
+            if gone_from:
+                candidates.append((url, owners))
     plan = DeletionPlan()
     for key, urls in sorted(lost.items()):
         total = known[key]
@@ -204,12 +208,12 @@ def plan_deletions(
         too_many = len(urls) > few and len(urls) > max_share * total
         if not accept_mass_delete and (empty_listing or too_many):
             plan.refused[key] = (len(urls), total)
-    refused = set(plan.refused)
-    for url, owners in owners_of.items():
-        if owners & refused:
-            if url in fetched_by:
+    for url, owners in candidates:
+        refused = any(key in plan.refused for key in owners)
+        if url in fetched_by:
+            if refused:
                 plan.hold.append(url)
-        elif url not in seen and url not in fetched_by and owners & complete_keys:
+        elif not refused:
             plan.delete.append(url)
     plan.delete.sort()
     plan.hold.sort()

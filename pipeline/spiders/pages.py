@@ -244,7 +244,8 @@ class PagesSpider(scrapy.Spider):
                 yield self._listing_request(path.resolve().as_uri(), start, local=True)
             else:
                 self._listed(start)
-                request = self._file_request(path, start)
+                # Known by the path named, as a folder's files are (a symlinked folder on the way).
+                request = self._file_request(path, start, (path.parent, path.parent.resolve()))
                 if request is not None:
                     yield request
         else:
