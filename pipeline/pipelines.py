@@ -226,11 +226,12 @@ class IndexWriter(_StatsPipeline):
         page = stamped_page(item)
         docs = page_documents(page)
         old = self.refresh.states.get(page["url"])
-        if old is not None and collapsed(old, page):
+        start = (page.get("fetch") or {}).get("start") or (old or {}).get("start")
+        if old is not None and start and collapsed(old, page):
             # A maintenance page or a login wall answered 200, or the file was truncated:
             # written at the end, if the guard lets its start lose that many pages.
             self.held[page["url"]] = docs
-            self.refresh.collapsed[page["url"]] = (page.get("fetch") or {}).get("start") or old.get("start") or ""
+            self.refresh.collapsed[page["url"]] = start
             return item
         if not self._write(docs):
             raise DropItem("not indexed: the index writer failed")
