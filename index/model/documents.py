@@ -105,6 +105,7 @@ def page_documents(item: Mapping[str, Any]) -> list[dict[str, Any]]:
             doc["tags"] = ",".join(t.replace(",", " ") for t in all_tags)
         sections = [[doc[name], weight] for name, weight in TEXT_SECTIONS.items() if doc.get(name)]
         if sections:
-            doc["text"] = sections
+            # `words` holds the same sections as written (index.model.schema.SurfaceWords).
+            doc["text"] = doc["words"] = sections
         docs.append(doc)
     return docs

@@ -17,10 +17,12 @@ from whoosh.spelling import ReaderCorrector
 
 from index import _whoosh  # noqa: F401  (_whoosh applies the project's Whoosh fixes)
 from index.fast import arrays as fastsearch
-from index.search.expand import terms_within
-from index.search.typos import transpositions
+from index.model.schema import SURFACE_FIELD, nfc
+from index.search.budget import Budget, BudgetExceeded, Cancelled
+from index.search.expand import frequency_of, terms_within
+from index.search.typos import _PLAIN_WORD, osa_distance, transpositions
 
-__all__ = ["decorate", "highlighter", "ordered_facets", "shown_corrections", "suggestion"]
+__all__ = ["decorate", "highlighter", "ordered_facets", "shown_corrections", "suggestion", "written_suggestion"]
 
 
 def decorate(
@@ -72,6 +74,8 @@ def highlighter(searcher: Searcher, q: Q.Query, marks: tuple[str, str]) -> Calla
     formatter, fragmenter = _Marks(*marks), highlight.WholeFragmenter()
 
     def mark(text: str) -> str:
+        # In the form the analyzer reads (its character offsets are into that form).
+        text = nfc(text)
         # Page text that already holds the mark strings would unbalance them.
         for m in marks:
             if m and m in text:
@@ -137,9 +141,18 @@ class _Corrector(ReaderCorrector):
             yield 0 - (maxdist + (1.0 / (reader.frequency(fieldname, word) or 1) * 0.5)), word
 
 
-def suggestion(searcher: Searcher, q: Q.Query, text: str) -> str | None:
-    """Whoosh's spelling suggestion for a query that found nothing, if it differs."""
+def suggestion(searcher: Searcher, q: Q.Query, text: str, budget: Budget | None = None) -> str | None:
+    """A spelling suggestion for a query that found nothing, if it differs: each typed
+    word the index does not hold replaced by the likeliest word as written
+    (:func:`written_suggestion`); Whoosh's over the stems for an index without them."""
     reader = searcher.reader()
+    if SURFACE_FIELD in searcher.schema and "text" in searcher.schema:
+        try:
+            return written_suggestion(reader, searcher.schema, text, budget)
+        except (BudgetExceeded, Cancelled):
+            raise
+        except Exception:  # noqa: BLE001 - a suggestion is best effort
+            return None
     try:
         correctors = {
             name: _Corrector(reader, name, searcher.schema[name])
@@ -150,3 +163,49 @@ def suggestion(searcher: Searcher, q: Q.Query, text: str) -> str | None:
     except Exception:  # noqa: BLE001 - a suggestion is best effort (Whoosh fails on e.g. `00:00`)
         return None
     return corrected.string if corrected is not None and corrected.query != q else None
+
+
+# A suggestion is asked for only when nothing matched, so it may reach further than
+# typo tolerance does: one edit from words this long, two from these.
+SUGGEST_ONE_EDIT_FROM, SUGGEST_TWO_EDITS_FROM = 3, 6
+
+
+def written_suggestion(reader: Any, schema: Any, text: str, budget: Budget | None = None) -> str | None:
+    """``text`` with each plain word the index does not hold (in any form) replaced by
+    the closest word as written, the most frequent among equals; None if none is.
+
+    Shown as people write (`yoga related`, not the stems `yoga relat`), and what is not
+    a word (`&`) is left as typed, since the parser ignores it anyway."""
+    surface, analyzer = schema[SURFACE_FIELD], schema["text"].analyzer
+    frequency = frequency_of(reader, SURFACE_FIELD)
+    changed = False
+    out: list[str] = []
+    last = 0
+    text = nfc(text)
+    for m in _PLAIN_WORD.finditer(text):
+        raw = m.group(2)
+        if not raw:
+            continue
+        pieces = list(surface.process_text(raw, mode="query"))
+        fixed = []
+        for piece in pieces:
+            stems = [t.text for t in analyzer(piece)]
+            if not stems or all(("text", stem) in reader for stem in stems) or len(piece) < SUGGEST_ONE_EDIT_FROM:
+                fixed.append(piece)
+                continue
+            if budget is not None:
+                budget.check()
+            edits = 2 if len(piece) >= SUGGEST_TWO_EDITS_FROM else 1
+            candidates = terms_within(reader, SURFACE_FIELD, piece, 1, prefix=0, budget=budget)
+            if edits > 1:
+                candidates |= terms_within(reader, SURFACE_FIELD, piece, 2, prefix=1, budget=budget)
+            candidates |= {w for w in transpositions(piece) if (SURFACE_FIELD, w) in reader}
+            ranked = sorted(candidates, key=lambda w: (osa_distance(piece, w), -frequency(w), w))
+            fixed.append(ranked[0] if ranked else piece)
+        if fixed != pieces:
+            changed = True
+            out += [text[last : m.start(2)], " ".join(fixed)]
+            last = m.end(2)
+    if not changed:
+        return None
+    return "".join([*out, text[last:]])

@@ -24,6 +24,7 @@ from whoosh.codec.base import Automata
 from index import _whoosh
 from index.cache import Cache
 from index.fast import store as arraystore
+from index.search.budget import Budget
 
 __all__ = ["MAX_EXPANSIONS", "expand_multiterms", "lexicon_key", "most_frequent", "prefix_terms", "terms_within"]
 
@@ -148,24 +149,55 @@ def _store_lexicon(row: tuple[Any, str, bytes], fieldname: str, lexicon: _Lexico
     row[0].put(row[1], "m", fieldname, row[2], [joined, counts], replaces_kind=True)
 
 
-def terms_within(reader: Any, fieldname: str, word: str, maxdist: int, prefix: int = 0) -> set[str]:
+def terms_within(
+    reader: Any, fieldname: str, word: str, maxdist: int, prefix: int = 0, budget: Budget | None = None
+) -> set[str]:
     """Index words within ``maxdist`` edits of ``word`` (Levenshtein), found by walking
     Whoosh's Levenshtein automaton over the sorted words of the field (merged, or each
     segment's term list) -- what a segment reader's ``terms_within`` does, without the
-    multi-segment reader's fallback, which scans the whole lexicon in Python."""
+    multi-segment reader's fallback, which scans the whole lexicon in Python. The walk
+    checks ``budget`` every :data:`CHECK_EVERY` lookups (each segment, unmerged)."""
     if maxdist <= 0:
         return {word} if (fieldname, word) in reader else set()
     dfa = _dfa(word, maxdist, min(prefix, len(word)))
     merged = _merged_lexicon(reader, fieldname)
     if merged is not None:
-        return set(fsa.find_all_matches(dfa, merged.lookup))
+        return set(fsa.find_all_matches(dfa, _checked(merged.lookup, budget)))
     found: set[str] = set()
     for leaf in _leaves(reader):
+        if budget is not None:
+            budget.check()
         if fieldname not in leaf.schema or not hasattr(leaf, "cursor"):
             found.update(leaf.terms_within(fieldname, word, maxdist, prefix))
             continue
         found.update(Automata.find_matches(dfa, leaf.cursor(fieldname)))
     return found
+
+
+# Lexicon steps (automaton lookups, scanned words) between two looks at the budget.
+CHECK_EVERY = 256
+
+
+def _checked(lookup: Any, budget: Budget | None) -> Any:
+    """``lookup``, looking at ``budget`` every :data:`CHECK_EVERY` calls."""
+    if budget is None:
+        return lookup
+    calls = itertools.count()
+
+    def checked(text: str) -> Any:
+        if not next(calls) % CHECK_EVERY:
+            budget.check()
+        return lookup(text)
+
+    return checked
+
+
+def _scanned(words: Any, budget: Budget | None) -> Any:
+    """At most :data:`MAX_SCANNED` of ``words``, looking at ``budget`` on the way."""
+    for n, word in enumerate(itertools.islice(words, MAX_SCANNED)):
+        if budget is not None and not n % CHECK_EVERY:
+            budget.check()
+        yield word
 
 
 def frequency_of(reader: Any, fieldname: str) -> Any:
@@ -183,14 +215,16 @@ def most_frequent(reader: Any, fieldname: str, words: Any, limit: int) -> list[s
     return heapq.nlargest(limit, words, key=lambda w: (frequency(w), w))
 
 
-def prefix_terms(reader: Any, fieldname: str, prefix: str, limit: int = MAX_EXPANSIONS) -> list[str]:
+def prefix_terms(
+    reader: Any, fieldname: str, prefix: str, limit: int = MAX_EXPANSIONS, budget: Budget | None = None
+) -> list[str]:
     """The ``limit`` most frequent index words starting with ``prefix`` (Whoosh's
     ``iter_prefix``: one pass over that range of the sorted term list, bounded)."""
     merged = _merged_lexicon(reader, fieldname)
     if merged is not None:
-        scanned = itertools.islice(merged.starting_with(prefix), MAX_SCANNED)
+        scanned = _scanned(merged.starting_with(prefix), budget)
         return heapq.nlargest(limit, scanned, key=lambda w: (merged.frequency[w], w))
-    seen = itertools.islice(reader.iter_prefix(fieldname, prefix), MAX_SCANNED)
+    seen = _scanned(reader.iter_prefix(fieldname, prefix), budget)
     best = heapq.nlargest(limit, seen, key=lambda item: (item[1].doc_frequency(), item[0]))
     return [_text(word) for word, _ in best]
 
@@ -209,27 +243,27 @@ def _or(fieldname: str, words: list[str], original: Q.Query, fallback: str) -> Q
     return Q.Or([Q.Term(fieldname, w) for w in words], boost=original.boost)
 
 
-def expand_multiterms(q: Q.Query, reader: Any) -> Q.Query:
+def expand_multiterms(q: Q.Query, reader: Any, budget: Budget | None = None) -> Q.Query:
     """``q`` with every prefix, wildcard and fuzzy word replaced by an OR of at most
-    :data:`MAX_EXPANSIONS` index words (fuzzy distance at most 2)."""
+    :data:`MAX_EXPANSIONS` index words (fuzzy distance at most 2), within ``budget``."""
     kind = type(q)
     if kind is Q.Prefix:
-        return _or(q.fieldname, prefix_terms(reader, q.fieldname, q.text), q, q.text)
+        return _or(q.fieldname, prefix_terms(reader, q.fieldname, q.text, budget=budget), q, q.text)
     if kind is Q.FuzzyTerm:
         maxdist = max(0, min(int(q.maxdist), MAX_FUZZY_DISTANCE))
-        words = terms_within(reader, q.fieldname, q.text, maxdist, q.prefixlength)
+        words = terms_within(reader, q.fieldname, q.text, maxdist, q.prefixlength, budget=budget)
         return _or(q.fieldname, most_frequent(reader, q.fieldname, words, MAX_EXPANSIONS), q, q.text)
     if kind is Q.Wildcard:
         pattern = re.compile(_whoosh.wildcard_pattern(q))
         literal = re.split(r"[*?]", q.text, maxsplit=1)[0]
-        scanned = itertools.islice(reader.expand_prefix(q.fieldname, literal), MAX_SCANNED)
+        scanned = _scanned(reader.expand_prefix(q.fieldname, literal), budget)
         words = [w for w in map(_text, scanned) if pattern.match(w)]
         return _or(q.fieldname, most_frequent(reader, q.fieldname, words, MAX_EXPANSIONS), q, q.text)
     if isinstance(q, Q.MultiTerm) and not isinstance(q, (Q.Every,)):
         return q  # ranges and the like: bounded by the collector's budget
     if q.is_leaf():
         return q
-    return q.apply(lambda sub: expand_multiterms(sub, reader))
+    return q.apply(lambda sub: expand_multiterms(sub, reader, budget))
 
 
 def lexicon_key(reader: Any) -> tuple[Any, ...] | None:

@@ -3,13 +3,20 @@ queries. The first step of :func:`index.search.run.search`; no searcher needed, 
 schema (the lexicon work, expansions and typo tolerance, is :mod:`index.search.budget`).
 
 Whoosh's ``MultifieldParser`` does the reading, configured by plugins (field aliases,
-``-word``, ``word~``, ``>``/``<``, dates). Around it, what the parser gets wrong or drops
-without a word: unbalanced quotes and brackets are errors, relational dates are read
-here, and each default-field word is searched in the combined ``text`` field.
+``-word``, ``word~``, ``>``/``<``, dates, and :class:`PlainWords`: what cannot be a word
+is dropped, stopwords are never required). Around it, what the parser gets wrong or
+drops without a word: unbalanced quotes and brackets, brackets nested too deep and
+reversed ranges are errors, relational dates are read here, ``*:*`` beside other
+clauses means those clauses, and each default-field word is searched in the combined
+``text`` field. Queries are read in NFC (index.model.schema.nfc), as the text is indexed.
 
 >>> from index.model.schema import make_schema
 >>> print(parse_query(make_schema(), "yoga -chair site:YouTube"))
 (text:yoga AND NOT text:chair AND site:youtube)
+>>> print(parse_query(make_schema(), "exercises for seniors 🧘 &"))
+(text:exercis AND text:senior)
+>>> print(parse_query(make_schema(), "for the"))
+(words:for AND words:the)
 """
 
 from __future__ import annotations
@@ -22,25 +29,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from whoosh import fields, sorting
 from whoosh import query as Q
-from whoosh import sorting
 from whoosh.qparser import (
     FieldAliasPlugin,
     FuzzyTermPlugin,
     GtLtPlugin,
     MultifieldParser,
     OperatorsPlugin,
+    PhrasePlugin,
+    Plugin,
+    syntax,
 )
-from whoosh.qparser.dateparse import DateParserPlugin, English
+from whoosh.qparser.dateparse import DateParserPlugin, DateRangeNode, English
+from whoosh.qparser.syntax import PrefixOperator, RangeNode
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.api import FACETS, SORTS, QueryError
 from index.model.documents import TEXT_SECTIONS
-from index.model.schema import EXACT_FIELDS
+from index.model.schema import EXACT_FIELDS, SURFACE_FIELD, nfc
 
 __all__ = [
     "DEFAULT_FIELDS",
     "ParsedSearch",
+    "PlainWords",
     "check_options",
     "combine_fields",
     "make_parser",
@@ -131,7 +143,140 @@ def make_parser(schema: Any) -> tuple[MultifieldParser, list[str]]:
     parser.add_plugin(FuzzyTermPlugin())
     parser.add_plugin(GtLtPlugin())
     parser.add_plugin(DateParserPlugin(dateparser=_DATES, callback=errors.append, free=False))
+    parser.add_plugin(PlainWords(schema))
     return parser, errors
+
+
+class PlainWords(Plugin):
+    """Plain words (no field named) as the text field reads them, before they are
+    looked up in every default field (Whoosh's multifield filter, priority 110).
+
+    A word the text analyzer drops would otherwise be required from the one default
+    field that keeps it (the tag list: `exercises for seniors` required the tag
+    `for`). So: what holds no letter or digit (`&`, `—`, an emoji) is dropped; a
+    stopword is dropped when the query has a word that is not one, and otherwise
+    searched where stopwords are kept (``words``, as written). Ranges are checked here
+    too, while their ends are still as typed: a reversed one is an error, not (as
+    Whoosh's date parser makes it) a wider range."""
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+
+    def filters(self, parser: Any) -> list[tuple[Any, int]]:
+        return [(self.do_words, 105)]
+
+    def do_words(self, parser: Any, group: Any) -> Any:
+        found: list[_Word] = []
+        self._collect(group, found)
+        content = any(w.kind == "word" and not w.negated for w in found)
+        keep_stops = not content and SURFACE_FIELD in self.schema
+        drop: list[tuple[Any, int]] = []
+        for w in found:
+            if w.kind == "word" and w.pieces:
+                w.parent[w.index] = syntax.AndGroup([_piece(w.node, piece) for piece in w.pieces])
+            elif w.kind == "stop" and keep_stops:
+                w.node.set_fieldname(SURFACE_FIELD)
+            elif w.kind != "word":
+                # The word and a NOT before it, which would otherwise negate the next word.
+                drop += [(w.parent, w.index)] + ([(w.parent, w.negated)] if w.negated is not None else [])
+        # From the end, so that the positions of the others stay right.
+        for parent, i in sorted(drop, key=lambda d: (id(d[0]), d[1]), reverse=True):
+            del parent[i]
+        return group
+
+    def _collect(self, group: Any, found: list[_Word]) -> None:
+        text_field = self.schema["text"] if "text" in self.schema else self.schema[DEFAULT_FIELDS[0]]
+        surface = self.schema[SURFACE_FIELD] if SURFACE_FIELD in self.schema else None  # noqa: SIM401 (no .get)
+        negation: int | None = None
+        for i, node in enumerate(group):
+            if isinstance(node, syntax.GroupNode):
+                self._collect(node, found)
+            elif isinstance(node, RangeNode):
+                group[i] = _read_range(self.schema, node)
+            elif type(node) is syntax.WordNode and _is_date_field(self.schema, node.fieldname):
+                group[i] = _read_date(node)
+            elif getattr(node, "fieldname", 0) is None and (type(node) is syntax.WordNode or _is_phrase(node)):
+                stems = list(text_field.process_text(node.text, mode="query"))
+                kind = "word" if stems else "stop" if any(ch.isalnum() for ch in node.text) else "symbol"
+                pieces: list[str] = []
+                if len(stems) > 1 and surface is not None and not _is_phrase(node):
+                    # `chair-exercises`, `helpguide.org`: each piece a word of its own, so
+                    # that each is looked up (and forgiven) in the combined field.
+                    pieces = list(surface.process_text(node.text, mode="query"))
+                found.append(_Word(group, i, node, kind, negation, pieces if len(pieces) > 1 else []))
+            if not (isinstance(node, syntax.MarkerNode) and node.is_ws()):
+                negation = i if isinstance(node, PrefixOperator) and node.grouptype is syntax.NotGroup else None
+
+
+@dataclass
+class _Word:
+    """A plain word or phrase of a query at the parser's stage of :class:`PlainWords`."""
+
+    parent: Any  # the syntax group holding it
+    index: int
+    node: Any
+    kind: str  # "word", "stop" (only stopwords) or "symbol" (no letter or digit)
+    negated: int | None  # the index of the NOT just before it
+    pieces: list[str]  # a word the tokenizer splits: its pieces
+
+
+def _is_phrase(node: Any) -> bool:
+    return isinstance(node, PhrasePlugin.PhraseNode)
+
+
+def _piece(node: Any, text: str) -> Any:
+    piece = copy.copy(node)
+    piece.text = text
+    return piece
+
+
+def _is_date_field(schema: Any, fieldname: str | None) -> bool:
+    return fieldname in schema and isinstance(schema[fieldname], fields.DATETIME)
+
+
+# Whoosh's English date grammar reads `2020-06-01` as the year 2020 (it stops at the
+# first hyphen), so ISO dates are read here: `date:2020-06`, `date:[2020-01-15 to 2020-03]`.
+_ISO_DATE = re.compile(r"[0-9]{4}(?:-[0-9]{2}(?:-[0-9]{2}(?:T[0-9:.]+)?)?)?")
+
+
+def _date_node(node: Any, start: dt.datetime | None, end: dt.datetime | None) -> Any:
+    new = DateRangeNode(node.fieldname, start, end)
+    new.startchar, new.endchar = node.startchar, node.endchar
+    return new
+
+
+def _read_date(node: Any) -> Any:
+    if not _ISO_DATE.fullmatch(node.text):
+        return node
+    return _date_node(node, *_period(node.text))
+
+
+def _read_range(schema: Any, node: Any) -> Any:
+    """A range with its ISO dates read, or a :class:`QueryError` if it ends before it
+    starts (swapping the ends would guess which one was mistyped; Whoosh's date parser
+    widened the range to both periods instead)."""
+    fieldname, start, end = node.fieldname, node.start, node.end
+    if not _is_date_field(schema, fieldname):
+        if start and end and start > end:
+            raise QueryError(f"range {fieldname}:[{start} to {end}] ends before it starts")
+        return node
+    iso = [not value or _ISO_DATE.fullmatch(value) for value in (start, end)]
+    if all(iso):
+        low = _period(start)[0] if start else None
+        high = _period(end)[1] if end else None
+        if low and high and low > high:
+            raise QueryError(f"range {fieldname}:[{start} to {end}] ends before it starts")
+        return _date_node(node, low, high)
+    if start and end:
+        dates, now = _DATES.get_parser(), dt.datetime.now()
+        low, high = dates.date_from(start, now), dates.date_from(end, now)
+        if low is not None and high is not None and _floor(low) > _floor(high):
+            raise QueryError(f"range {fieldname}:[{start} to {end}] ends before it starts")
+    return node
+
+
+def _floor(value: Any) -> dt.datetime:
+    return value.floor() if hasattr(value, "floor") else value
 
 
 def _parser(schema: Any) -> tuple[MultifieldParser, list[str]]:
@@ -147,7 +292,7 @@ def _parser(schema: Any) -> tuple[MultifieldParser, list[str]]:
 def parse_query(schema: Any, text: str) -> Q.Query:
     """The query a person typed, as a Whoosh query (:class:`QueryError` if it cannot be
     read as they meant it)."""
-    text, date_filters = _relative_dates(_STRAY_OPERATOR.sub(" ", text))
+    text, date_filters = _relative_dates(_STRAY_OPERATOR.sub(" ", nfc(text)))
     if not text.strip():
         if date_filters:
             return Q.And(date_filters) if len(date_filters) > 1 else date_filters[0]
@@ -155,7 +300,11 @@ def parse_query(schema: Any, text: str) -> Q.Query:
     _check_syntax(text)
     parser, errors = _parser(schema)
     try:
-        q = parser.parse(text)
+        q = _everything_beside(parser.parse(text, normalize=False)).normalize()
+    except QueryError:
+        raise
+    except RecursionError:  # _check_syntax bounds brackets; this is the last line
+        raise QueryError("query nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - Whoosh raises bare Exception for e.g. `date:[x to y]`
         message = str(exc).replace("'", "")
         raise QueryError(
@@ -170,6 +319,32 @@ def parse_query(schema: Any, text: str) -> Q.Query:
     if "text" in schema:  # an index built before the combined field searches the old way
         q = combine_fields(q, query_boosts(schema)["headline"])
     return _unpositioned_phrases(q, schema)
+
+
+def _everything_beside(q: Q.Query) -> Q.Query:
+    """``*:*`` in an AND beside other clauses adds nothing to them (beside only negated
+    ones, a query of those is everything but them already); Whoosh's normalization
+    instead lets it swallow them all (`site:YouTube *:*` was everything, so was
+    `*:* -pin`)."""
+    if isinstance(q, Q.And):
+        subs = [_everything_beside(sub) for sub in q.subqueries]
+        rest = [sub for sub in subs if not _is_everything(sub)]
+        if rest:  # (only negated ones: a query of those is everything but them already)
+            subs = rest
+        new = copy.copy(q)
+        new.subqueries = subs
+        return new
+    if q.is_leaf():
+        return q
+    return q.apply(_everything_beside)
+
+
+def _is_everything(q: Q.Query) -> bool:
+    if isinstance(q, Q.Or):
+        return any(_is_everything(sub) for sub in q.subqueries)
+    if isinstance(q, Q.And):
+        return bool(q.subqueries) and all(_is_everything(sub) for sub in q.subqueries)
+    return isinstance(q, Q.Every) and q.fieldname in (None, "*")
 
 
 def _unpositioned_phrases(q: Q.Query, schema: Any) -> Q.Query:
@@ -187,6 +362,8 @@ def _unpositioned_phrases(q: Q.Query, schema: Any) -> Q.Query:
 
 
 _UNBALANCED = (("(", ")"), ("[", "]"))
+# Nobody nests deeper than this; Whoosh's parser and the query tree are recursive.
+MAX_NESTING = 20
 
 
 def _check_syntax(text: str) -> None:
@@ -197,6 +374,12 @@ def _check_syntax(text: str) -> None:
     for open_, close in _UNBALANCED:
         if outside.count(open_) != outside.count(close):
             raise QueryError(f"unbalanced '{open_}{close}' in query")
+    depth = deepest = 0
+    for ch in outside:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_NESTING:
+        raise QueryError(f"brackets nested {deepest} deep in query (at most {MAX_NESTING})")
     m = re.search(r"(?:^|\s)(\w+):(?=\s|$|\)|\])", outside)
     if m:
         raise QueryError(f"nothing after '{m.group(1)}:' in query")

@@ -18,7 +18,7 @@ from whoosh.writing import IndexWriter as WhooshWriter
 
 from index._whoosh.mpwriter import SafeMpWriter
 from index.errors import IndexLocked, WriterError
-from index.model.schema import make_schema
+from index.model.schema import SCHEMA_VERSION, make_schema, schema_version
 from index.options import DEFAULTS
 from index.writing.lock import SessionLock
 from index.writing.merging import merge_bounded
@@ -61,12 +61,15 @@ def open_or_create(index_dir: str | os.PathLike[str]) -> whoosh_index.Index:
     if whoosh_index.exists_in(str(path)):
         ix = whoosh_index.open_dir(str(path))
         missing = set(make_schema().names()) - set(ix.schema.names())
-        if missing:
-            # Documents of this version would not fit; half-updated indexes help no one.
-            raise WriterError(
-                f"index at {path} was built by an older version (no field {', '.join(sorted(missing))}): "
-                f"move it away and crawl again"
-            )
+        version = schema_version(ix.schema)
+        if missing or version != SCHEMA_VERSION:
+            # Documents of this version would not fit, or would be analysed another way
+            # than the ones already there; half-updated indexes help no one.
+            why = f"schema {version}, this one writes {SCHEMA_VERSION}"
+            if missing:
+                why = f"no field {', '.join(sorted(missing))}"
+            age = "a newer" if version > SCHEMA_VERSION else "an older"
+            raise WriterError(f"index at {path} was built by {age} version ({why}): move it away and crawl again")
         return ix
     return whoosh_index.create_in(str(path), make_schema())
 
