@@ -19,8 +19,8 @@ from index import _whoosh  # noqa: F401  (_whoosh applies the project's Whoosh f
 from index.fast import arrays as fastsearch
 from index.model.schema import SURFACE_FIELD, nfc
 from index.search.budget import Budget, BudgetExceeded, Cancelled
-from index.search.expand import frequency_of, terms_within
-from index.search.typos import _PLAIN_WORD, osa_distance, transpositions
+from index.search.expand import terms_within
+from index.search.typos import _PLAIN_WORD, transpositions, written_rank, written_within
 
 __all__ = ["decorate", "highlighter", "ordered_facets", "shown_corrections", "suggestion", "written_suggestion"]
 
@@ -177,7 +177,6 @@ def written_suggestion(reader: Any, schema: Any, text: str, budget: Budget | Non
     Shown as people write (`yoga related`, not the stems `yoga relat`), and what is not
     a word (`&`) is left as typed, since the parser ignores it anyway."""
     surface, analyzer = schema[SURFACE_FIELD], schema["text"].analyzer
-    frequency = frequency_of(reader, SURFACE_FIELD)
     changed = False
     out: list[str] = []
     last = 0
@@ -196,12 +195,8 @@ def written_suggestion(reader: Any, schema: Any, text: str, budget: Budget | Non
             if budget is not None:
                 budget.check()
             edits = 2 if len(piece) >= SUGGEST_TWO_EDITS_FROM else 1
-            candidates = terms_within(reader, SURFACE_FIELD, piece, 1, prefix=0, budget=budget)
-            if edits > 1:
-                candidates |= terms_within(reader, SURFACE_FIELD, piece, 2, prefix=1, budget=budget)
-            candidates |= {w for w in transpositions(piece) if (SURFACE_FIELD, w) in reader}
-            ranked = sorted(candidates, key=lambda w: (osa_distance(piece, w), -frequency(w), w))
-            fixed.append(ranked[0] if ranked else piece)
+            best = min(written_within(reader, piece, edits, budget), key=written_rank(reader, piece), default=None)
+            fixed.append(piece if best is None else best)
         if fixed != pieces:
             changed = True
             out += [text[last : m.start(2)], " ".join(fixed)]

@@ -18,7 +18,7 @@ from whoosh import query as Q
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.cache import Cache
-from index.model.schema import SURFACE_FIELD, nfc
+from index.model.schema import SURFACE_FIELD, index_word, nfc
 from index.search.budget import Budget
 from index.search.expand import MAX_EXPANSIONS, frequency_of, lexicon_key, prefix_terms, terms_within
 
@@ -31,6 +31,8 @@ __all__ = [
     "typed_words",
     "variants",
     "variants_and_spellings",
+    "written_rank",
+    "written_within",
 ]
 
 # Edits a word may need, by its length as typed: none below TYPO_ONE letters (short words
@@ -163,12 +165,21 @@ def _cheapest(reader: Any, fieldname: str, found: dict[str, int]) -> dict[str, i
     return found
 
 
-def _stem(analyzer: Any, surface: str) -> str | None:
-    """The index word of a word as written (its whole, for a joined name); None for a
-    stopword."""
-    for token in analyzer(surface, mode="index"):
-        return token.text
-    return None
+def written_within(reader: Any, word: str, edits: int, budget: Budget | None = None) -> set[str]:
+    """Words as written within ``edits`` of ``word`` (a swap is one edit). The first
+    letter may be the typo too (`xhair`), within one edit; a second edit keeps it, which
+    keeps that walk short."""
+    found = _within(reader, SURFACE_FIELD, word, 1, budget, first=0) if edits else set()
+    if edits > 1:
+        found |= _within(reader, SURFACE_FIELD, word, edits, budget, first=1)
+    return found
+
+
+def written_rank(reader: Any, word: str) -> Any:
+    """A sort key ranking words as written close to ``word`` best first: fewest edits,
+    then the most frequent."""
+    frequency = frequency_of(reader, SURFACE_FIELD)
+    return lambda candidate: (osa_distance(word, candidate), -frequency(candidate), candidate)
 
 
 def _surface_variants(
@@ -182,33 +193,27 @@ def _surface_variants(
     budget: Budget | None,
 ) -> tuple[dict[str, int], dict[str, str]]:
     found: dict[str, int] = {}
-    spelled: dict[str, tuple[int, int, str]] = {}  # stem → (cost, -frequency, word as written)
+    spelled: dict[str, Any] = {}  # stem → the rank of its closest word as written
     if (fieldname, stem) in reader:
         found[stem] = 0
     if edits:
-        # The first letter may be the typo too (`xhair`), within one edit; a second
-        # edit keeps it, which keeps that walk short.
-        candidates = _within(reader, SURFACE_FIELD, surface, 1, budget, first=0)
-        if edits > 1:
-            candidates |= _within(reader, SURFACE_FIELD, surface, edits, budget, first=1)
-        frequency = frequency_of(reader, SURFACE_FIELD)
-        for candidate in candidates:
+        rank = written_rank(reader, surface)
+        for candidate in written_within(reader, surface, edits, budget):
             cost = osa_distance(surface, candidate)
-            target = _stem(analyzer, candidate) if 0 < cost <= edits else None
+            target = index_word(analyzer, candidate) if 0 < cost <= edits else None
             if target is None or target == stem or (fieldname, target) not in reader:
                 continue
             if cost < found.get(target, 99):
                 found[target] = cost
-            rank = (cost, -frequency(candidate), candidate)
-            if target not in spelled or rank < spelled[target]:
-                spelled[target] = rank
+            if target not in spelled or rank(candidate) < spelled[target]:
+                spelled[target] = rank(candidate)
     if prefix and surface:
         for completion in prefix_terms(reader, SURFACE_FIELD, surface, PREFIX_EXPANSIONS, budget):
-            target = _stem(analyzer, completion)
+            target = index_word(analyzer, completion)
             if target is not None and (fieldname, target) in reader:
                 found.setdefault(target, 1)
     found = _cheapest(reader, fieldname, found)
-    return found, {target: rank[2] for target, rank in spelled.items() if target in found}
+    return found, {target: r[-1] for target, r in spelled.items() if target in found}
 
 
 @dataclass
