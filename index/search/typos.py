@@ -123,17 +123,30 @@ def variants_and_spellings(
     return found
 
 
-def _within(reader: Any, fieldname: str, word: str, edits: int, budget: Budget | None, first: int) -> set[str]:
+# Index words near a typed word, per index state: the suggestion for a search that found
+# nothing looks up what its typo tolerance has just looked up.
+_NEAR: Cache[frozenset[str]] = Cache("near words", 16 * 2**20)
+
+
+def _within(reader: Any, fieldname: str, word: str, edits: int, budget: Budget | None, first: int) -> frozenset[str]:
     """Index words within ``edits`` of ``word`` (a swap of neighbours is one edit):
     Whoosh's Levenshtein automaton finds insertions, deletions and substitutions, and
     a swap is two edits there, so each swapped spelling is looked up as well. The first
     ``first`` letters are kept (it makes the walk far shorter)."""
+    lexicon = lexicon_key(reader)
+    key = (lexicon, fieldname, word, edits, first)
+    found = _NEAR.get(key) if lexicon is not None else None
+    if found is not None:
+        return found
     candidates = terms_within(reader, fieldname, word, edits, prefix=first, budget=budget)
     for swapped in transpositions(word):
         if budget is not None:
             budget.check()
         candidates |= terms_within(reader, fieldname, swapped, edits - 1, prefix=min(first, 1), budget=budget)
-    return candidates
+    found = frozenset(candidates)
+    if lexicon is not None:
+        _NEAR.put(key, found)
+    return found
 
 
 def _variants(
@@ -169,7 +182,7 @@ def written_within(reader: Any, word: str, edits: int, budget: Budget | None = N
     """Words as written within ``edits`` of ``word`` (a swap is one edit). The first
     letter may be the typo too (`xhair`), within one edit; a second edit keeps it, which
     keeps that walk short."""
-    found = _within(reader, SURFACE_FIELD, word, 1, budget, first=0) if edits else set()
+    found = set(_within(reader, SURFACE_FIELD, word, 1, budget, first=0)) if edits else set()
     if edits > 1:
         found |= _within(reader, SURFACE_FIELD, word, edits, budget, first=1)
     return found
