@@ -349,3 +349,27 @@ def test_two_words_of_a_caption_find_it(seed_index, data, caption, how):
         typed[1] = words[1][:4]
     hits = search(seed_index, " ".join(typed), limit=5).hits
     assert caption in [h["caption"] for h in hits], (typed, [h["caption"] for h in hits])
+
+
+# -- the fast path --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query", ["the", "for the", "the -chair", "exercises for seniors", "chair-exercises", "helpguide.org", "seaetd"]
+)
+def test_stopword_and_name_queries_score_the_same_on_both_paths(tmp_path, query):
+    """The new query shapes (the unscored `words` field, a name's pieces, a tolerant
+    word standing for its stems) against Whoosh's exhaustive searcher, over two
+    segments and a deleted page."""
+    from test_fast_arrays import assert_same
+
+    index = tmp_path / "ix"
+    write(index, item("file:///a.md", ["Exercises for seniors", "For the record", "Seated stretches"]))
+    write(index, item("file:///b.md", ["The chair & yoga", "HelpGuide.org - the guide", "Three chair-exercises"]))
+    write(index, item("file:///c.md", ["For the seniors: chair-exercises", "The seat"]))
+    write(index, item("file:///a.md", ["Exercises for seniors, seated", "The record"]))  # replaces a.md
+    searcher = _searcher(index)
+    assert len(searcher.leaf_searchers()) >= 2
+    q = parse_query(searcher.schema, query)
+    q, _ = tolerate(q, searcher.reader(), searcher.schema["text"].analyzer, query)
+    assert assert_same(searcher, q), f"fell back on a supported shape: {q}"
