@@ -315,6 +315,8 @@ def parse_query(schema: Any, text: str) -> Q.Query:
     if errors:
         raise QueryError(f"cannot read date in query: {errors[0]}")
     if q is Q.NullQuery or isinstance(q, type(Q.NullQuery)):
+        if not any(ch.isalnum() for ch in text):
+            raise QueryError("query has no word to search for (symbols and marks are ignored)")
         raise QueryError("query matches nothing it can parse")
     if "text" in schema:  # an index built before the combined field searches the old way
         q = combine_fields(q, query_boosts(schema)["headline"])
