@@ -20,7 +20,7 @@ from index.fast import arrays as fastsearch
 from index.model.schema import SURFACE_FIELD, nfc
 from index.search.budget import Budget, BudgetExceeded, Cancelled
 from index.search.expand import terms_within
-from index.search.typos import _PLAIN_WORD, transpositions, written_rank, written_within
+from index.search.typos import PLAIN_WORD, transpositions, written_rank, written_within
 
 __all__ = ["decorate", "highlighter", "ordered_facets", "shown_corrections", "suggestion", "written_suggestion"]
 
@@ -181,7 +181,7 @@ def written_suggestion(reader: Any, schema: Any, text: str, budget: Budget | Non
     out: list[str] = []
     last = 0
     text = nfc(text)
-    for m in _PLAIN_WORD.finditer(text):
+    for m in PLAIN_WORD.finditer(text):
         raw = m.group(2)
         if not raw:
             continue

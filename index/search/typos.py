@@ -23,6 +23,7 @@ from index.search.budget import Budget
 from index.search.expand import MAX_EXPANSIONS, frequency_of, lexicon_key, prefix_terms, terms_within
 
 __all__ = [
+    "PLAIN_WORD",
     "Tolerance",
     "allowed_edits",
     "osa_distance",
@@ -238,12 +239,13 @@ class Tolerance:
     corrections: dict[str, str] = field(default_factory=dict)
 
 
-_PLAIN_WORD = re.compile(r'"[^"]*"|(\S+:\S*)|([^\s"():]+)')
+# A typed word outside quotes and ``field:value`` filters is group 2.
+PLAIN_WORD = re.compile(r'"[^"]*"|(\S+:\S*)|([^\s"():]+)')
 
 
 def typed_words(text: str) -> list[str]:
     """The words typed outside quotes and outside ``field:value`` filters, in order."""
-    return [m.group(2) for m in _PLAIN_WORD.finditer(nfc(text)) if m.group(2)]
+    return [m.group(2) for m in PLAIN_WORD.finditer(nfc(text)) if m.group(2)]
 
 
 def tolerate(
