@@ -22,6 +22,7 @@ __all__ = [
     "SERVER_SEARCH_SECONDS",
     "SORTS",
     "IndexMissing",
+    "IndexUnreadable",
     "QueryError",
     "Results",
     "SearchCancelled",
@@ -64,6 +65,10 @@ class IndexMissing(SearchError):
     """No index (or an empty one) where the search was pointed."""
 
 
+class IndexUnreadable(SearchError):
+    """An index that is there but cannot be read: damaged files, or no permission."""
+
+
 class SearchCancelled(SearchError):
     """The caller cancelled the search (its client went away)."""
 
@@ -82,6 +87,8 @@ class Results:
     total_exact: bool = True
     # Typo tolerance: each word as typed → the index word its results needed instead.
     corrections: dict[str, str] = field(default_factory=dict)
+    # Time the search waited for a thread before its work (and its budget) started.
+    queued_ms: float = 0.0
 
 
 # What `/api/search` answers: the Results but `parsed` (a debugging aid, Whoosh's own syntax).
@@ -96,6 +103,7 @@ _API_FIELDS = (
     "elapsed_ms",
     "suggestion",
     "corrections",
+    "queued_ms",
 )
 
 
@@ -103,6 +111,7 @@ def to_api(results: Results) -> dict[str, Any]:
     """``results`` as the page's API answers them (JSON-ready)."""
     body = {name: getattr(results, name) for name in _API_FIELDS}
     body["elapsed_ms"] = round(results.elapsed_ms, 2)
+    body["queued_ms"] = round(results.queued_ms, 2)
     return body
 
 

@@ -21,8 +21,12 @@ module evaluates the same queries a posting list at a time with NumPy instead:
 Only the shapes it can score exactly are taken: terms, And, Or, Not inside And, AndNot.
 Anything else (phrases, prefixes, fuzzy terms, ranges inside the scored query, custom
 sorts) raises :class:`Unsupported` and the caller uses Whoosh's searcher as before.
-Filters are unscored, so any query works there. ``tests/test_fast_arrays.py`` checks hit
-order, scores, totals and facets against Whoosh's searcher on many queries.
+Filters and negated clauses are unscored, so any query works there: And / Or / Not
+structurally, prefixes, wildcards and ranges a term at a time, anything else through
+Whoosh's matcher. Every step checks the query's budget (``index.search.budget``) and
+charges it the arrays it builds, so a query of fifteen negated ranges stops at its
+deadline instead of walking the index fifteen times unchecked. ``tests/test_fast_arrays.py``
+checks hit order, scores, totals and facets against Whoosh's searcher on many queries.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from index import _whoosh
 from index.cache import Cache, on_clear
 from index.fast import store as arraystore
 from index.options import megabytes_from_env
+from index.search.budget import UNBOUNDED, Budget
 
 __all__ = ["Evaluation", "Unsupported", "distinct_count", "doc_count", "evaluate", "facet_counts", "live_docnums"]
 
@@ -327,16 +332,23 @@ class _Evaluator:
     per query, not once per segment (at a million documents in 54 segments the per-call
     overhead of a hundred small array operations per segment was most of a warm query)."""
 
-    def __init__(self, searcher: Any) -> None:
+    def __init__(self, searcher: Any, budget: Budget = UNBOUNDED) -> None:
         self.top = searcher
         self.segments = _segments(searcher)
         self.state = _state(self.segments)
         self.weighting = searcher.weighting
         self.scorable_stats: dict[tuple[str, bytes], tuple[float, float]] = {}
+        self.budget = budget
 
     # -- scored ------------------------------------------------------------------------
 
     def scored(self, q: Q.Query) -> tuple[np.ndarray, np.ndarray]:
+        self.budget.check()
+        ids, scores = self._scored(q)
+        self.budget.charge(ids.nbytes + scores.nbytes)
+        return ids, scores
+
+    def _scored(self, q: Q.Query) -> tuple[np.ndarray, np.ndarray]:
         kind = type(q)
         if kind is Q.Term:
             ids, scores = self._term(q)
@@ -384,6 +396,7 @@ class _Evaluator:
         if found is None:
             ids_parts, score_parts = [_EMPTY_IDS], [_EMPTY_SCORES]
             for seg in self.segments:
+                self.budget.check()
                 # Not kept twice: the live documents and their scores are what is kept.
                 ids, weights = _live_postings(seg, fieldname, btext, keep=False)
                 if params is not None and len(ids):
@@ -421,12 +434,79 @@ class _Evaluator:
             return self.scored(q)[0]
         except Unsupported:
             pass
+        ids = self._unscored(q)
+        self.budget.charge(ids.nbytes)
+        return ids
+
+    def _unscored(self, q: Q.Query) -> np.ndarray:
+        kind = type(q)
+        if kind is Q.Not:
+            return _difference(self._all_docs(), self.unscored(q.query))
+        if kind is Q.Or and not q.minmatch:
+            return self._union([self.unscored(s) for s in q.subqueries])
+        if kind is Q.And:
+            ids = self.unscored(q.subqueries[0]) if q.subqueries else _EMPTY_IDS
+            for s in q.subqueries[1:]:
+                if not len(ids):
+                    break
+                ids = ids[_positions(ids, self.unscored(s))[0]]
+            return ids
+        if kind is Q.AndNot:
+            return _difference(self.unscored(q.a), self.unscored(q.b))
+        if isinstance(q, Q.MultiTerm) and not isinstance(q, Q.Variations):
+            return self._expanded(q)
+        # Anything else (phrases, numeric and date ranges): Whoosh's matcher, a document
+        # at a time, within the budget.
         parts = [_EMPTY_IDS]
         for seg in self.segments:
-            docs = np.fromiter(q.docs(seg.searcher), dtype=np.int64)
+            docs = np.fromiter(self.budget.walk(q.docs(seg.searcher), every=1024), dtype=np.int64)
             docs.sort()
             parts.append(docs + seg.offset)
         return np.concatenate(parts)
+
+    def _expanded(self, q: Q.Query) -> np.ndarray:
+        """A prefix, wildcard, fuzzy term or range: the union of its words' documents,
+        a word at a time. Whoosh's matcher would first build one sub-matcher per word
+        of the range (every word of the index for `text:>1`) before the first document,
+        and no budget can stop that."""
+        fieldname = q.field()
+        parts = [_EMPTY_IDS]
+        for seg in self.segments:
+            if fieldname not in seg.reader.schema:
+                continue
+            for btext in self.budget.walk(q._btexts(seg.reader), every=16):
+                ids = _live_postings(seg, fieldname, btext)[0]
+                if len(ids):
+                    self.budget.charge(ids.nbytes)
+                    parts.append(ids + seg.offset)
+        return self._union(parts)
+
+    def _union(self, parts: list[np.ndarray]) -> np.ndarray:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return _EMPTY_IDS
+        if len(parts) == 1:
+            return parts[0]
+        joined = np.concatenate(parts)
+        self.budget.charge(joined.nbytes * 2)
+        return np.unique(joined)
+
+    def _all_docs(self) -> np.ndarray:
+        """Every live document's global number (what a bare NOT is the complement of)."""
+        parts = [_EMPTY_IDS]
+        for seg in self.segments:
+            ids = np.arange(seg.offset, seg.offset + seg.reader.doc_count_all(), dtype=np.int64)
+            if seg.deleted is not None:
+                ids = _difference(ids, seg.deleted + seg.offset)
+            parts.append(ids)
+        ids = np.concatenate(parts)
+        self.budget.charge(ids.nbytes)
+        return ids
+
+
+def _difference(ids: np.ndarray, remove: np.ndarray) -> np.ndarray:
+    """The sorted ``ids`` less the sorted ``remove``."""
+    return _without(ids, ids, remove)[0]
 
 
 def _segments(searcher: Any) -> list[_Segment]:
@@ -456,27 +536,32 @@ def evaluate(
     filter_q: Q.Query | None = None,
     exclude: np.ndarray | None = None,
     tiers: list[list[tuple[str, str, int]]] | None = None,
+    budget: Budget | None = None,
 ) -> Evaluation:
     """Every document matching ``q`` (and ``filter_q``, and not in the sorted global
-    document numbers ``exclude``), with Whoosh's scores."""
-    evaluator = _Evaluator(searcher)
+    document numbers ``exclude``), with Whoosh's scores, within ``budget``
+    (:class:`~index.search.budget.BudgetExceeded` or ``Cancelled`` past it)."""
+    budget = budget or UNBOUNDED
+    evaluator = _Evaluator(searcher, budget)
     ids, scores = evaluator.scored(q)
     if filter_q is not None and len(ids):
         keep = _positions(ids, evaluator.unscored(filter_q))[0]
         ids, scores = ids[keep], scores[keep]
     if exclude is not None:
         ids, scores = _without(ids, scores, exclude)
-    return Evaluation(ids, scores, _tiers(searcher, ids, tiers) if tiers else None)
+    return Evaluation(ids, scores, _tiers(searcher, ids, tiers, budget) if tiers else None)
 
 
-def _tiers(searcher: Any, ids: np.ndarray, groups: list[list[tuple[str, str, int]]]) -> np.ndarray:
+def _tiers(
+    searcher: Any, ids: np.ndarray, groups: list[list[tuple[str, str, int]]], budget: Budget = UNBOUNDED
+) -> np.ndarray:
     """Per result, the sum over the query's tolerant words of the cheapest variant it
     holds (0: the word as typed); a result holding none of a word's variants (the other
     side of an OR) pays nothing for it."""
     total = np.zeros(len(ids), dtype=np.float64)
     for group in groups:
         best = np.full(len(ids), np.inf)
-        for fieldname, word, cost in group:
+        for fieldname, word, cost in budget.walk(group, every=1):
             found, pos = _positions(live_docnums(searcher, fieldname, word), ids)
             np.minimum.at(best, pos[found], float(cost))
         best[np.isinf(best)] = 0.0

@@ -1,9 +1,15 @@
-"""What one query may cost: its size, a deadline and a cancel flag, checked while
-Whoosh collects.
+"""What one query may cost: its size, a deadline, a memory bound and a cancel flag,
+checked where the work is done.
 
 A search page is shared: one query must not hold everyone up. So a query has a budget
-(its length, its number of words, a time limit, and a cancel flag for a caller that has
-gone); :func:`bounded_collector` checks it as Whoosh walks matches.
+(its length, its number of words, a time limit, a bound on the arrays it builds, and a
+cancel flag for a caller that has gone). Every loop that grows with the index or the
+query calls :meth:`Budget.check` (the NumPy evaluator per node and per posting walk, the
+expansions, the Whoosh collectors through :func:`bounded_collector`); the arrays it builds
+are charged to it (:meth:`Budget.charge`). The clock starts when the work starts (:meth:`Budget.start`),
+not when the request arrived: time spent waiting for a thread is reported
+(:attr:`Budget.queued`), never charged. :func:`cost` tells cheap queries from expensive ones
+before any of them runs, so that a server can keep them apart.
 """
 
 from __future__ import annotations
@@ -12,33 +18,39 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from whoosh import collectors
+from whoosh import collectors, matching
+from whoosh import query as Q
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.api import QueryError
 
 __all__ = [
+    "CHEAP_COST",
     "MAX_QUERY_CHARS",
     "MAX_QUERY_TERMS",
     "Budget",
     "BudgetExceeded",
     "Cancelled",
     "bounded_collector",
+    "bounded_query",
     "check_size",
+    "cost",
 ]
 
 MAX_QUERY_CHARS = 1_000
 MAX_QUERY_TERMS = 32
-# Whoosh's collectors check the budget every this many matches.
+# Whoosh's collectors and every other per-item walk check the budget every this many items.
 CHECK_EVERY = 64
+
+T = TypeVar("T")
 
 
 class BudgetExceeded(Exception):
-    """The query used up its time; ``str()`` is the message for the user."""
+    """The query used up its time or memory; ``str()`` is the message for the user."""
 
 
 class Cancelled(Exception):
@@ -47,22 +59,60 @@ class Cancelled(Exception):
 
 @dataclass
 class Budget:
-    """A deadline (``seconds`` from creation; ``None``: no limit) and a cancel flag."""
+    """A deadline (``seconds`` from :meth:`start`; ``None``: no limit), a bound on the
+    bytes of the arrays one query builds (``max_bytes``; ``None``: no bound) and a cancel
+    flag."""
 
     seconds: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
-    started: float = field(default_factory=time.monotonic)
+    max_bytes: int | None = None
+    # When the request arrived, and when its work started (None: not yet; the first
+    # check starts it).
+    created: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    spent_bytes: int = 0
     # Shared by the searches of one server: how many may walk matches one by one in
     # Whoosh's searcher (phrases, sorted searches) at once. The others wait for a turn,
     # and the searches the NumPy path answers never do, so slow queries cannot take
     # every thread (and the interpreter lock) from the fast ones.
     slow_lane: threading.Semaphore | None = None
 
+    def start(self) -> None:
+        """The work starts now: the deadline counts from here (once)."""
+        if self.started is None:
+            self.started = time.monotonic()
+
+    @property
+    def queued(self) -> float:
+        """Seconds between the request's arrival and the start of its work."""
+        return (self.started if self.started is not None else time.monotonic()) - self.created
+
     def check(self) -> None:
         if self.cancel.is_set():
             raise Cancelled("the client went away")
-        if self.seconds is not None and time.monotonic() - self.started > self.seconds:
+        if self.seconds is None:
+            return
+        if self.started is None:
+            self.start()
+        if time.monotonic() - self.started > self.seconds:  # type: ignore[operator]
             raise BudgetExceeded(f"query stopped after {self.seconds:g} s: make it more specific")
+
+    def charge(self, nbytes: int) -> None:
+        """Count ``nbytes`` more of arrays built for this query, then :meth:`check`."""
+        self.spent_bytes += int(nbytes)
+        if self.max_bytes is not None and self.spent_bytes > self.max_bytes:
+            raise BudgetExceeded(
+                f"query stopped after {self.max_bytes / 2**20:g} MB of intermediate results: make it more specific"
+            )
+        self.check()
+
+    def walk(self, items: Iterable[T], every: int = CHECK_EVERY) -> Iterator[T]:
+        """``items``, checking the budget every ``every`` of them (and before the first)."""
+        check = self.check
+        for n, item in enumerate(items):
+            if not n % every:
+                check()
+            yield item
 
     @contextlib.contextmanager
     def slow(self) -> Iterator[None]:
@@ -80,6 +130,9 @@ class Budget:
             lane.release()
 
 
+UNBOUNDED = Budget()  # what a loop checks when its caller gave no budget (never stops)
+
+
 class _Bounded(collectors.WrappingCollector):
     """Whoosh's collector, checking the budget as the matches are walked (a phrase or a
     collapse over much-shared images can walk many documents). It sits under the
@@ -90,11 +143,7 @@ class _Bounded(collectors.WrappingCollector):
         self.budget = budget
 
     def matches(self) -> Any:
-        check = self.budget.check
-        for n, sub_docnum in enumerate(self.child.matches()):
-            if not n % CHECK_EVERY:
-                check()
-            yield sub_docnum
+        return self.budget.walk(self.child.matches())
 
     def collect_matches(self) -> None:
         collect = self.child.collect
@@ -110,6 +159,59 @@ def bounded_collector(searcher: Any, budget: Budget, **kwargs: Any) -> Any:
     return collector
 
 
+class _Checked(Q.WrappingQuery):
+    """A query whose matcher is made only after a look at the budget."""
+
+    def __init__(self, child: Q.Query, budget: Budget) -> None:
+        super().__init__(child)
+        self.budget = budget
+
+    def _rewrap(self, child: Q.Query) -> Q.Query:
+        return self.__class__(child, self.budget)
+
+    def matcher(self, searcher: Any, context: Any = None) -> Any:
+        self.budget.check()
+        return self.child.matcher(searcher, context)
+
+
+class _Walked(_Checked):
+    """A range, prefix or wildcard (what the expansions leave to Whoosh) matched as
+    Whoosh matches it, but a word at a time within the budget: Whoosh's own matcher makes
+    a sub-matcher for every word of the range (every word of the index for `text:>1`)
+    before its first document, and nothing can stop it."""
+
+    def _words(self, reader: Any) -> list[bytes]:
+        return [w for w in self.budget.walk(self.child._btexts(reader), every=16) if w]
+
+    def estimate_size(self, ixreader: Any) -> int:
+        fieldname = self.child.field()
+        return sum(ixreader.doc_frequency(fieldname, w) for w in self._words(ixreader))
+
+    def matcher(self, searcher: Any, context: Any = None) -> Any:
+        q = self.child
+        words = self._words(searcher.reader())
+        if not words:
+            return matching.NullMatcher()
+        terms = [Q.Term(q.field(), w) for w in words]
+        if len(terms) == 1:
+            return terms[0].matcher(searcher, context)
+        if q.constantscore:
+            from whoosh.searching import SearchContext
+
+            context = context.set(weighting=None) if context else SearchContext(weighting=None)
+        return Q.Or([_Checked(t, self.budget) for t in terms], boost=q.boost).matcher(searcher, context)
+
+
+def bounded_query(q: Q.Query, budget: Budget) -> Q.Query:
+    """``q`` with every range, prefix and wildcard left in it matched within ``budget``
+    (for Whoosh's searcher: the NumPy evaluator checks the budget itself)."""
+    if isinstance(q, Q.MultiTerm) and not isinstance(q, Q.Variations):
+        return _Walked(q, budget)
+    if q.is_leaf():
+        return q
+    return q.apply(lambda sub: bounded_query(sub, budget))
+
+
 _WORDISH = re.compile(r"\w+")
 
 
@@ -121,3 +223,42 @@ def check_size(text: str) -> None:
     words = len(_WORDISH.findall(text))
     if words > MAX_QUERY_TERMS:
         raise QueryError(f"query has {words} words (at most {MAX_QUERY_TERMS})")
+
+
+# A query's cost, read from its text before anything runs: what makes the evaluator, the
+# expansions and typo tolerance work (see :func:`cost`). At most this much is "cheap".
+CHEAP_COST = 8
+_NEGATION = re.compile(r"(?:^|\s|\()-\S|\bNOT\b")
+_RANGE = re.compile(r"\w:[<>]|\[|\{|\bTO\b")
+_MULTITERM = re.compile(r"[*?~]")
+# Typo tolerance and suggestions look up every long word's neighbours in the index.
+_LONG_WORD = 10
+# From this many results on (page × limit) a page is deep: every hit before it is ranked.
+_DEEP = 200
+
+
+def cost(text: str, *, page: int = 1, limit: int = 10, sort: str = "relevance", exact: bool = False) -> int:
+    """A rough price of running ``text``: 1 per word, more for what multiplies the work
+    (negations and ranges walk the index, wildcards and fuzzy terms expand, quoted phrases
+    walk positions, long words cost typo tolerance, sorting and deep pages rank more).
+
+    >>> cost("chair yoga")
+    2
+    >>> cost("chair NOT text:[a TO z]") > CHEAP_COST
+    True
+    >>> cost(" ".join(["abcdefghijklmnopqrstuvwxyzabcd"] * 4)) > CHEAP_COST
+    True
+    """
+    words = _WORDISH.findall(text)
+    price = len(words)
+    price += 4 * len(_NEGATION.findall(text))
+    price += 8 * len(_RANGE.findall(text))
+    price += 3 * len(_MULTITERM.findall(text))
+    price += 3 * text.count('"') // 2
+    if not exact:
+        price += sum(2 for w in words if len(w) >= _LONG_WORD)
+    if sort != "relevance":
+        price += 4
+    if page * limit > _DEEP:
+        price += 4 + page * limit // _DEEP
+    return price

@@ -4,6 +4,9 @@ The first hits of the page asked for, ranked, one per image URL when collapsing,
 how many there are and the facet counts. The NumPy path (:mod:`index.fast.arrays`) when
 it can rank the query; Whoosh's searcher otherwise (sorted searches, phrases), within
 the query's budget. Page documents are never hits.
+
+One budget covers it all: the expansions, both evaluations when typo tolerance widens
+the query, the facets, collapsing and reading the records of a deep page.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from whoosh.searching import Searcher
 
 from index import _whoosh
 from index.fast import arrays as fastsearch
-from index.search.budget import Budget, bounded_collector
+from index.search.budget import Budget, bounded_collector, bounded_query
 from index.search.expand import expand_multiterms
 from index.search.parse import ParsedSearch
 from index.search.typos import Tolerance, tolerate
@@ -58,27 +61,29 @@ def find(
     """The first ``window`` hits of the parsed query (``text`` as typed, for typo
     tolerance), how many there are, and the facet counts."""
     reader = searcher.reader()
-    q = expand_multiterms(parsed.words, reader)
+    q = expand_multiterms(parsed.words, reader, budget=budget)
     tolerance = Tolerance()
     # Page documents hold a page's state (front matter, file facts), never a hit, whatever
     # the query's shape (`*:*`, `-word`, `url:*`). Masked rather than filtered: there are
     # far fewer pages than images, and Whoosh builds a set of its filter on each search.
     page_docs, page_set = _page_docs(searcher)
-    evaluation, top = _evaluate(searcher, q, None, parsed, page_docs, window, collapse)
+    evaluation, top = _evaluate(searcher, q, None, parsed, page_docs, window, collapse, budget)
     # Typo tolerance and word starts widen the search only when the words as typed do
     # not fill the page asked for (Typesense's typo_tokens_threshold, in effect): their
     # results rank below every exact one anyway, so the page is the same, and a common
     # word does not pay for fifty variants it cannot use.
     if not exact and "text" in searcher.schema and (evaluation is None or len(top) < window):
-        tolerant, tolerance = tolerate(parsed.words, reader, searcher.schema["text"].analyzer, text)
+        budget.check()
+        tolerant, tolerance = tolerate(parsed.words, reader, searcher.schema["text"].analyzer, text, budget=budget)
         if tolerance.groups:
-            q = expand_multiterms(tolerant, reader)
-            evaluation, top = _evaluate(searcher, q, tolerance.groups, parsed, page_docs, window, collapse)
+            q = expand_multiterms(tolerant, reader, budget=budget)
+            evaluation, top = _evaluate(searcher, q, tolerance.groups, parsed, page_docs, window, collapse, budget)
     if evaluation is not None:
         total = len(evaluation)
         if collapse and total:
+            budget.check()
             total = _distinct_images(searcher, evaluation.docnums)
-        counts = {name: fastsearch.facet_counts(searcher, evaluation, name) for name in facets}
+        counts = {name: fastsearch.facet_counts(searcher, evaluation, name) for name in budget.walk(facets, every=1)}
         return Found(q, top, total, True, counts, tolerance)
     top, total, total_exact, counts = _by_whoosh(searcher, q, parsed, window, collapse, facets, page_set, budget)
     return Found(q, top, total, total_exact, counts, tolerance)
@@ -103,6 +108,7 @@ def _by_whoosh(
         kwargs["sortedby"] = parsed.sortedby
     if facets:
         kwargs["groupedby"] = {name: sorting.FieldFacet(name, maptype=sorting.Count) for name in facets}
+    q = bounded_query(q, budget)
     with budget.slow():
         inner, top, fetched = _collect(searcher, q, window, collapse, kwargs, budget)
         total, total_exact = _count(searcher, q, inner, fetched, parsed.filter, page_set, budget)
@@ -134,6 +140,7 @@ def _evaluate(
     exclude: np.ndarray,
     window: int,
     collapse: bool,
+    budget: Budget,
 ) -> tuple[fastsearch.Evaluation | None, list[tuple[float, dict[str, Any]]]]:
     """The NumPy evaluation of ``q`` and its first ``window`` hits, one per image URL
     when collapsing (records are read only for the ranks looked at); None and no hits
@@ -142,7 +149,7 @@ def _evaluate(
     if parsed.sortedby is not None:
         return None, []
     try:
-        evaluation = fastsearch.evaluate(searcher, q, parsed.filter, exclude=exclude, tiers=tiers)
+        evaluation = fastsearch.evaluate(searcher, q, parsed.filter, exclude=exclude, tiers=tiers, budget=budget)
     except fastsearch.Unsupported:
         return None, []
     top: list[tuple[float, dict[str, Any]]] = []
@@ -151,7 +158,8 @@ def _evaluate(
     start, fetch = 0, window * COLLAPSE_OVERSAMPLE if collapse else window
     while len(top) < window and start < len(evaluation):
         docnums, scores = evaluation.ranked(start, fetch)
-        for docnum, score in zip(docnums.tolist(), scores.tolist(), strict=True):
+        # A deep page, or collapsing over a much-shared image, reads many records.
+        for docnum, score in budget.walk(zip(docnums.tolist(), scores.tolist(), strict=True)):
             if _take(searcher, top, seen, score, docnum, key) >= window:
                 break
         start, fetch = fetch, fetch * COLLAPSE_OVERSAMPLE
@@ -211,7 +219,7 @@ def _collect(
         inner = _run(searcher, q, budget, limit=fetch, **kwargs)
         top: list[tuple[float, dict[str, Any]]] = []
         seen: set[Any] = set()
-        for hit in inner:
+        for hit in budget.walk(inner):
             if _take(searcher, top, seen, hit.score, hit.docnum, key) >= window:
                 break
         if len(top) >= window or inner.scored_length() < fetch:

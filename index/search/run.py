@@ -13,9 +13,13 @@ and the caches of searchers and recent results.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import pickle
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +29,7 @@ from whoosh import index as whoosh_index
 from whoosh.searching import Searcher
 
 from index import _whoosh
-from index.api import IndexMissing, QueryError, Results, SearchCancelled
+from index.api import IndexMissing, IndexUnreadable, QueryError, Results, SearchCancelled, SearchError
 from index.cache import Cache, on_clear
 from index.fast.arrays import flush_store
 from index.search import collect, decorate
@@ -35,20 +39,42 @@ from index.search.parse import check_options, parse
 __all__ = ["search"]
 
 CRAWL_HINT = "scrapy crawl pages -a start=PATH_OR_URL"
+logger = logging.getLogger(__name__)
+# What a damaged or unreadable index raises from inside Whoosh while a search reads it (a
+# truncated or deleted segment, a garbled table of contents, a file without permission):
+# one line for the user instead of a traceback that scripts read as "no hits".
+DAMAGE = (
+    OSError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    pickle.UnpicklingError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
 
 
 def _as_search_errors(fn: Callable[..., Results]) -> Callable[..., Results]:
-    """Budget overruns and cancellations raised anywhere inside a search, as the search
-    errors its callers handle."""
+    """Budget overruns, cancellations, a query nested too deeply and a damaged index,
+    raised anywhere inside a search, as the search errors its callers handle."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Results:
+    def wrapper(index_dir: str | Path, *args: Any, **kwargs: Any) -> Results:
         try:
-            return fn(*args, **kwargs)
+            return fn(index_dir, *args, **kwargs)
+        except SearchError:
+            raise
         except BudgetExceeded as exc:
             raise QueryError(str(exc)) from None
         except Cancelled as exc:
             raise SearchCancelled(str(exc)) from None
+        except RecursionError:
+            raise QueryError("query nested too deeply: remove some brackets or minus signs") from None
+        except DAMAGE as exc:
+            logger.debug("search of %s failed", index_dir, exc_info=True)
+            raise _unreadable(index_dir, exc) from None
         finally:
             # What this search decoded, kept for the next process (a cut-short search's too).
             flush_store()
@@ -83,6 +109,8 @@ def search(
     check_size(query)
     budget = budget or Budget()
     check_options(limit=limit, page=page, sort=sort, facets=facets)
+    # The work starts here: time spent queued before is reported, not charged.
+    budget.start()
     budget.check()  # a search queued behind others may already be unwanted
     start = time.perf_counter()
     searcher = _searcher(index_dir)
@@ -91,7 +119,7 @@ def search(
     key += (collapse, marks, exact)
     cached = _cached(key)
     if cached is not None:
-        return replace(cached, elapsed_ms=(time.perf_counter() - start) * 1000)
+        return replace(cached, elapsed_ms=(time.perf_counter() - start) * 1000, queued_ms=budget.queued * 1000)
     parsed = parse(searcher.schema, query, sort=sort, filters=filters, since=since, until=until)
     found = collect.find(
         searcher, parsed, query, window=page * limit, collapse=collapse, exact=exact, facets=facets, budget=budget
@@ -102,7 +130,7 @@ def search(
     suggestion = None
     if not shown:
         budget.check()
-        suggestion = decorate.suggestion(searcher, parsed.words, query)
+        suggestion = decorate.suggestion(searcher, parsed.words, query, budget=budget)
     corrections = decorate.shown_corrections(searcher, found.tolerance.corrections, shown)
     results = Results(
         query=query,
@@ -116,6 +144,7 @@ def search(
         suggestion=suggestion,
         total_exact=found.total_exact,
         corrections=corrections,
+        queued_ms=budget.queued * 1000,
     )
     _remember(key, results)
     return results
@@ -124,8 +153,22 @@ def search(
 # -- searchers and recent results --------------------------------------------------------------
 
 
+def _unreadable(index_dir: str | Path, exc: BaseException) -> IndexUnreadable:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+    return IndexUnreadable(
+        f"cannot read index at {index_dir}: {reason}".splitlines()[0][:300],
+        hint=f"check its permissions, or rebuild it with: {CRAWL_HINT} -s INDEX_DIR={index_dir}",
+    )
+
+
 def _open(index_dir: str | Path) -> whoosh_index.Index:
     path = Path(index_dir)
+    try:
+        os.listdir(path)  # an unreadable folder is not a missing index
+    except (PermissionError, NotADirectoryError) as exc:
+        raise _unreadable(path, exc) from None
+    except OSError:
+        pass
     if not path.is_dir() or not whoosh_index.exists_in(str(path)):
         raise IndexMissing(
             f"no index at {path}",
@@ -134,7 +177,7 @@ def _open(index_dir: str | Path) -> whoosh_index.Index:
     try:
         return whoosh_index.open_dir(str(path))
     except Exception as exc:  # noqa: BLE001 - any open failure is one message
-        raise IndexMissing(f"cannot open index at {path}: {exc}") from None
+        raise _unreadable(path, exc) from None
 
 
 # One searcher per index, refreshed (not reopened) when a writer has committed since:

@@ -9,9 +9,19 @@ line, when that server answers, sends it the query over HTTP and prints its answ
 
 Anything unexpected means "search in this process", as before: no announcement, a
 stopped server (its file is removed), a server running other code than this process's
-(started before an upgrade), another program on the port (it cannot answer the
-challenge: an HMAC of a fresh nonce under the announcement's secret, which never leaves
-the file), an error answer (the process search then gives the error message), a timeout.
+(started before an upgrade), a server whose index folder is no longer the one the client
+means (a symlink swapped since it started: the announcement names the folder by the path
+the user gave and by its identity, device and inode, and the client sends the identity it
+means), another program on the port (it cannot answer the challenge: an HMAC, under the
+announcement's secret, which never leaves the file, of a fresh nonce *and of the answer's
+digest*, so a relay that borrows the real server's proof cannot change the answer), an
+error answer (the process search then gives the error message), an answer that does not
+arrive whole within :data:`ANSWER_SECONDS` (however slowly it drips).
+
+The client connects to the numeric address the server bound, never to a name it would
+resolve again (``localhost`` may be ``::1`` first, where another user can listen on the
+same port). It brings the announcement's token, without which the server answers no one:
+another local user, who cannot read the index folder, cannot read it through the server.
 The announcement lives in a per-user folder of mode 0700 (``$XDG_RUNTIME_DIR/pages-crawler``,
 else ``<tmp>/pages-crawler-<uid>``); a folder that another user owns or may write to is not
 used.
@@ -26,24 +36,46 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
+import socket
 import stat
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from index.api import SERVER_SEARCH_SECONDS
 
-__all__ = ["CHALLENGE_HEADER", "PROOF_HEADER", "announce", "announced", "announcement_path", "ask", "proof"]
+__all__ = [
+    "CHALLENGE_HEADER",
+    "INDEX_HEADER",
+    "PROOF_HEADER",
+    "TOKEN_HEADER",
+    "announce",
+    "announced",
+    "announcement_path",
+    "ask",
+    "identity",
+    "proof",
+]
 
 # The client sends a fresh nonce; the server answers with proof(secret, nonce). Only the
 # announced server knows the secret (the file is the user's own, mode 0600).
 CHALLENGE_HEADER = "X-Pages-Challenge"
 PROOF_HEADER = "X-Pages-Proof"
+# The announcement's token: the server answers only requests that bring it (or the
+# page's cookie, set from the URL the server printed).
+TOKEN_HEADER = "X-Pages-Token"
+# The identity of the index folder the client means: a server whose folder is now
+# another one (a symlink swapped) refuses instead of answering for the other index.
+INDEX_HEADER = "X-Pages-Index"
 CONNECT_SECONDS = 1.0
-# The page's time budget and a margin: a server that takes longer is stuck (or stopped
-# with Ctrl-Z), and the process search is the better bet.
+# The page's time budget and a margin, for the whole answer (not per read: a server that
+# drips a byte at a time is as stuck as one that says nothing); past it the process search
+# is the better bet.
 ANSWER_SECONDS = SERVER_SEARCH_SECONDS + 2.0
 
 
@@ -81,8 +113,20 @@ def announcement_path(index_dir: str | os.PathLike[str], create: bool = False) -
     return folder / f"serve-{key}.json"
 
 
-def proof(secret: str, nonce: str) -> str:
-    return hmac.new(secret.encode(), nonce.encode(), hashlib.sha256).hexdigest()
+def proof(secret: str, nonce: str, body: bytes = b"") -> str:
+    """The server's proof of ``body`` for the client's ``nonce``: only the announced
+    server knows ``secret``, and the proof of one answer is worth nothing for another."""
+    message = f"{nonce}:{hashlib.sha256(body).hexdigest()}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def identity(index_dir: str | os.PathLike[str]) -> str | None:
+    """The index folder's identity (device and inode, through symlinks); None: none."""
+    try:
+        st = os.stat(index_dir)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 @functools.cache  # the code a process runs is the code it imported: once is enough
@@ -102,6 +146,14 @@ def _connect_host(bind: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1", "": "127.0.0.1"}.get(bind, bind.strip("[]"))
 
 
+def _numeric(host: object) -> str | None:
+    """``host`` if it is an IP address: a name would be resolved again, maybe elsewhere."""
+    try:
+        return str(ipaddress.ip_address(str(host)))
+    except ValueError:
+        return None
+
+
 def announced(index_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The announcement of a running server of ``index_dir`` (a stale one is removed)."""
     path = announcement_path(index_dir)
@@ -118,8 +170,11 @@ def announced(index_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def announce(index_dir: str | os.PathLike[str], host: str, port: int, secret: str) -> Iterator[Path | str]:
-    """Announce the server of ``index_dir`` at ``host``:``port`` for the block's duration.
+def announce(
+    index_dir: str | os.PathLike[str], host: str, port: int, secret: str, token: str | None = None
+) -> Iterator[Path | str]:
+    """Announce the server of ``index_dir`` at ``host``:``port`` (the numeric address it
+    bound) for the block's duration, with the ``token`` its API requires.
 
     Yields the announcement's path, or why there is none: another running server of the
     index keeps its own (the client then asks that one), or no private folder to write in."""
@@ -136,7 +191,10 @@ def announce(index_dir: str | os.PathLike[str], host: str, port: int, secret: st
         "host": _connect_host(host),
         "port": port,
         "index": os.path.realpath(index_dir),
+        "path": os.path.abspath(index_dir),
+        "identity": identity(index_dir),
         "secret": secret,
+        "token": token,
         "code": code_version(),
     }
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -183,23 +241,34 @@ def ask(index_dir: str | os.PathLike[str], params: Mapping[str, str]) -> dict[st
     import http.client
     from urllib.parse import urlencode
 
-    host, port, secret = str(found.get("host")), found.get("port"), found.get("secret")
-    if not isinstance(port, int) or not isinstance(secret, str):
+    host, port, secret, token = _numeric(found.get("host")), found.get("port"), found.get("secret"), found.get("token")
+    if host is None or not isinstance(port, int) or not isinstance(secret, str):
         return None
+    means = identity(index_dir)
+    if means is None or found.get("identity") != means:
+        return None  # the announced folder is not (or no longer) the one asked about
     nonce = os.urandom(16).hex()
+    deadline = time.monotonic() + ANSWER_SECONDS
     conn = http.client.HTTPConnection(host, port, timeout=CONNECT_SECONDS)
+    watchdog = None
     try:
         conn.connect()
-        conn.sock.settimeout(ANSWER_SECONDS)
-        conn.request(
-            "GET",
-            "/api/search?" + urlencode(params),
-            headers={
-                "Host": f"[{host}]" if ":" in host else host,
-                "Accept": "application/json",
-                CHALLENGE_HEADER: nonce,
-            },
-        )
+        sock = conn.sock
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        # The whole answer within the deadline: a timeout per read would let a server
+        # dripping a byte at a time hold the command line for ever.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (sock,))
+        watchdog.daemon = True
+        watchdog.start()
+        headers = {
+            "Host": f"[{host}]" if ":" in host else host,
+            "Accept": "application/json",
+            CHALLENGE_HEADER: nonce,
+            INDEX_HEADER: means,
+        }
+        if isinstance(token, str):
+            headers[TOKEN_HEADER] = token
+        conn.request("GET", "/api/search?" + urlencode(params), headers=headers)
         response = conn.getresponse()
         body = response.read()
     # ValueError: a query the URL cannot carry (undecodable bytes from the shell), or a
@@ -207,8 +276,13 @@ def ask(index_dir: str | os.PathLike[str], params: Mapping[str, str]) -> dict[st
     except (OSError, ValueError, OverflowError, http.client.HTTPException):
         return None
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         conn.close()
-    if response.status != 200 or not hmac.compare_digest(response.getheader(PROOF_HEADER) or "", proof(secret, nonce)):
+    if time.monotonic() > deadline:
+        return None
+    claimed = response.getheader(PROOF_HEADER) or ""
+    if response.status != 200 or not hmac.compare_digest(claimed, proof(secret, nonce, body)):
         return None
     try:
         answer = json.loads(body)
@@ -217,3 +291,9 @@ def ask(index_dir: str | os.PathLike[str], params: Mapping[str, str]) -> dict[st
     if not isinstance(answer, dict) or not isinstance(answer.get("hits"), list):
         return None
     return answer
+
+
+def _cut(sock: socket.socket) -> None:
+    """Past the deadline: end the connection under the read that is waiting on it."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)

@@ -7,14 +7,24 @@ refreshes on every request, so a running crawl's commits show up without a resta
 Everything that comes from a crawled page is untrusted: templates autoescape, highlight
 marks are private-use characters swapped for ``<mark>`` only after escaping, links keep
 only http(s)/file URLs, and the Content-Security-Policy forbids any script but our own.
+
+Nobody else is trusted either: ``serve`` answers only requests that bring its token (the
+link it prints sets a cookie; the command line reads it from the announcement, a file only
+its user can read), so another local user does not read through the server an index
+whose folder they cannot read. Cheap queries never wait behind expensive ones: each query
+is priced before it runs (:func:`index.search.budget.cost`) and runs in the fast lane (as
+many threads as cores) or the slow lane (one); a lane whose queue is full answers 503 with
+``Retry-After`` at once. A query's budget starts when its thread does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import ipaddress
 import logging
+import math
 import os
 import re
 import secrets
@@ -36,7 +46,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -49,26 +59,39 @@ from index.api import (
     MAX_PAGE,
     SERVER_SEARCH_SECONDS,
     IndexMissing,
+    IndexUnreadable,
     Results,
     SearchCancelled,
     SearchError,
     to_api,
 )
-from index.search.budget import Budget
+from index.search.budget import CHEAP_COST, Budget, cost
 from index.search.run import search
 from index.serve.overview import search_link, start_page
-from index.serve.remote import CHALLENGE_HEADER, PROOF_HEADER, announce, proof
+from index.serve.remote import CHALLENGE_HEADER, INDEX_HEADER, PROOF_HEADER, TOKEN_HEADER, announce, identity, proof
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
 
 HERE = Path(__file__).parent
 SIDEBAR_FACETS = ("domain", "site", "board", "author")
 PAGE_SIZE = 24
-# Searches run in worker threads (each with its own searcher), at most this many at
-# once per process, of which SLOW_LANES at most in Whoosh's one-by-one searcher (see
-# index.search.budget.Budget.slow_lane); more processes with `serve --workers N`.
-SEARCH_THREADS = 8
+# Searches run in worker threads (each with its own searcher): cheap ones (by
+# index.search.budget.cost) in the fast lane, as many at once as there are cores, the
+# others in the slow lane, one at a time, so that they cannot take every core (and the
+# interpreter lock) from the cheap ones. Of all of them, SLOW_LANES at most walk matches
+# in Whoosh's one-by-one searcher (index.search.budget.Budget.slow_lane). Per process;
+# more processes with `serve --workers N`.
+FAST_THREADS = os.cpu_count() or 2
+SLOW_THREADS = 1
 SLOW_LANES = 1
+# How many searches may wait for a lane's thread: past it, 503 and Retry-After at once
+# rather than a queue that answers after everyone has given up.
+FAST_QUEUE = 32
+SLOW_QUEUE = 2
+# The bytes of intermediate arrays one query may build (index.search.budget.Budget.charge).
+SEARCH_BYTES = 512 * 2**20
+RETRY_AFTER = math.ceil(SERVER_SEARCH_SECONDS)
+TOKEN_COOKIE = "pages_token"
 DISCONNECT_POLL = 0.05
 SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
 _MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}")
@@ -191,23 +214,47 @@ class _SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret: str | None = None) -> Starlette:
+class Overloaded(SearchError):
+    """The query's lane has as many searches waiting as it may: try again later."""
+
+
+def create_app(
+    index_dir: str | Path, hosts: Sequence[str] | None = None, secret: str | None = None, token: str | None = None
+) -> Starlette:
     """The page over ``index_dir``, answering only requests whose Host is one of
     ``hosts`` (default: the loopback names). With ``secret``, an API request that brings
     a challenge gets its proof (:mod:`index.serve.remote`: how the command line knows it asks
-    the server it read about)."""
+    the server it read about). With ``token``, only requests that bring it (header or
+    cookie) are answered; ``?token=`` on the page sets the cookie."""
     index_dir = str(index_dir)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["marked"] = marked
     templates.env.globals["safe_href"] = safe_href
     templates.env.globals["search_link"] = search_link
-    limiter = anyio.CapacityLimiter(SEARCH_THREADS)
+    lanes = {
+        "fast": (anyio.CapacityLimiter(FAST_THREADS), FAST_QUEUE),
+        "slow": (anyio.CapacityLimiter(SLOW_THREADS), SLOW_QUEUE),
+    }
     slow_lane = threading.BoundedSemaphore(SLOW_LANES)
 
+    def lane_of(query: str, options: dict[str, Any]) -> str:
+        price = cost(
+            query,
+            page=options.get("page", 1),
+            limit=options.get("limit", 10),
+            sort=options.get("sort", "relevance"),
+            exact=options.get("exact", False),
+        )
+        return "fast" if price <= CHEAP_COST else "slow"
+
     async def off_loop(request: Request, query: str, **options: Any) -> Results:
-        """The search in a worker thread, so that the event loop keeps answering, with
-        the query's time budget, cancelled when the client goes away meanwhile."""
-        budget = Budget(SERVER_SEARCH_SECONDS, slow_lane=slow_lane)
+        """The search in a worker thread of its lane, so that the event loop keeps
+        answering, with the query's budget (started when the thread starts), cancelled
+        inside the search when the client goes away meanwhile."""
+        limiter, queue = lanes[lane_of(query, options)]
+        if limiter.statistics().tasks_waiting >= queue:
+            raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
+        budget = Budget(SERVER_SEARCH_SECONDS, max_bytes=SEARCH_BYTES, slow_lane=slow_lane)
         call = functools.partial(search, index_dir, query, budget=budget, **options)
         task = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=limiter))
         while True:
@@ -217,13 +264,35 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret
             if not budget.cancel.is_set() and await request.is_disconnected():
                 budget.cancel.set()
 
+    def authorized(request: Request) -> bool:
+        if token is None:
+            return True
+        given = request.headers.get(TOKEN_HEADER) or request.cookies.get(TOKEN_COOKIE) or ""
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    def refused() -> Response:
+        return _json({"error": "this server needs its token: open the link `serve` printed"}, 403)
+
     async def page(request: Request) -> Response:
+        given = request.query_params.get("token")
+        if token is not None and given is not None:
+            # The link `serve` printed: the token goes into a cookie and out of the URL
+            # (history, screenshots, the Referer is off anyway).
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return refused()
+            rest = {k: v for k, v in request.query_params.items() if k != "token"}
+            response = RedirectResponse("/?" + urlencode(rest) if rest else "/", status_code=303)
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            return response
+        if not authorized(request):
+            return refused()
         query = (request.query_params.get("q") or "").strip()
         opts = _options(request, PAGE_SIZE)
         opts["facets"] = SIDEBAR_FACETS if opts["facets"] is None else opts["facets"]
         started = time.perf_counter()
         results: Results | None = None
         error = hint = None
+        status = 200
         if query:
             try:
                 results = await off_loop(request, query, marks=(MARK_START, MARK_END), **opts)
@@ -231,6 +300,9 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret
                 return Response(status_code=499)  # nobody is there to read it
             except SearchError as exc:
                 error, hint = str(exc), exc.hint
+                status = _status(exc)
+            except Exception as exc:  # noqa: BLE001 - one line on the page, not a stale one
+                error, status = _unexpected(exc), 500
         pages = 0
         if results is not None:
             pages = max(1, -(-results.total // opts["limit"]))
@@ -246,13 +318,21 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret
             "render_ms": (time.perf_counter() - started) * 1000,
         }
         if not query:  # the start page: the index at a glance (index.serve.overview)
-            context.update(await anyio.to_thread.run_sync(start_page, index_dir, limiter=limiter))
-        status = 200 if error is None else (503 if hint else 400)
-        response = templates.TemplateResponse(request, "search.html", context, status_code=status)
+            context.update(await anyio.to_thread.run_sync(start_page, index_dir, limiter=lanes["fast"][0]))
+        response = templates.TemplateResponse(request, "search.html", context, status_code=status if error else 200)
         response.headers.update(SECURITY_HEADERS)
+        if status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER)
         return response
 
     async def api(request: Request) -> Response:
+        if not authorized(request):
+            return refused()
+        means = request.headers.get(INDEX_HEADER)
+        if means is not None and means != identity(index_dir):
+            # The client means another folder than this server's index now is (a symlink
+            # swapped since): no answer for the wrong index.
+            return _json({"error": f"this server's index {index_dir} is not the folder asked about"}, 409)
         query = (request.query_params.get("q") or "").strip()
         opts = _options(request, 10)
         opts["facets"] = opts["facets"] or ()
@@ -265,14 +345,18 @@ def create_app(index_dir: str | Path, hosts: Sequence[str] | None = None, secret
             results = await off_loop(request, query, **opts)
         except SearchCancelled:
             return Response(status_code=499)
-        except IndexMissing as exc:
-            return _json({"error": str(exc), "hint": exc.hint}, 503)
         except SearchError as exc:
-            return _json({"error": str(exc)}, 400)
+            body = {"error": str(exc), "hint": exc.hint} if exc.hint else {"error": str(exc)}
+            response = _json(body, _status(exc))
+            if response.status_code == 503:
+                response.headers["Retry-After"] = str(RETRY_AFTER)
+            return response
+        except Exception as exc:  # noqa: BLE001 - JSON in, JSON out, whatever failed
+            return _json({"error": _unexpected(exc)}, 500)
         response = _json(to_api(results), 200)
         nonce = request.headers.get(CHALLENGE_HEADER)
         if secret and nonce:
-            response.headers[PROOF_HEADER] = proof(secret, nonce[:128])
+            response.headers[PROOF_HEADER] = proof(secret, nonce[:128], bytes(response.body))
         return response
 
     routes = [
@@ -296,14 +380,29 @@ def _json(body: dict[str, Any], status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 
+def _status(exc: SearchError) -> int:
+    """The HTTP status of a search error: the server's state (no index, an unreadable
+    one, too busy) is 503, the query's fault 400."""
+    return 503 if isinstance(exc, (IndexMissing, IndexUnreadable, Overloaded)) else 400
+
+
+def _unexpected(exc: Exception) -> str:
+    logging.getLogger(__name__).exception("search failed")
+    return f"search failed: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
 def _listen(host: str, port: int) -> socket.socket | None:
     """The server's socket, bound here so that the server is announced with the port it
     really has (``--port 0``: any free one) and only once it has it."""
     bare = host.strip("[]")
     family = socket.AF_INET6 if ":" in bare else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it (uvicorn's workers get the socket as a bare fd,
+        # so asyncio would not set it): without it, Nagle and the client's delayed ACK
+        # hold every kept-alive answer's body about 40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((bare, port))
         sock.listen(2048)
     except OSError as exc:
@@ -318,7 +417,12 @@ def app_from_env() -> Starlette:
     """The app for ``serve --workers N``: uvicorn starts each worker process from an
     import string, so the options travel in the environment."""
     hosts = [h for h in os.environ.get("PAGES_SERVE_HOSTS", "").split(",") if h]
-    return create_app(os.environ["PAGES_SERVE_INDEX"], hosts or None, os.environ.get("PAGES_SERVE_SECRET"))
+    return create_app(
+        os.environ["PAGES_SERVE_INDEX"],
+        hosts or None,
+        os.environ.get("PAGES_SERVE_SECRET"),
+        os.environ.get("PAGES_SERVE_TOKEN"),
+    )
 
 
 def serve(
@@ -328,6 +432,7 @@ def serve(
 
     hosts = allowed_hosts(host, allow_hosts)
     secret = secrets.token_hex(16)
+    token = secrets.token_urlsafe(24)
     sock = _listen(host, port)
     if sock is None:
         return 2
@@ -338,17 +443,20 @@ def serve(
         os.environ["PAGES_SERVE_INDEX"] = index_dir
         os.environ["PAGES_SERVE_HOSTS"] = ",".join(hosts)
         os.environ["PAGES_SERVE_SECRET"] = secret
+        os.environ["PAGES_SERVE_TOKEN"] = token
         options = {"factory": True, "workers": workers, "fd": sock.fileno(), "log_level": "info"}
         config = uvicorn.Config("index.serve.web:app_from_env", **options)
     else:
-        config = uvicorn.Config(create_app(index_dir, hosts, secret), log_level="info")
+        config = uvicorn.Config(create_app(index_dir, hosts, secret, token), log_level="info")
     log = logging.getLogger("uvicorn.error")  # configured by uvicorn.Config: the server's own log
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if sock.family == socket.AF_INET6 else bound_host
-    log.info("Search page on http://%s:%d (Press CTRL+C to quit)", shown, bound_port)
+    # The numeric address it bound: `localhost` may lead a browser to ::1 first, where
+    # another user may listen on the same port.
+    log.info("Search page on http://%s:%d/?token=%s (Press CTRL+C to quit)", shown, bound_port, token)
     # Announced once the port is ours: `python -m index search` on this index then asks
-    # this server (index.serve.remote).
-    with announce(index_dir, host, bound_port, secret) as announcement:
+    # this server (index.serve.remote), at the address it bound, never a name.
+    with announce(index_dir, bound_host, bound_port, secret, token) as announcement:
         if isinstance(announcement, Path):
             log.info("`python -m index search` on %s is answered here (%s)", index_dir, announcement)
         else:

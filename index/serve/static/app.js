@@ -53,17 +53,28 @@ if (form && box && main) {
     const controller = new AbortController();
     inflight = controller;
     let html;
+    let status = 0;
     try {
       const response = await fetch(url, { signal: controller.signal, headers: { Accept: "text/html" } });
+      status = response.status;
       html = await response.text();
     } catch {
-      return; // aborted by a newer request, or offline: keep what is shown
+      if (controller.signal.aborted) return; // a newer request replaced it
+      html = ""; // offline, or the server went away: say so below
     }
     if (id < shown || id !== issued) return; // an older answer never replaces a newer one
     shown = id;
     const doc = new DOMParser().parseFromString(html, "text/html");
     const fresh = doc.getElementById("main");
-    if (!fresh) return;
+    if (!fresh) {
+      // Not the page (a proxy's error, a server gone): never the old results under the
+      // new words.
+      const line = document.createElement("p");
+      line.className = "error";
+      line.textContent = status ? `search failed (HTTP ${status})` : "search failed: no answer from the server";
+      main.replaceChildren(line);
+      return;
+    }
     main.replaceChildren(...[...fresh.childNodes].map((n) => document.importNode(n, true)));
     document.title = doc.title;
     if (historyMode === "push") history.pushState({ url }, "", url);
