@@ -175,6 +175,7 @@ def announce_by_hand(index_dir: Path, **fields: object) -> Path:
     path = remote.announcement_path(index_dir, create=True)
     assert path is not None
     body = {"pid": os.getpid(), "host": "127.0.0.1", "port": free_port(), "index": os.path.realpath(index_dir)}
+    body["identity"] = remote.identity(index_dir)
     path.write_text(json.dumps({**body, "secret": "s3cret", "code": remote.code_version(), **fields}))
     return path
 

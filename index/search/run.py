@@ -53,6 +53,7 @@ DAMAGE = (
     KeyError,
     TypeError,
     ValueError,
+    whoosh_index.IndexError,  # Whoosh's own, not the built-in one: a garbled table of contents
 )
 
 
@@ -169,7 +170,11 @@ def _open(index_dir: str | Path) -> whoosh_index.Index:
         raise _unreadable(path, exc) from None
     except OSError:
         pass
-    if not path.is_dir() or not whoosh_index.exists_in(str(path)):
+    try:
+        exists = path.is_dir() and whoosh_index.exists_in(str(path))
+    except DAMAGE as exc:  # there, but its table of contents cannot be read
+        raise _unreadable(path, exc) from None
+    if not exists:
         raise IndexMissing(
             f"no index at {path}",
             hint=f"create it with: {CRAWL_HINT} -s INDEX_DIR={path}",
