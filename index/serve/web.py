@@ -178,10 +178,10 @@ def allowed_hosts(bind: str, extra: Sequence[str] = ()) -> list[str]:
     user's browser would otherwise read /api/search as same-origin."""
     names: list[str] = []
     try:
-        loopback = bind == "localhost" or ipaddress.ip_address(bind.strip("[]")).is_loopback
-        wildcard = ipaddress.ip_address(bind.strip("[]")).is_unspecified
-    except ValueError:
-        loopback = wildcard = False
+        address = ipaddress.ip_address(bind.strip("[]"))
+        loopback, wildcard = address.is_loopback, address.is_unspecified
+    except ValueError:  # a name: `localhost` is bound (and announced) as its loopback address
+        loopback, wildcard = bind == "localhost", False
     if loopback or wildcard:
         names += LOOPBACK_HOSTS
     if wildcard:  # every address of this machine: its own names (add others with --allow-host)
