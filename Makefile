@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow fuzz serve lint format layout bench bench-large clean psl-age
+.PHONY: install demo test test-slow fuzz serve lint format layout bench bench-large bench-load clean psl-age
 
 install: $(STAMP)
 
@@ -59,6 +59,14 @@ bench: install
 
 bench-large: install
 	$(BIN)/python -m bench.run --preset large
+
+# 20 clients for 20 s (3/4 cheap, 1/4 expensive) against `serve --workers 2`: the cheap
+# probe's p50/p99 alone and under the crowd, and the server's memory (bench/load.py).
+LOAD_INDEX ?= bench/work/load-index
+bench-load: install
+	test -d $(LOAD_INDEX) || { $(BIN)/python -m bench.corpus --pages 1250 --out bench/work/corpus-1250 && \
+		$(BIN)/scrapy crawl pages -a start=bench/work/corpus-1250 -s INDEX_DIR=$(LOAD_INDEX) -s LOG_LEVEL=WARNING; }
+	$(BIN)/python -m bench.load --index $(LOAD_INDEX)
 
 clean:
 	rm -rf data bench/work .pytest_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""Issue 30 #3, #4: cheap queries never wait behind expensive ones.
+
+The page prices each query before it runs (index.search.budget.cost): cheap ones run in
+the fast lane, the others in a slow lane of one thread, and a lane whose queue is full
+answers 503 with Retry-After at once. The search itself is replaced by one that takes as
+long as its price says, so that what is checked is the routing, not the machine's speed."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+
+import index.serve.web as web
+from conftest import free_port
+from index.api import Results
+from index.search.budget import CHEAP_COST, cost
+
+EXPENSIVE = "chair NOT text:[a TO z]"
+SLOW_SECONDS = 1.0
+
+
+def fake_search(index_dir, query, *, budget, **options):
+    budget.start()
+    if cost(query) > CHEAP_COST:
+        deadline = time.monotonic() + SLOW_SECONDS
+        while time.monotonic() < deadline:
+            budget.check()  # a client gone stops it
+            time.sleep(0.01)
+    return Results(query=query, total=0, hits=[], elapsed_ms=0.0, queued_ms=budget.queued * 1000)
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch) -> Iterator[int]:
+    import uvicorn
+
+    monkeypatch.setattr(web, "search", fake_search)
+    monkeypatch.setattr(web, "SLOW_QUEUE", 1)
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(web.create_app(tmp_path), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started
+    yield port
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def get(port: int, query: str) -> tuple[int, dict, float]:
+    began = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/api/search?" + urlencode({"q": query}))
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    headers = {k.lower(): v for k, v in response.getheaders()}
+    return response.status, {"headers": headers, "body": body}, time.monotonic() - began
+
+
+def test_a_full_slow_lane_answers_503_at_once_and_cheap_queries_do_not_wait(server):
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        slow = [pool.submit(get, server, EXPENSIVE) for _ in range(5)]
+        time.sleep(0.3)  # one runs, one waits, the others are turned away
+        cheap = [get(server, "chair") for _ in range(5)]
+        answers = [f.result() for f in slow]
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses.count(200) == 2 and statuses.count(503) == 3, statuses
+    for status, response, took in answers:
+        if status == 503:
+            assert response["headers"]["retry-after"] == str(web.RETRY_AFTER)
+            assert took < 0.5 and b"busy" in response["body"]
+    assert all(status == 200 and took < 0.5 for status, _, took in cheap), cheap
+
+
+def test_time_queued_in_the_lane_is_reported_not_charged(server):
+    import json
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(get, server, EXPENSIVE)
+        time.sleep(0.2)
+        second = pool.submit(get, server, EXPENSIVE)
+        _, response, _ = second.result()
+        first.result()
+    body = json.loads(response["body"])
+    assert body["queued_ms"] > 500  # it waited for the first, and still ran its full second
