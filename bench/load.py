@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import random
+import signal
 import string
 import subprocess
 import sys
@@ -61,14 +62,16 @@ EXPENSIVE = [
 def start_server(index: Path, workers: int, code: Path, runtime: Path) -> tuple[subprocess.Popen[bytes], dict]:
     env = {**os.environ, "PYTHONPATH": str(code), "XDG_RUNTIME_DIR": str(runtime)}
     args = [sys.executable, "-m", "index", "serve", "--index", str(index), "--port", "0", "--workers", str(workers)]
-    proc = subprocess.Popen(args, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         for path in (runtime / "pages-crawler").glob("serve-*.json"):
             found = json.loads(path.read_text())
             try:
                 status, _, _ = request(Client(found), {"q": "warm"})
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 continue
             if status == 200:
                 return proc, found
@@ -77,8 +80,10 @@ def start_server(index: Path, workers: int, code: Path, runtime: Path) -> tuple[
     raise SystemExit("the server never answered")
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (uvicorn's workers)."""
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory of a process and all its descendants (uvicorn's workers): all of
+    it, and the anonymous part (the rest is mostly the index's files, mapped and shared
+    between the workers but counted in each)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -86,7 +91,7 @@ def rss_mb(pid: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0.0, [pid]
+    total, anon, todo = 0.0, 0.0, [pid]
     while todo:
         p = todo.pop()
         todo += children.get(p, [])
@@ -94,9 +99,11 @@ def rss_mb(pid: int) -> float:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) / 1024
+                elif line.startswith("RssAnon:"):
+                    anon += int(line.split()[1]) / 1024
         except OSError:
             pass
-    return total
+    return total, anon
 
 
 # -- clients ---------------------------------------------------------------------------------
@@ -112,7 +119,7 @@ class Client:
     def get(self, params: dict[str, str]) -> tuple[int, bytes]:
         for attempt in (0, 1):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=180)
             headers = {"Host": f"{self.host}:{self.port}"}
             if self.token:
                 headers["X-Pages-Token"] = self.token
@@ -194,45 +201,63 @@ def ms(samples: list[float]) -> str:
     return f"{pct(samples, 0.5) * 1000:.1f} / {pct(samples, 0.99) * 1000:.1f}"
 
 
-def run(index: Path, workers: int, clients: int, seconds: float, code: Path) -> dict[str, Any]:
+def storm(found: dict, pid: int, clients: int, seconds: float) -> dict[str, Any]:
+    """One crowd, with the probe running beside it and the server's memory sampled."""
+    results: Any = multiprocessing.Queue()
+    crowd_proc = multiprocessing.Process(target=crowd, args=(found, clients, seconds, results))
+    rss_during: list[tuple[float, float]] = []
+    crowd_proc.start()
+    sampler_stop = threading.Event()
+
+    def sample() -> None:
+        while not sampler_stop.wait(1.0):
+            rss_during.append(rss_mb(pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    under = probe(found, seconds)
+    rows = results.get()
+    crowd_proc.join()
+    sampler_stop.set()
+    sampler.join()
+    time.sleep(5)
+    return {"under": under, "rows": rows, "rss_max": max(rss_during or [(0.0, 0.0)]), "rss_after": rss_mb(pid)}
+
+
+def run(
+    index: Path, workers: int, clients: int, seconds: float, code: Path, probe_only: bool = False
+) -> dict[str, Any]:
     runtime = Path(tempfile.mkdtemp(prefix="bench-load-"))
     os.chmod(runtime, 0o700)
     proc, found = start_server(index, workers, code, runtime)
     try:
         warm = Client(found)
-        for params in [{"q": q} for q in WORDS] + EXPENSIVE:
+        for params in [{"q": q} for q in WORDS]:
             request(warm, params)
         rss_before = rss_mb(proc.pid)
         alone = probe(found, 10)
-        results: Any = multiprocessing.Queue()
-        crowd_proc = multiprocessing.Process(target=crowd, args=(found, clients, seconds, results))
-        rss_during: list[float] = []
-        crowd_proc.start()
-        sampler_stop = threading.Event()
-
-        def sample() -> None:
-            while not sampler_stop.wait(1.0):
-                rss_during.append(rss_mb(proc.pid))
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        under = probe(found, seconds)
-        rows = results.get()
-        crowd_proc.join()
-        sampler_stop.set()
-        sampler.join()
-        time.sleep(5)
+        if probe_only:
+            return {"alone": alone}
+        storms = [storm(found, proc.pid, clients, seconds) for _ in range(2)]
         after = probe(found, 10)
         rss_after = rss_mb(proc.pid)
     finally:
+        stopped = time.monotonic()
         proc.terminate()
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+            stop_seconds = time.monotonic() - stopped
+        except subprocess.TimeoutExpired:
+            stop_seconds = float("inf")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     return {
         "alone": alone,
-        "under": under,
+        "under": storms[0]["under"] + storms[1]["under"],
         "after": after,
-        "rows": rows,
-        "rss": (rss_before, max(rss_during or [0.0]), rss_after),
+        "rows": storms[0]["rows"] + storms[1]["rows"],
+        "rss": (rss_before, storms[0]["rss_max"], storms[0]["rss_after"], storms[1]["rss_max"], rss_after),
+        "stop_seconds": stop_seconds,
         "clients": clients,
         "seconds": seconds,
         "workers": workers,
@@ -253,7 +278,7 @@ def report(r: dict[str, Any], index: Path, label: str) -> str:
         "| | probe p50 / p99 (ms) | probe answers |",
         "|---|---|---|",
         f"| alone, before | {ms(alone_http)} | {len(alone_http)}/{len(r['alone'])} |",
-        f"| under the crowd | {ms(probe_times(r['under']))} | {len(probe_times(r['under']))}/{len(r['under'])} |",
+        f"| under the crowd (two storms) | {ms(probe_times(r['under']))} | {len(probe_times(r['under']))}/{len(r['under'])} |",
         f"| alone, after | {ms(probe_times(r['after']))} | {len(probe_times(r['after']))}/{len(r['after'])} |",
         "",
         f"Probe alone over HTTP p50 {pct(alone_http, 0.5) * 1000:.1f} ms against the server's own "
@@ -271,11 +296,18 @@ def report(r: dict[str, Any], index: Path, label: str) -> str:
             f"{sum(1 for s in statuses if s not in (200, 400, 503))} | {ms(times)} | {max(times or [0]):.2f} |"
         )
     over = [t for _, s, t in r["rows"] if s > 0 and t > BUDGET_SECONDS + 0.5]
-    before, during, after = r["rss"]
+
+    def mb(pair: tuple[float, float]) -> str:
+        return f"{pair[0]:.0f} ({pair[1]:.0f})"
+
+    before, during1, after1, during2, after2 = r["rss"]
     lines += [
         "",
         f"Answers over the budget + 0.5 s ({BUDGET_SECONDS + 0.5:g} s): {len(over)}. "
-        f"Server RSS (all processes): {before:.0f} MB before, {during:.0f} MB at most during, {after:.0f} MB after.",
+        "Server RSS, all processes, MB (anonymous memory in brackets; the rest is mostly the index's files, "
+        f"mapped and counted once per worker): {mb(before)} before; first storm {mb(during1)} at most, "
+        f"{mb(after1)} after; second storm {mb(during2)} at most, {mb(after2)} after. "
+        f"SIGTERM to exit: {r['stop_seconds']:.1f} s.",
     ]
     return "\n".join(lines)
 
@@ -288,8 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose `index serve` runs")
     parser.add_argument("--label", default=f"{dt.date.today()}")
+    parser.add_argument("--probe-only", action="store_true", help="only the probe alone (e.g. for older code)")
     opts = parser.parse_args(argv)
-    result = run(opts.index.resolve(), opts.workers, opts.clients, opts.seconds, opts.code.resolve())
+    result = run(opts.index.resolve(), opts.workers, opts.clients, opts.seconds, opts.code.resolve(), opts.probe_only)
+    if opts.probe_only:
+        times = [took for status, took, _ in result["alone"] if status == 200]
+        own = [o / 1000 for status, _, o in result["alone"] if status == 200 and o is not None]
+        print(
+            f"{opts.label}: probe alone p50 / p99 {ms(times)} ms over HTTP, server's own p50 {pct(own, 0.5) * 1000:.1f} ms"
+        )
+        return 0
     print(report(result, opts.index, opts.label))
     return 0
 

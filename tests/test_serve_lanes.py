@@ -41,6 +41,7 @@ def server(tmp_path, monkeypatch) -> Iterator[int]:
 
     monkeypatch.setattr(web, "search", fake_search)
     monkeypatch.setattr(web, "SLOW_QUEUE", 1)
+    monkeypatch.setattr(web, "MAX_QUEUED_SECONDS", 5.0)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(web.create_app(tmp_path), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -91,3 +92,15 @@ def test_time_queued_in_the_lane_is_reported_not_charged(server):
         first.result()
     body = json.loads(response["body"])
     assert body["queued_ms"] > 500  # it waited for the first, and still ran its full second
+
+
+def test_a_search_not_started_in_time_is_turned_away(server, monkeypatch):
+    """However full the lanes, no answer takes much longer than the budget: one that
+    waited MAX_QUEUED_SECONDS for a thread is answered 503 then."""
+    monkeypatch.setattr(web, "MAX_QUEUED_SECONDS", 0.3)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(get, server, EXPENSIVE)
+        time.sleep(0.1)
+        status, response, took = get(server, EXPENSIVE)
+        assert first.result()[0] == 200
+    assert status == 503 and response["headers"]["retry-after"] and 0.3 <= took < 0.8

@@ -51,10 +51,15 @@ def start(index: Path, *args: str) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while remote.ask(index, {"q": "chair"}) is None:
-        assert proc.poll() is None, "the server stopped"
-        assert time.monotonic() < deadline, "the server never answered"
-        time.sleep(0.1)
+    try:
+        while remote.ask(index, {"q": "chair"}) is None:
+            assert proc.poll() is None, "the server stopped"
+            assert time.monotonic() < deadline, "the server never answered"
+            time.sleep(0.1)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     return proc
 
 

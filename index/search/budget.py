@@ -99,8 +99,11 @@ class Budget:
 
     def charge(self, nbytes: int) -> None:
         """Count ``nbytes`` more of arrays built for this query, then :meth:`check`."""
+        if self.max_bytes is None:
+            self.check()
+            return
         self.spent_bytes += int(nbytes)
-        if self.max_bytes is not None and self.spent_bytes > self.max_bytes:
+        if self.spent_bytes > self.max_bytes:
             raise BudgetExceeded(
                 f"query stopped after {self.max_bytes / 2**20:g} MB of intermediate results: make it more specific"
             )

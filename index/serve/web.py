@@ -88,9 +88,15 @@ SLOW_LANES = 1
 # rather than a queue that answers after everyone has given up.
 FAST_QUEUE = 32
 SLOW_QUEUE = 2
+# ...and how long one may wait for it: past that, 503 as well, so that no answer takes
+# much longer than the budget however full the lanes are (waiting is not charged to it).
+MAX_QUEUED_SECONDS = 0.5
 # The bytes of intermediate arrays one query may build (index.search.budget.Budget.charge).
 SEARCH_BYTES = 512 * 2**20
 RETRY_AFTER = math.ceil(SERVER_SEARCH_SECONDS)
+# The interpreter lock changes hands this often (Python's default: 5 ms): a slow-lane search
+# in Python loops then holds up a cheap one in the fast lane by at most this much per turn.
+SWITCH_INTERVAL = 0.001
 TOKEN_COOKIE = "pages_token"
 DISCONNECT_POLL = 0.05
 SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
@@ -227,6 +233,7 @@ def create_app(
     the server it read about). With ``token``, only requests that bring it (header or
     cookie) are answered; ``?token=`` on the page sets the cookie."""
     index_dir = str(index_dir)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["marked"] = marked
     templates.env.globals["safe_href"] = safe_href
@@ -250,7 +257,8 @@ def create_app(
     async def off_loop(request: Request, query: str, **options: Any) -> Results:
         """The search in a worker thread of its lane, so that the event loop keeps
         answering, with the query's budget (started when the thread starts), cancelled
-        inside the search when the client goes away meanwhile."""
+        inside the search when the client goes away meanwhile, turned away when its lane
+        is full or has not given it a thread within MAX_QUEUED_SECONDS."""
         limiter, queue = lanes[lane_of(query, options)]
         if limiter.statistics().tasks_waiting >= queue:
             raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
@@ -261,6 +269,10 @@ def create_app(
             done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL)
             if done:
                 return task.result()
+            if budget.started is None and budget.queued > MAX_QUEUED_SECONDS:
+                budget.cancel.set()  # it stops at once when it gets its thread
+                task.add_done_callback(_discard)
+                raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
             if not budget.cancel.is_set() and await request.is_disconnected():
                 budget.cancel.set()
 
@@ -378,6 +390,12 @@ def create_app(
 
 def _json(body: dict[str, Any], status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _discard(task: asyncio.Future[Any]) -> None:
+    """Retrieve a turned-away search's outcome (its cancellation), which nobody awaits."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _status(exc: SearchError) -> int:
