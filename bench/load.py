@@ -112,14 +112,15 @@ def rss_mb(pid: int) -> tuple[float, float]:
 class Client:
     """A keep-alive connection to the server, reopened when the server closes it."""
 
-    def __init__(self, found: dict) -> None:
+    def __init__(self, found: dict, timeout: float = 180.0) -> None:
         self.host, self.port, self.token = found["host"], found["port"], found.get("token")
+        self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
 
     def get(self, params: dict[str, str]) -> tuple[int, bytes]:
         for attempt in (0, 1):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=180)
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             headers = {"Host": f"{self.host}:{self.port}"}
             if self.token:
                 headers["X-Pages-Token"] = self.token
@@ -160,7 +161,7 @@ def probe(found: dict, seconds: float) -> list[tuple[int, float, float | None]]:
     return out
 
 
-def crowd(found: dict, clients: int, seconds: float, results: Any) -> None:
+def crowd(found: dict, clients: int, seconds: float, results: Any, expensive_every: int = 4) -> None:
     """CLIENTS threads (in their own process: the probe's timing must not share their
     interpreter lock), each sending its kind of query back to back for SECONDS."""
     stop = time.monotonic() + seconds
@@ -168,8 +169,9 @@ def crowd(found: dict, clients: int, seconds: float, results: Any) -> None:
     rows: list[tuple[str, int, float]] = []
 
     def one(k: int) -> None:
-        kind = "expensive" if k % 4 == 3 else "cheap"
-        client, rng = Client(found), random.Random(k)
+        kind = "expensive" if expensive_every and k % expensive_every == expensive_every - 1 else "cheap"
+        # A person gives up after half a minute (older code kept some queries for minutes).
+        client, rng = Client(found, timeout=30.0), random.Random(k)
         while time.monotonic() < stop:
             params = dict(rng.choice(EXPENSIVE)) if kind == "expensive" else {"q": rng.choice(PAIRS)}
             try:
@@ -201,10 +203,10 @@ def ms(samples: list[float]) -> str:
     return f"{pct(samples, 0.5) * 1000:.1f} / {pct(samples, 0.99) * 1000:.1f}"
 
 
-def storm(found: dict, pid: int, clients: int, seconds: float) -> dict[str, Any]:
+def storm(found: dict, pid: int, clients: int, seconds: float, expensive_every: int = 4) -> dict[str, Any]:
     """One crowd, with the probe running beside it and the server's memory sampled."""
     results: Any = multiprocessing.Queue()
-    crowd_proc = multiprocessing.Process(target=crowd, args=(found, clients, seconds, results))
+    crowd_proc = multiprocessing.Process(target=crowd, args=(found, clients, seconds, results, expensive_every))
     rss_during: list[tuple[float, float]] = []
     crowd_proc.start()
     sampler_stop = threading.Event()
@@ -225,7 +227,13 @@ def storm(found: dict, pid: int, clients: int, seconds: float) -> dict[str, Any]
 
 
 def run(
-    index: Path, workers: int, clients: int, seconds: float, code: Path, probe_only: bool = False
+    index: Path,
+    workers: int,
+    clients: int,
+    seconds: float,
+    code: Path,
+    probe_only: bool = False,
+    expensive_every: int = 4,
 ) -> dict[str, Any]:
     runtime = Path(tempfile.mkdtemp(prefix="bench-load-"))
     os.chmod(runtime, 0o700)
@@ -238,7 +246,7 @@ def run(
         alone = probe(found, 10)
         if probe_only:
             return {"alone": alone}
-        storms = [storm(found, proc.pid, clients, seconds) for _ in range(2)]
+        storms = [storm(found, proc.pid, clients, seconds, expensive_every) for _ in range(2)]
         after = probe(found, 10)
         rss_after = rss_mb(proc.pid)
     finally:
@@ -321,8 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose `index serve` runs")
     parser.add_argument("--label", default=f"{dt.date.today()}")
     parser.add_argument("--probe-only", action="store_true", help="only the probe alone (e.g. for older code)")
+    parser.add_argument(
+        "--expensive-every", type=int, default=4, metavar="N", help="every Nth client expensive (0: none; default 4)"
+    )
     opts = parser.parse_args(argv)
-    result = run(opts.index.resolve(), opts.workers, opts.clients, opts.seconds, opts.code.resolve(), opts.probe_only)
+    result = run(
+        opts.index.resolve(),
+        opts.workers,
+        opts.clients,
+        opts.seconds,
+        opts.code.resolve(),
+        opts.probe_only,
+        opts.expensive_every,
+    )
     if opts.probe_only:
         times = [took for status, took, _ in result["alone"] if status == 200]
         own = [o / 1000 for status, _, o in result["alone"] if status == 200 and o is not None]

@@ -344,3 +344,22 @@ def test_browser_start_page_shows_the_index_with_links(browser, server, index):
     box.clear()
     box.send_keys(" ")
     wait.until(lambda d: d.find_elements(By.ID, "totals"))
+
+
+def test_browser_shows_the_error_instead_of_the_previous_results(browser, server):
+    """Issue 30 #6: a query the server cannot answer (nested 330 deep: once a plain-text
+    500) replaced nothing, and the previous results stayed under the new words."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 15)
+    browser.get(server + "/?q=chair")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid .card"))
+    box = browser.find_element(By.NAME, "q")
+    deep = "-(" * 330 + "chair" + ")" * 330  # 995 characters: under the length cap
+    browser.execute_script(
+        "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));", box, deep
+    )
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#main .error"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "#grid .card")
+    assert "nested too deeply" in browser.find_element(By.CSS_SELECTOR, "#main .error").text

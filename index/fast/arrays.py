@@ -489,7 +489,14 @@ class _Evaluator:
             return parts[0]
         joined = np.concatenate(parts)
         self.budget.charge(joined.nbytes * 2)
-        return np.unique(joined)
+        size = int(joined.max()) + 1
+        if len(joined) * 16 < size:
+            return np.unique(joined)
+        # Dense (a range over most of a field's words): one scatter over the document
+        # numbers instead of sorting millions of them (a tenth of a second at 100k documents).
+        present = np.zeros(size, dtype=bool)
+        present[joined] = True
+        return np.flatnonzero(present)
 
     def _all_docs(self) -> np.ndarray:
         """Every live document's global number (what a bare NOT is the complement of)."""

@@ -90,7 +90,7 @@ FAST_QUEUE = 32
 SLOW_QUEUE = 2
 # ...and how long one may wait for it: past that, 503 as well, so that no answer takes
 # much longer than the budget however full the lanes are (waiting is not charged to it).
-MAX_QUEUED_SECONDS = 0.5
+MAX_QUEUED_SECONDS = 0.25
 # The bytes of intermediate arrays one query may build (index.search.budget.Budget.charge).
 SEARCH_BYTES = 512 * 2**20
 RETRY_AFTER = math.ceil(SERVER_SEARCH_SECONDS)
