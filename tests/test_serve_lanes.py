@@ -68,8 +68,10 @@ def get(port: int, query: str) -> tuple[int, dict, float]:
 
 def test_a_full_slow_lane_answers_503_at_once_and_cheap_queries_do_not_wait(server):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        slow = [pool.submit(get, server, EXPENSIVE) for _ in range(5)]
-        time.sleep(0.3)  # one runs, one waits, the others are turned away
+        slow = [pool.submit(get, server, EXPENSIVE)]
+        time.sleep(0.3)  # it runs; of the next four, one waits and the others are turned away
+        slow += [pool.submit(get, server, EXPENSIVE) for _ in range(4)]
+        time.sleep(0.2)
         cheap = [get(server, "chair") for _ in range(5)]
         answers = [f.result() for f in slow]
     statuses = sorted(status for status, _, _ in answers)
@@ -104,3 +106,37 @@ def test_a_search_not_started_in_time_is_turned_away(server, monkeypatch):
         status, response, took = get(server, EXPENSIVE)
         assert first.result()[0] == 200
     assert status == 503 and response["headers"]["retry-after"] and 0.3 <= took < 0.8
+
+
+def test_the_slow_lane_is_one_for_all_the_workers(tmp_path):
+    """`serve --workers N`: the workers share one slow lane through a lock file, so that
+    expensive queries take one core at most, not one per worker."""
+    import fcntl
+    import os
+
+    from index.search.budget import Budget
+    from index.search.run import SearchCancelled
+
+    lock = tmp_path / "slow.lock"
+    lock.touch()
+    held = os.open(lock, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another worker's expensive query
+    ran = threading.Event()
+    budget = Budget(1.0)
+    waiting = web._across_processes(str(lock), ran.set, budget)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(waiting)
+        time.sleep(0.2)
+        assert not ran.is_set()  # it waits for the other worker's turn...
+        os.close(held)
+        future.result(timeout=5)
+        assert ran.is_set()  # ...and runs once it is over
+    turned_away = Budget(1.0)
+    turned_away.cancel.set()
+    held = os.open(lock, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(SearchCancelled):
+            web._across_processes(str(lock), ran.set, turned_away)()
+    finally:
+        os.close(held)

@@ -31,6 +31,7 @@ import secrets
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -224,14 +225,43 @@ class Overloaded(SearchError):
     """The query's lane has as many searches waiting as it may: try again later."""
 
 
+def _across_processes(lock_path: str, call: Any, budget: Budget) -> Any:
+    """``call`` once this process holds the lock file shared by the server's workers: the
+    slow lane is one thread for the whole server, not one per worker (each would take a
+    core from the cheap queries). Waiting for it is queueing, not charged to the budget."""
+    import fcntl
+
+    def run() -> Any:
+        fd = os.open(lock_path, os.O_RDWR)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if budget.cancel.is_set():
+                        raise SearchCancelled("turned away while waiting for the slow lane") from None
+                    time.sleep(0.01)
+            return call()
+        finally:
+            os.close(fd)  # and with it the lock
+
+    return run
+
+
 def create_app(
-    index_dir: str | Path, hosts: Sequence[str] | None = None, secret: str | None = None, token: str | None = None
+    index_dir: str | Path,
+    hosts: Sequence[str] | None = None,
+    secret: str | None = None,
+    token: str | None = None,
+    slow_lock: str | None = None,
 ) -> Starlette:
     """The page over ``index_dir``, answering only requests whose Host is one of
     ``hosts`` (default: the loopback names). With ``secret``, an API request that brings
     a challenge gets its proof (:mod:`index.serve.remote`: how the command line knows it asks
     the server it read about). With ``token``, only requests that bring it (header or
-    cookie) are answered; ``?token=`` on the page sets the cookie."""
+    cookie) are answered; ``?token=`` on the page sets the cookie. With ``slow_lock`` (a
+    file the workers of one server share), the slow lane is one for all of them."""
     index_dir = str(index_dir)
     sys.setswitchinterval(SWITCH_INTERVAL)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -243,6 +273,7 @@ def create_app(
         "slow": (anyio.CapacityLimiter(SLOW_THREADS), SLOW_QUEUE),
     }
     slow_lane = threading.BoundedSemaphore(SLOW_LANES)
+    waiting: dict[str, list[Budget]] = {"fast": [], "slow": []}  # admitted, not yet started
 
     def lane_of(query: str, options: dict[str, Any]) -> str:
         price = cost(
@@ -259,11 +290,18 @@ def create_app(
         answering, with the query's budget (started when the thread starts), cancelled
         inside the search when the client goes away meanwhile, turned away when its lane
         is full or has not given it a thread within MAX_QUEUED_SECONDS."""
-        limiter, queue = lanes[lane_of(query, options)]
-        if limiter.statistics().tasks_waiting >= queue:
+        lane = lane_of(query, options)
+        limiter, queue = lanes[lane]
+        # Counted here, on the event loop, not by the limiter: a search admitted a moment
+        # ago may not have reached the limiter yet.
+        waiting[lane] = [b for b in waiting[lane] if b.started is None and not b.cancel.is_set()]
+        if len(waiting[lane]) >= queue:
             raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
         budget = Budget(SERVER_SEARCH_SECONDS, max_bytes=SEARCH_BYTES, slow_lane=slow_lane)
+        waiting[lane].append(budget)
         call = functools.partial(search, index_dir, query, budget=budget, **options)
+        if lane == "slow" and slow_lock is not None:
+            call = _across_processes(slow_lock, call, budget)
         task = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=limiter))
         while True:
             done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL)
@@ -440,6 +478,7 @@ def app_from_env() -> Starlette:
         hosts or None,
         os.environ.get("PAGES_SERVE_SECRET"),
         os.environ.get("PAGES_SERVE_TOKEN"),
+        os.environ.get("PAGES_SERVE_SLOW_LOCK"),
     )
 
 
@@ -462,6 +501,9 @@ def serve(
         os.environ["PAGES_SERVE_HOSTS"] = ",".join(hosts)
         os.environ["PAGES_SERVE_SECRET"] = secret
         os.environ["PAGES_SERVE_TOKEN"] = token
+        fd, slow_lock = tempfile.mkstemp(prefix="pages-serve-slow-", suffix=".lock")  # 0600, ours
+        os.close(fd)
+        os.environ["PAGES_SERVE_SLOW_LOCK"] = slow_lock
         options = {"factory": True, "workers": workers, "fd": sock.fileno(), "log_level": "info"}
         config = uvicorn.Config("index.serve.web:app_from_env", **options)
     else:
@@ -486,4 +528,7 @@ def serve(
                 uvicorn.Server(config).run(sockets=[sock])
         except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down; so does the announcement
             pass
+        finally:
+            if workers > 1:
+                Path(os.environ["PAGES_SERVE_SLOW_LOCK"]).unlink(missing_ok=True)
     return 0
