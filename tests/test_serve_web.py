@@ -362,4 +362,4 @@ def test_browser_shows_the_error_instead_of_the_previous_results(browser, server
     )
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#main .error"))
     assert not browser.find_elements(By.CSS_SELECTOR, "#grid .card")
-    assert "nested too deeply" in browser.find_element(By.CSS_SELECTOR, "#main .error").text
+    assert "nested" in browser.find_element(By.CSS_SELECTOR, "#main .error").text

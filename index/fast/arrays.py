@@ -118,9 +118,12 @@ def _compact(ids: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
     return [ids.astype(np.int32), small if np.array_equal(small, weights) else weights]
 
 
-def _read_postings(reader: Any, fieldname: str, btext: bytes, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _read_postings(
+    reader: Any, fieldname: str, btext: bytes, keep: bool = True, budget: Budget = UNBOUNDED
+) -> tuple[np.ndarray, np.ndarray]:
     """All (docnum, weight) pairs of a term in one segment, deletions included; kept in
-    the cache unless ``keep`` is false (the caller keeps what it derives from them)."""
+    the cache unless ``keep`` is false (the caller keeps what it derives from them).
+    Decoding a common word's blocks checks ``budget`` as it goes."""
     key = ("p", _segment_key(reader), fieldname, btext)
     cached = _CACHE.get(key)
     if cached is not None:
@@ -133,7 +136,7 @@ def _read_postings(reader: Any, fieldname: str, btext: bytes, keep: bool = True)
     if found is not None:
         ids, weights = found[0].astype(np.int64), found[1].astype(np.float64)
     else:
-        ids, weights = _decode_postings(reader, fieldname, btext)
+        ids, weights = _decode_postings(reader, fieldname, btext, budget)
         if stored is not None:
             stored[0].put(stored[1], "p", fieldname, btext, _compact(ids, weights))
     if not keep:
@@ -141,10 +144,12 @@ def _read_postings(reader: Any, fieldname: str, btext: bytes, keep: bool = True)
     return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
 
 
-def _decode_postings(reader: Any, fieldname: str, btext: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _decode_postings(
+    reader: Any, fieldname: str, btext: bytes, budget: Budget = UNBOUNDED
+) -> tuple[np.ndarray, np.ndarray]:
     ids_parts: list[np.ndarray] = []
     weight_parts: list[np.ndarray] = []
-    for block_ids, block_weights in _whoosh.posting_blocks(reader, fieldname, btext):
+    for block_ids, block_weights in budget.walk(_whoosh.posting_blocks(reader, fieldname, btext), every=16):
         ids_parts.append(np.asarray(block_ids, dtype=np.int64))
         weight_parts.append(np.asarray(block_weights, dtype=np.float64))
     ids = np.concatenate(ids_parts) if ids_parts else _EMPTY_IDS
@@ -178,10 +183,12 @@ def _deleted(reader: Any) -> np.ndarray | None:
     return np.sort(np.fromiter(dead, dtype=np.int64, count=len(dead)))
 
 
-def _live_postings(seg: _Segment, fieldname: str, btext: bytes, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _live_postings(
+    seg: _Segment, fieldname: str, btext: bytes, keep: bool = True, budget: Budget = UNBOUNDED
+) -> tuple[np.ndarray, np.ndarray]:
     """A term's (docnum, weight) pairs in a segment, its deleted documents left out
-    (``keep``: as in :func:`_read_postings`)."""
-    ids, weights = _read_postings(seg.reader, fieldname, btext, keep=keep)
+    (``keep``, ``budget``: as in :func:`_read_postings`)."""
+    ids, weights = _read_postings(seg.reader, fieldname, btext, keep=keep, budget=budget)
     if seg.deleted is not None and len(ids):
         live = ~_positions(ids, seg.deleted)[0]
         ids, weights = ids[live], weights[live]
@@ -398,7 +405,7 @@ class _Evaluator:
             for seg in self.segments:
                 self.budget.check()
                 # Not kept twice: the live documents and their scores are what is kept.
-                ids, weights = _live_postings(seg, fieldname, btext, keep=False)
+                ids, weights = _live_postings(seg, fieldname, btext, keep=False, budget=self.budget)
                 if params is not None and len(ids):
                     idf, avgfl = self._stats(fieldname, q.text, btext)
                     B, K1 = params
@@ -475,7 +482,7 @@ class _Evaluator:
             if fieldname not in seg.reader.schema:
                 continue
             for btext in self.budget.walk(q._btexts(seg.reader), every=16):
-                ids = _live_postings(seg, fieldname, btext)[0]
+                ids = _live_postings(seg, fieldname, btext, budget=self.budget)[0]
                 if len(ids):
                     self.budget.charge(ids.nbytes)
                     parts.append(ids + seg.offset)

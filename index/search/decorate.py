@@ -131,10 +131,12 @@ class _Corrector(ReaderCorrector):
     every word of the field (over a second per suggestion at a million documents). A swap
     of two neighbour letters counts as one edit, as in Whoosh's fallback."""
 
+    budget: Budget | None = None  # the search's, checked as the automaton walks the words
+
     def _suggestions(self, text: str, maxdist: int, prefix: int) -> Any:
         reader, fieldname = self.reader, self.fieldname
         spelled = reader.schema[fieldname].spelling_fieldname(fieldname)
-        words = terms_within(reader, spelled, text, maxdist, prefix)
+        words = terms_within(reader, spelled, text, maxdist, prefix, budget=self.budget)
         words |= {w for w in transpositions(text) if w[:prefix] == text[:prefix] and (spelled, w) in reader}
         for word in words:
             # Whoosh's ranking: higher is better, so the distance and frequency negated.
@@ -159,7 +161,11 @@ def suggestion(searcher: Searcher, q: Q.Query, text: str, budget: Budget | None 
             for name in {t.fieldname for t in q.all_tokens()}
             if name in searcher.schema
         }
+        for corrector in correctors.values():
+            corrector.budget = budget
         corrected = searcher.correct_query(q, text, correctors=correctors)
+    except (BudgetExceeded, Cancelled):
+        raise
     except Exception:  # noqa: BLE001 - a suggestion is best effort (Whoosh fails on e.g. `00:00`)
         return None
     return corrected.string if corrected is not None and corrected.query != q else None
