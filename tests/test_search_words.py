@@ -373,3 +373,21 @@ def test_stopword_and_name_queries_score_the_same_on_both_paths(tmp_path, query)
     q = parse_query(searcher.schema, query)
     q, _ = tolerate(q, searcher.reader(), searcher.schema["text"].analyzer, query)
     assert assert_same(searcher, q), f"fell back on a supported shape: {q}"
+
+
+def test_about_n_is_an_upper_bound_on_collapsed_images(tmp_path, monkeypatch):
+    """`*:*` said "about 24,082" where the collapsed count was 9,463: the estimate counts
+    documents, and one image shown on many pages is many documents but one hit."""
+    from index.search import collect
+
+    shared = [item(f"https://example.com/p{n}.md", ["Chair yoga"] * 3) for n in range(6)]
+    for page in shared:  # every page shows the same three images
+        for image in page["images"]:
+            image["image_url"] = f"https://img.example.com/shared-{image['position']}.jpg"
+    index = tmp_path / "ix"
+    write(index, *shared)
+    monkeypatch.setattr(collect, "EXACT_COUNT_LIMIT", 0)  # force the estimate, as at scale
+    for query, sort in [("*:*", "date"), ("chair", "date"), ("*:*", "relevance")]:
+        results = search(index, query, sort=sort, limit=2)
+        assert results.total <= 3, (query, sort, results.total, results.total_exact)
+        assert results.total >= len(results.hits)

@@ -115,7 +115,23 @@ def _by_whoosh(
         if collapse and total_exact and total:
             matched = _run(searcher, q, budget, limit=None, scored=False, filter=parsed.filter, mask=page_set or None)
             total = _distinct_images(searcher, matched.docs())
+        elif collapse and not total_exact:
+            # The estimate counts documents; collapsed hits are images, and no query
+            # finds more than the index holds: "about N" stays an upper bound.
+            total = max(len(top), min(total, _images_in_index(searcher, page_set)))
     return top, total, total_exact, {name: inner.groups(name) for name in facets}
+
+
+def _images_in_index(searcher: Searcher, page_set: set[int]) -> int:
+    """Distinct images of the whole index (live documents that are not page documents),
+    worked out once per searcher."""
+
+    def build() -> int:
+        reader = searcher.reader()
+        live = np.fromiter((d for d in reader.all_doc_ids() if d not in page_set), dtype=np.int64)
+        return _distinct_images(searcher, live)
+
+    return _whoosh.per_searcher(searcher, "images_in_index", build)
 
 
 def _page_docs(searcher: Searcher) -> tuple[np.ndarray, set[int]]:
