@@ -41,14 +41,19 @@ from index.writing.pagewriter import PageWriter
 
 __all__ = [
     "DUPEFILTER_KEY",
+    "EXIT_RUN_ACTIVE",
     "KEYS",
     "IngestStats",
     "Keys",
+    "RunActive",
+    "RunKeys",
     "enqueue",
     "ensure_group",
     "finish_run",
     "ingest",
     "state_of",
+    "state_of_record",
+    "sync_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,6 +62,45 @@ logger = logging.getLogger(__name__)
 # scrapy-redis's name for a spider's duplicate filter (its default); RedisAddon sets it as
 # SCHEDULER_DUPEFILTER_KEY, so the crawlers and this module use this one spelling.
 DUPEFILTER_KEY = "%(spider)s:dupefilter"
+# scrapy-redis's name for a spider's request queue (a sorted set), the same way.
+REQUESTS_KEY = "%(spider)s:requests"
+# What `finish_run` answers when the run is not over (crawlers alive or work left).
+EXIT_RUN_ACTIVE = 3
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """The keys of one run (``<prefix>:run:<id>:...``): reports of one run never mix with
+    another's, and finishing a run deletes only its own."""
+
+    base: str
+
+    @property
+    def starts(self) -> str:  # every start of the run
+        return f"{self.base}:starts"
+
+    @property
+    def seen(self) -> str:  # every page URL a crawler of the run reached
+        return f"{self.base}:seen"
+
+    @property
+    def incomplete(self) -> str:  # starts that did not complete, "*", or crawler:<token>
+        return f"{self.base}:incomplete"
+
+    @property
+    def listings(self) -> str:  # start -> its listings opened less those read to the end
+        return f"{self.base}:listings"
+
+    @property
+    def listed(self) -> str:  # start -> entries its listings yielded
+        return f"{self.base}:listed"
+
+    @property
+    def crawlers(self) -> str:  # every crawler that took work of the run
+        return f"{self.base}:crawlers"
+
+    def all(self) -> list[str]:
+        return [self.starts, self.seen, self.incomplete, self.listings, self.listed, self.crawlers]
 
 
 @dataclass(frozen=True)
@@ -72,6 +116,10 @@ class Keys:
         return DUPEFILTER_KEY % {"spider": self.prefix}
 
     @property
+    def requests(self) -> str:  # scrapy-redis: the shared request queue (sorted set)
+        return REQUESTS_KEY % {"spider": self.prefix}
+
+    @property
     def stream(self) -> str:  # page items, crawlers → indexer
         return f"{self.prefix}:items"
 
@@ -84,28 +132,32 @@ class Keys:
         return f"{self.prefix}:state"
 
     @property
-    def start_urls(self) -> str:  # starts waiting for a crawler (scrapy-redis list)
+    def state_epoch(self) -> str:  # bumped whenever the state is replaced from the index
+        return f"{self.prefix}:state:epoch"
+
+    @property
+    def start_urls(self) -> str:  # starts waiting for a crawler
         return f"{self.prefix}:start_urls"
 
     @property
-    def starts(self) -> str:  # every start of the current run
-        return f"{self.prefix}:run:starts"
+    def run(self) -> str:  # the current run's id
+        return f"{self.prefix}:run"
+
+    def of_run(self, run: str) -> RunKeys:
+        return RunKeys(f"{self.prefix}:run:{run}")
 
     @property
-    def seen(self) -> str:  # every page URL a crawler reached in the current run
-        return f"{self.prefix}:run:seen"
+    def crawlers(self) -> str:  # tokens of crawlers that may hold taken work
+        return f"{self.prefix}:crawlers"
 
-    @property
-    def incomplete(self) -> str:  # starts that did not complete, or "*" for the run
-        return f"{self.prefix}:run:incomplete"
+    def alive(self, token: str) -> str:  # the crawler's heartbeat (a key with a TTL)
+        return f"{self.prefix}:alive:{token}"
 
-    @property
-    def listings(self) -> str:  # start -> its listings opened less those read to the end
-        return f"{self.prefix}:run:listings"
+    def taken(self, token: str) -> str:  # lease id -> "score\nrequest" it took
+        return f"{self.prefix}:taken:{token}"
 
-    @property
-    def listed(self) -> str:  # start -> entries its listings yielded
-        return f"{self.prefix}:run:listed"
+    def taken_starts(self, token: str) -> str:  # starts it took and has not queued fully
+        return f"{self.prefix}:taken-starts:{token}"
 
     @property
     def dead(self) -> str:  # entries the indexer could not use, with the reason
@@ -121,30 +173,76 @@ def connect(url: str) -> Any:
     return redis.Redis.from_url(url, decode_responses=True)
 
 
-def state_of(page: dict[str, Any]) -> dict[str, Any]:
-    """What a crawler needs to know about an indexed page to skip it when unchanged."""
-    fetch = page.get("fetch") or {}
-    state = {k: fetch[k] for k in STATE_FIELDS if fetch.get(k) is not None}
-    state["url"] = page["url"]
-    state["content_hash"] = page.get("content_hash")
+def _state(url: str, content_hash: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
+    state = {k: fields[k] for k in STATE_FIELDS if fields.get(k) is not None}
+    state["url"] = url
+    state["content_hash"] = content_hash
     return state
 
 
+def state_of(page: dict[str, Any]) -> dict[str, Any]:
+    """What a crawler needs to know about an indexed page to skip it when unchanged."""
+    return _state(page["url"], page.get("content_hash"), page.get("fetch") or {})
+
+
+def state_of_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The same, from a page document's stored record (the fetch facts are kept flat)."""
+    return _state(record["url"], record.get("content_hash"), record)
+
+
+# Whether the current run still has work: queued, waiting or taken by any crawler. A run
+# with work left goes on; one without can give way to a new run.
+_WORK_LEFT = """
+local function work_left(prefix)
+  if redis.call('ZCARD', prefix .. ':requests') > 0 then return true end
+  if redis.call('LLEN', prefix .. ':start_urls') > 0 then return true end
+  for _, token in ipairs(redis.call('SMEMBERS', prefix .. ':crawlers')) do
+    if redis.call('HLEN', prefix .. ':taken:' .. token) > 0 then return true end
+    if redis.call('LLEN', prefix .. ':taken-starts:' .. token) > 0 then return true end
+  end
+  return false
+end
+"""
+
+# Starts go to the current run, or to a new one when there is none or the current one
+# has no work left (its crawlers are done; a run nobody finished deletes nothing: its
+# reports stay behind under its id, and its duplicate filter goes, so that the new run
+# fetches every page again). One script: a --finish cannot end the run in between.
+# Returns {run id, the run it replaced or ''}.
+ENQUEUE = (
+    _WORK_LEFT
+    + """
+local prefix, fresh = ARGV[1], ARGV[2]
+local run = redis.call('GET', prefix .. ':run')
+local replaced = ''
+if not (run and work_left(prefix)) then
+  redis.call('DEL', prefix .. ':dupefilter')
+  redis.call('SET', prefix .. ':run', fresh)
+  replaced = run or ''
+  run = fresh
+end
+for i = 3, #ARGV do
+  redis.call('SADD', prefix .. ':run:' .. run .. ':starts', ARGV[i])
+  redis.call('RPUSH', prefix .. ':start_urls', ARGV[i])
+end
+return {run, replaced}
+"""
+)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
+
+
 def enqueue(url: str, starts: list[str], keys: Keys = KEYS) -> int:
-    """Push starts for the crawlers (and record them as this run's starts)."""
+    """Push starts for the crawlers, into the current run or a new one (see ENQUEUE).
+    Paths become absolute here: crawlers on other machines must read the same path (a
+    shared mount), and the run remembers its starts in one spelling."""
     r = connect(url)
-    if not r.exists(keys.starts):
-        # The first starts of a new run: pages fetched by the previous run must be
-        # fetchable again (scrapy-redis keeps its duplicate filter between runs).
-        r.delete(keys.dupefilter)
-    with r.pipeline() as pipe:
-        for start in starts:
-            # Paths become absolute here: crawlers on other machines must read the same
-            # path (a shared mount), and the run remembers its starts in one spelling.
-            key = start_key(start)
-            pipe.rpush(keys.start_urls, key)
-            pipe.sadd(keys.starts, key)
-        pipe.execute()
+    run, replaced = r.eval(ENQUEUE, 0, keys.prefix, new_run_id(), *(start_key(s) for s in starts))
+    if replaced:
+        logger.warning("run %s had no work left and was never finished: nothing of it is deleted", replaced)
+    logger.info("%d starts queued in run %s", len(starts), run)
     return len(starts)
 
 
@@ -158,14 +256,16 @@ class IngestStats:
     errors: list[str] = field(default_factory=list)
 
 
-def ensure_group(r: Any, keys: Keys) -> None:
-    import redis
+# The stream and its consumer group, created when missing; never an error (a crawler
+# takes any Redis error for a lost Redis), so the group's "already exists" stays inside.
+_ENSURE_GROUP = """
+redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+return 1
+"""
 
-    try:
-        r.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+
+def ensure_group(r: Any, keys: Keys) -> None:
+    r.eval(_ENSURE_GROUP, 1, keys.stream, keys.group)
 
 
 def _claim_orphans(r: Any, keys: Keys, consumer: str) -> int:
@@ -215,6 +315,8 @@ def ingest(
     writer = PageWriter(index_dir, **(options.page_writer() | {"commit_docs": 10**12, "commit_seconds": float("inf")}))
     writer.open()  # takes the index's session lock: a second indexer fails here
     stats = IngestStats()
+    if sync_state(r, index_dir, keys):
+        logger.warning("the page states in Redis did not match %s: replaced by the index's own", index_dir)
     pending = _Uncommitted()
     progress = IngestProgress(lambda: r.xlen(keys.stream))  # a live line on a terminal, else log lines
     try:
@@ -252,6 +354,26 @@ def ingest(
     return stats
 
 
+def sync_state(r: Any, index_dir: str, keys: Keys = KEYS) -> bool:
+    """Make the published page states those of the index at ``index_dir``; True when they
+    differed (a new, rebuilt, moved or restored index). Crawlers trust these states to
+    skip pages: states of another index would keep its pages out of this one for good.
+    The epoch tells running crawlers to load them again."""
+    wanted = {
+        url: json.dumps(state_of_record(record), sort_keys=True) for url, record in load_page_states(index_dir).items()
+    }
+    if r.hgetall(keys.state) == wanted:
+        return False
+    with r.pipeline() as pipe:  # MULTI: crawlers never load half of it
+        pipe.delete(keys.state)
+        items = list(wanted.items())
+        for i in range(0, len(items), 10_000):
+            pipe.hset(keys.state, mapping=dict(items[i : i + 10_000]))
+        pipe.incr(keys.state_epoch)
+        pipe.execute()
+    return True
+
+
 def _page_of(fields: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """An entry's page and its documents, or ValueError saying why it cannot be indexed."""
     page = json.loads(fields["page"])
@@ -267,10 +389,10 @@ def _write_entries(
     if not pending.ids:
         pending.since = time.monotonic()
     for entry_id, fields in entries:
-        pending.ids.append(entry_id)
         try:
             page, docs = _page_of(fields)
         except Exception as exc:  # noqa: BLE001 - whatever a poison entry raises, it must not stop the indexer
+            pending.ids.append(entry_id)
             # It would come back at every restart and block everything after it: it goes
             # to the dead-letter stream with its reason, and is acknowledged with its batch.
             reason = f"{type(exc).__name__}: {exc}"[:500]
@@ -279,6 +401,13 @@ def _write_entries(
             r.xadd(keys.dead, {"id": str(entry_id), "reason": reason, "page": str(fields.get("page", ""))[:1_000_000]})
             logger.warning("stream entry %s moved to %s: %s", entry_id, keys.dead, reason)
             continue
+        if page["url"] in pending.states:
+            # The same page twice before a commit (two crawlers, a recovered request): the
+            # writer cannot replace uncommitted documents, so commit the first copy and
+            # index this later one over it. Index and published state both say the last.
+            _commit(r, keys, writer, pending, stats)
+            pending.since = time.monotonic()
+        pending.ids.append(entry_id)
         stats.documents += writer.add_page(docs)
         stats.pages += 1
         pending.states[page["url"]] = json.dumps(state_of(page), sort_keys=True)
@@ -299,6 +428,33 @@ def _commit(r: Any, keys: Keys, writer: PageWriter, pending: _Uncommitted, stats
     pending.states.clear()
 
 
+class RunActive(RuntimeError):
+    """The run is not over: a crawler of it is alive, or it still has work."""
+
+
+# Ends the run ARGV[2] if it is still the current one: deletes its keys and its
+# duplicate filter. (A crawler that reports after this writes keys nobody reads.)
+_END_RUN = """
+local prefix, run = ARGV[1], ARGV[2]
+if redis.call('GET', prefix .. ':run') ~= run then return 0 end
+redis.call('DEL', prefix .. ':run', prefix .. ':dupefilter', unpack(KEYS))
+return 1
+"""
+
+
+def run_activity(r: Any, keys: Keys, run: str) -> str | None:
+    """Why the run is not over, or None."""
+    alive = [t for t in r.smembers(keys.of_run(run).crawlers) if r.exists(keys.alive(t))]
+    if alive:
+        return f"{len(alive)} crawlers of run {run} are still running ({', '.join(sorted(alive)[:3])})"
+    if r.eval(_WORK_LEFT + "return work_left(ARGV[1]) and 1 or 0", 0, keys.prefix):
+        return f"run {run} still has work queued or taken (start a crawler to finish it)"
+    backlog = r.xlen(keys.stream) if r.exists(keys.stream) else 0
+    if backlog:
+        return f"{backlog} pages are still waiting in {keys.stream}: let the indexer drain them first"
+    return None
+
+
 def finish_run(
     redis_url: str,
     index_dir: str,
@@ -307,31 +463,39 @@ def finish_run(
     guard: DeletionGuard | Mapping[str, Any] | None = None,
     options: WriterOptions = DEFAULTS,
 ) -> DeletionPlan:
-    """The end of a distributed run: delete the pages of this run's complete starts that
-    no crawler reached, by the same rule as a local crawl (:mod:`index.deletion`: positive
-    evidence of completeness, the mass-deletion guard), then forget the run. A crawler
-    that ended early or was killed before it reported (``*``, ``crawler:<id>`` in the
-    incomplete set) makes the whole run incomplete. A run whose keys are gone (Redis
-    restarted without persistence) has no complete start, so deletes nothing.
+    """The end of the current distributed run: delete the pages of its complete starts
+    that no crawler reached, by the same rule as a local crawl (:mod:`index.deletion`:
+    positive evidence of completeness, the mass-deletion guard), then forget the run.
+
+    Refuses (:class:`RunActive`) while a crawler of the run is alive or the run has work
+    left: its reports are not all in. A crawler that ended early or was killed before it
+    reported (``*``, ``crawler:<token>`` in the incomplete set) makes the whole run
+    incomplete. No current run (Redis flushed or restarted without persistence) deletes
+    nothing; only the current run's keys are read and deleted, never another run's.
 
     ``guard``: the mass-deletion guard (default: the REFRESH_* settings' defaults), or
     some of its fields by name."""
     if not isinstance(guard, DeletionGuard):
         guard = DeletionGuard(**(guard or {}))
     r = connect(redis_url)
-    backlog = r.xlen(keys.stream) if r.exists(keys.stream) else 0
-    if backlog:
-        raise RuntimeError(f"{backlog} pages are still waiting in {keys.stream}: let the indexer drain them first")
-    incomplete = r.smembers(keys.incomplete)
-    # "*": a crawler ended early; "crawler:<host>-<pid>": one is running or was killed
-    # before it reported what it saw. Either way nobody knows what vanished.
+    run = r.get(keys.run)
+    if run is None:
+        logger.warning("no run to finish in %s: nothing deleted", redis_url)
+        return plan_deletions({}, set(), set())
+    busy = run_activity(r, keys, run)
+    if busy:
+        raise RunActive(busy)
+    rk = keys.of_run(run)
+    incomplete = r.smembers(rk.incomplete)
+    # "*": a crawler ended early; "crawler:<token>": one was killed before it reported
+    # what it saw. Either way nobody knows what vanished.
     interrupted = any(m == "*" or m.startswith("crawler:") for m in incomplete)
     # Crawlers add up, per start, the listings they opened less those they read to their
     # end (a sitemap may be opened by one crawler and read by another): 0 is the proof.
-    listings = r.hgetall(keys.listings)
+    listings = r.hgetall(rk.listings)
     complete = set() if interrupted else {s for s, n in listings.items() if int(n) == 0} - incomplete
-    seen = r.smembers(keys.seen)
-    listed = {k: int(v) for k, v in r.hgetall(keys.listed).items()}
+    seen = r.smembers(rk.seen)
+    listed = {k: int(v) for k, v in r.hgetall(rk.listed).items()}
     states = load_page_states(index_dir)
     plan = plan_deletions(states, complete, seen, listed=listed, **guard.plan_deletions())
     for start, (would, known) in plan.refused.items():
@@ -349,9 +513,10 @@ def finish_run(
         finally:
             writer.close()
         r.hdel(keys.state, *plan.delete)
-    r.delete(keys.starts, keys.seen, keys.incomplete, keys.listings, keys.listed)
+    r.eval(_END_RUN, len(rk.all()), *rk.all(), keys.prefix, run)
     logger.info(
-        "run finished: %d complete starts, %d pages seen, %d vanished pages deleted, %d refused",
+        "run %s finished: %d complete starts, %d pages seen, %d vanished pages deleted, %d refused",
+        run,
         len(complete),
         len(seen),
         len(plan.delete),
