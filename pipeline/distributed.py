@@ -29,9 +29,7 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import socket
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
@@ -91,6 +89,7 @@ def crawler_token() -> str:
 
 
 # --- Lua scripts: each step that must not be split by a kill is one script -------------
+# (Each starts with its name in a comment: logs and the kill tests tell them apart by it.)
 # Every script that takes work joins the crawler to the current run (ARGV: prefix, token,
 # the crawler's run or '', heartbeat TTL) and answers 'over' when the crawler belongs to
 # another run (the run it worked for was finished or replaced) and 'norun' without one.
@@ -110,7 +109,8 @@ end
 # The lowest-score request of the queue (scrapy-redis: score = -priority) moves to the
 # crawler's taken requests, under its SHA1 as lease id (queue members are unique).
 TAKE_REQUEST = (
-    _JOIN
+    "-- take_request\n"
+    + _JOIN
     + """
 local queue, taken = prefix .. ':requests', prefix .. ':taken:' .. token
 local got = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
@@ -126,7 +126,8 @@ return {'ok', run, lease, got[1]}
 # The next waiting start moves to the crawler's taken starts; with the state epoch, so
 # that a crawler notices the indexer replaced the page states.
 TAKE_START = (
-    _JOIN
+    "-- take_start\n"
+    + _JOIN
     + """
 local start = redis.call('LMOVE', prefix .. ':start_urls', prefix .. ':taken-starts:' .. token, 'LEFT', 'RIGHT')
 if not start then return {'empty', run} end
@@ -137,7 +138,7 @@ return {'ok', run, start, redis.call('GET', prefix .. ':state:epoch') or '0'}
 
 # Joins the current run (a new one when there is none) for a crawler with starts of its
 # own (-a start=), and records them as the run's starts.
-JOIN_WITH_STARTS = """
+JOIN_WITH_STARTS = """-- join
 local prefix, token, ttl, fresh = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local run = redis.call('GET', prefix .. ':run')
 if not run then run = fresh; redis.call('SET', prefix .. ':run', run) end
@@ -151,7 +152,7 @@ return run
 
 # A request into the queue; one that was taken before (a retry, a redirect) is released
 # in the same step, once its successor is safely queued.
-PUSH_REQUEST = """
+PUSH_REQUEST = """-- push_request
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('HDEL', KEYS[2], ARGV[3]) end
 return 1
@@ -159,7 +160,7 @@ return 1
 
 # A page into the stream and its request released, in one step. Never creates the
 # stream: a stream that is gone means Redis lost its data (restarted without persistence).
-PUSH_ITEM = """
+PUSH_ITEM = """-- push_item
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local id = redis.call('XADD', KEYS[1], '*', 'page', ARGV[1])
 if ARGV[2] ~= '' then redis.call('HDEL', KEYS[2], ARGV[2]) end
@@ -168,7 +169,7 @@ return id
 
 # The taken requests and starts of every crawler whose heartbeat expired go back to the
 # queue (starts to the head of theirs). Idempotent and atomic: one crawler recovers them.
-RECOVER = """
+RECOVER = """-- recover
 local prefix = ARGV[1]
 local n = 0
 for _, token in ipairs(redis.call('SMEMBERS', prefix .. ':crawlers')) do
@@ -190,7 +191,7 @@ return n
 
 # What a crawler saw, into its run, in one step (ARGV[4]: a JSON report; ARGV[5]: '1'
 # when the crawler finished its work, so its token leaves the incomplete set).
-REPORT = """
+REPORT = """-- report
 local prefix, run, token = ARGV[1], ARGV[2], ARGV[3]
 local report = cjson.decode(ARGV[4])
 local base = prefix .. ':run:' .. run
@@ -211,55 +212,11 @@ end
 return 1
 """
 
-SCRIPTS = {
-    TAKE_REQUEST: "take_request",
-    TAKE_START: "take_start",
-    JOIN_WITH_STARTS: "join",
-    PUSH_REQUEST: "push_request",
-    PUSH_ITEM: "push_item",
-    RECOVER: "recover",
-    REPORT: "report",
-}
-
 
 # --- the Redis client of a crawler ------------------------------------------------------
-# PAGES_REDIS_KILL_AT=<kind>:<n> kills this process (SIGKILL) right after the reply to
-# its n-th Redis command of that kind (a command name in lower case, or a script's name in
-# SCRIPTS): the kill tests' fault points. PAGES_REDIS_TRACE=<file> writes the count of
-# each kind there when the process exits, so the tests can generate the points.
-_counts: Counter[str] = Counter()
+# Called with what failed, by every CrawlerRedis of the process, scrapy-redis' own included
+# (its scheduler and duplicate filter): a distributed crawler is one crawl per process.
 _lost_handlers: list[Any] = []
-
-
-def _kill_point() -> tuple[str, int] | None:
-    spec = os.environ.get("PAGES_REDIS_KILL_AT")
-    if not spec:
-        return None
-    kind, _, n = spec.rpartition(":")
-    return kind, int(n)
-
-
-_KILL_AT = _kill_point()
-
-
-def command_kind(args: tuple[Any, ...]) -> str:
-    name = str(args[0]).lower()
-    if name == "eval" and len(args) > 1:
-        return SCRIPTS.get(args[1], "eval")
-    return name
-
-
-def _after(kind: str) -> None:
-    _counts[kind] += 1
-    if _KILL_AT is not None and (kind, _counts[kind]) == _KILL_AT:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _write_trace() -> None:
-    path = os.environ.get("PAGES_REDIS_TRACE")
-    if path:
-        with open(path, "w", encoding="utf-8") as out:
-            json.dump(dict(_counts), out)
 
 
 def _crawler_redis_class() -> type:
@@ -285,7 +242,6 @@ def _crawler_redis_class() -> type:
                 for handler in list(_lost_handlers):
                     handler(f"{type(exc).__name__}: {exc}")
                 raise
-            _after(command_kind(args))
             return reply
 
     return CrawlerRedis
@@ -354,10 +310,6 @@ class InflightRequests:
         if not enabled(crawler.settings):
             raise NotConfigured("REDIS_URL is not set")
         return work_of(crawler)  # type: ignore[return-value]
-
-    @classmethod
-    def of(cls, crawler: Crawler) -> InflightRequests | None:
-        return getattr(crawler, "_pages_work", None)
 
     def args(self) -> list[Any]:
         return [KEYS.prefix, self.token, self.run, self.ttl]
@@ -495,7 +447,6 @@ class InflightRequests:
             self.heartbeat.stop()
         if self.lose in _lost_handlers:
             _lost_handlers.remove(self.lose)
-        _write_trace()
         if self.lost:
             return
         try:

@@ -88,7 +88,10 @@ class RestartableRedis:
             self.proc.wait(timeout=10)
 
 
-@pytest.fixture(params=[True, False], ids=["persistent", "volatile"])
+# Without persistence is close to test_distributed's FLUSHALL test: slow-marked.
+@pytest.fixture(
+    params=[pytest.param(True, id="persistent"), pytest.param(False, id="volatile", marks=pytest.mark.slow)]
+)
 def restartable(request, tmp_path) -> Iterator[RestartableRedis]:
     if not Path(REDIS_SERVER).exists():
         pytest.skip("redis-server not installed")
