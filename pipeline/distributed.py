@@ -45,7 +45,7 @@ from pipeline import settings as defaults
 from pipeline.refresh import RefreshState
 from pipeline.steps import stamped_page
 
-# Also CrawlerRedis and LeasedQueue, built on first use (see __getattr__).
+# Also CrawlerRedis, LeasedQueue and LeasedScheduler, built on first use (see __getattr__).
 __all__ = ["InflightRequests", "RedisAddon", "RedisItemStream", "enabled", "work_of"]
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class RedisAddon:
     def update_settings(self, settings: BaseSettings) -> None:
         if not enabled(settings):
             return
-        settings.set("SCHEDULER", "scrapy_redis.scheduler.Scheduler", priority="addon")
+        settings.set("SCHEDULER", "pipeline.distributed.LeasedScheduler", priority="addon")
         settings.set("DUPEFILTER_CLASS", "scrapy_redis.dupefilter.RFPDupeFilter", priority="addon")
         settings.set("SCHEDULER_QUEUE_CLASS", "pipeline.distributed.LeasedQueue", priority="addon")
         settings.set("SCHEDULER_QUEUE_KEY", REQUESTS_KEY, priority="addon")
@@ -150,11 +150,16 @@ for i = 5, #ARGV do redis.call('SADD', prefix .. ':run:' .. run .. ':starts', AR
 return run
 """
 
-# A request into the queue; one that was taken before (a retry, a redirect) is released
-# in the same step, once its successor is safely queued.
+# A request into the queue unless the run's duplicate filter has its fingerprint (ARGV[4];
+# '' for a request that is not filtered), in one step: recording the fingerprint and
+# queueing the request apart let a kill in between lose the request for the run (the
+# start walked again found it "seen"). The request it comes from (a retry, a redirect:
+# ARGV[3]) is released in the same step, its successor being queued or a duplicate.
+# 1 when queued, 0 for a duplicate.
 PUSH_REQUEST = """-- push_request
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('HDEL', KEYS[2], ARGV[3]) end
+if ARGV[4] ~= '' and redis.call('SADD', KEYS[3], ARGV[4]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
@@ -251,10 +256,10 @@ _CLASSES: dict[str, type] = {}
 
 
 def __getattr__(name: str) -> Any:
-    # CrawlerRedis subclasses redis.Redis and LeasedQueue scrapy-redis' queue: built on
-    # first use, so that a crawl without REDIS_URL never imports either (scrapy-redis
-    # loads them by this module's path).
-    builders = {"CrawlerRedis": _crawler_redis_class, "LeasedQueue": _queue_class}
+    # CrawlerRedis subclasses redis.Redis, LeasedQueue and LeasedScheduler scrapy-redis'
+    # queue and scheduler: built on first use, so that a crawl without REDIS_URL imports
+    # none of them (Scrapy and scrapy-redis load them by this module's path).
+    builders = {"CrawlerRedis": _crawler_redis_class, "LeasedQueue": _queue_class, "LeasedScheduler": _scheduler_class}
     if name not in builders:
         raise AttributeError(name)
     if name not in _CLASSES:
@@ -501,11 +506,14 @@ def _queue_class() -> type:
         def _work(self) -> InflightRequests:
             return work_of(self.spider.crawler)
 
-        def push(self, request: Request) -> None:
+        def push(self, request: Request, fingerprint: str = "", seen_key: str = "") -> bool:
+            """Queue the request unless ``seen_key`` (the duplicate filter) has its
+            ``fingerprint``; whether it was queued."""
             work = self._work()
             data = self._encode_request(request)
             lease = request.meta.get(LEASE) or ""
-            self.server.eval(PUSH_REQUEST, 2, self.key, KEYS.taken(work.token), -request.priority, data, lease)
+            keys = (self.key, KEYS.taken(work.token), seen_key or KEYS.dupefilter)
+            return bool(self.server.eval(PUSH_REQUEST, 3, *keys, -request.priority, data, lease, fingerprint))
 
         def pop(self, timeout: int = 0) -> Request | None:
             try:
@@ -520,6 +528,31 @@ def _queue_class() -> type:
             return request
 
     return LeasedQueue
+
+
+def _scheduler_class() -> type:
+    from scrapy_redis.scheduler import Scheduler
+
+    class LeasedScheduler(Scheduler):
+        """scrapy-redis' scheduler, with the duplicate check and the queueing of a request
+        one step (:data:`PUSH_REQUEST`) instead of two."""
+
+        def enqueue_request(self, request: Request) -> bool:
+            fingerprint = "" if request.dont_filter else self.df.request_fingerprint(request)
+            if not self.queue.push(request, fingerprint, self.df.key):
+                self.df.log(request, self.spider)
+                return False  # Scrapy sends request_dropped, as for any duplicate
+            if self.stats:
+                self.stats.inc_value("scheduler/enqueued/redis")
+            return True
+
+        def next_request(self) -> Request | None:
+            request = self.queue.pop(self.idle_before_close)
+            if request is not None and self.stats:
+                self.stats.inc_value("scheduler/dequeued/redis")
+            return request
+
+    return LeasedScheduler
 
 
 class RedisItemStream:

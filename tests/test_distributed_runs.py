@@ -127,9 +127,11 @@ def test_a_redis_restart_mid_crawl_stops_the_crawler_and_the_next_run_completes(
     server.delay = 0.1
     enqueue(url, f"{base}/sitemap.xml")
     crawler = start_crawler(url, *FAST, "-s", "CONCURRENT_REQUESTS=2")
-    wait_for(lambda: r.xlen("pages:items") >= 3)
-    restartable.restart()
-    _, err = crawler.communicate(timeout=120)
+    try:
+        wait_for(lambda: r.xlen("pages:items") >= 3)
+        restartable.restart()
+    finally:
+        _, err = crawler.communicate(timeout=120)
     assert crawler.returncode == 1, err[-3000:]
     assert "lost Redis" in err and crawler_stat(err, "redis/errors") >= 1
     assert "Traceback" not in err
@@ -169,12 +171,14 @@ def test_finish_refuses_while_a_crawler_of_the_run_is_alive(redis_url, http_root
     r = redis.Redis.from_url(redis_url)
     enqueue(redis_url, f"{base}/sitemap.xml")
     crawler = start_crawler(redis_url, *FAST, "-s", "CONCURRENT_REQUESTS=1")
-    wait_for(lambda: r.llen("pages:start_urls") == 0)  # it took the start
-    result = ingest_finish(capsys, redis_url, index)
-    assert result.returncode == 3, result.stderr[-2000:]
-    assert "still running" in result.stderr and "nothing deleted" in result.stderr
-    assert len(page_documents(index)) == 20
-    finish(crawler)
+    try:
+        wait_for(lambda: r.llen("pages:start_urls") == 0)  # it took the start
+        result = ingest_finish(capsys, redis_url, index)
+        assert result.returncode == 3, result.stderr[-2000:]
+        assert "still running" in result.stderr and "nothing deleted" in result.stderr
+        assert len(page_documents(index)) == 20
+    finally:
+        finish(crawler)
     result = ingest_finish(capsys, redis_url, index)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "run finished: 1 vanished pages deleted" in result.stdout
