@@ -314,3 +314,32 @@ def test_finish_takes_the_guards_settings(monkeypatch, tmp_path):
     assert cli.main([*argv, "-s", "REFRESH_MAX_DELETE_SHARE=0.5", "--accept-mass-delete"]) == 0
     assert given["guard"] == DeletionGuard(max_share=0.5, accept_mass_delete=True)
     assert cli.main([*argv, "-s", "REFRESH_MAX_DELETE_SHARE=lots"]) == 2
+
+
+def test_a_crawler_of_a_run_that_is_over_reports_and_exits(redis_url, tmp_path):
+    """A crawler belongs to one run: once its run has no work left and `enqueue` begins a
+    new one, it reports to its own run and exits 0 instead of mixing two runs' reports."""
+    import redis
+
+    from index.distributed import ingest
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "p0.md").write_text('+++\ntitle = "p0"\n+++\n![](https://x.example/0.jpg) Neck\n')
+    enqueue(redis_url, str(pages))
+    first_run = r.get(ingest.KEYS.run)
+    crawler = start_crawler(redis_url, *FAST, idle_close=0)  # stays open: waits for starts
+    try:
+        wait_for(lambda: r.xlen(ingest.KEYS.stream) == 1)  # its page pushed and released: no work left
+        enqueue(redis_url, str(pages))
+        assert r.get(ingest.KEYS.run) != first_run  # no work was left: a new run
+        _, err = crawler.communicate(timeout=60)
+    finally:
+        if crawler.poll() is None:
+            crawler.kill()
+    assert crawler.returncode == 0, err[-3000:]
+    assert f"run {first_run} is over" in err
+    first = ingest.KEYS.of_run(first_run)
+    assert r.smembers(first.incomplete) == set() and r.scard(first.seen) == 1  # its report, complete
+    assert r.llen(ingest.KEYS.start_urls) == 1  # the new run's start waits for the next crawler
