@@ -28,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
@@ -40,7 +38,21 @@ from scrapy.exceptions import DontCloseSpider, DropItem, NotConfigured
 from scrapy.settings import BaseSettings
 from scrapy.utils.defer import deferred_from_coro
 
-from index.distributed.ingest import DUPEFILTER_KEY, KEYS, REQUESTS_KEY, ensure_group
+from index.distributed.keys import (
+    DUPEFILTER_KEY,
+    JOIN_WITH_STARTS,
+    KEYS,
+    PUSH_ITEM,
+    PUSH_REQUEST,
+    RECOVER,
+    REPORT,
+    REQUESTS_KEY,
+    TAKE_REQUEST,
+    TAKE_START,
+    crawler_token,
+    ensure_group,
+    new_run_id,
+)
 from pipeline import settings as defaults
 from pipeline.refresh import RefreshState
 from pipeline.steps import stamped_page
@@ -82,140 +94,6 @@ class RedisAddon:
         pipelines = settings["ITEM_PIPELINES"]
         order = pipelines.pop("pipeline.pipelines.IndexWriter", None) or 900
         pipelines["pipeline.distributed.RedisItemStream"] = order
-
-
-def crawler_token() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-# --- Lua scripts: each step that must not be split by a kill is one script -------------
-# (Each starts with its name in a comment: logs and the kill tests tell them apart by it.)
-# Every script that takes work joins the crawler to the current run (ARGV: prefix, token,
-# the crawler's run or '', heartbeat TTL) and answers 'over' when the crawler belongs to
-# another run (the run it worked for was finished or replaced) and 'norun' without one.
-_JOIN = """
-local prefix, token, mine, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local run = redis.call('GET', prefix .. ':run')
-if not run then return {'norun'} end
-if mine ~= '' and mine ~= run then return {'over', run} end
-local function join()
-  redis.call('SADD', prefix .. ':crawlers', token)
-  redis.call('SADD', prefix .. ':run:' .. run .. ':crawlers', token)
-  redis.call('SADD', prefix .. ':run:' .. run .. ':incomplete', 'crawler:' .. token)
-  redis.call('SET', prefix .. ':alive:' .. token, run, 'EX', ttl)
-end
-"""
-
-# The lowest-score request of the queue (scrapy-redis: score = -priority) moves to the
-# crawler's taken requests, under its SHA1 as lease id (queue members are unique).
-TAKE_REQUEST = (
-    "-- take_request\n"
-    + _JOIN
-    + """
-local queue, taken = prefix .. ':requests', prefix .. ':taken:' .. token
-local got = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
-if #got == 0 then return {'empty', run} end
-join()
-redis.call('ZREMRANGEBYRANK', queue, 0, 0)
-local lease = redis.sha1hex(got[1])
-redis.call('HSET', taken, lease, got[2] .. '\\n' .. got[1])
-return {'ok', run, lease, got[1]}
-"""
-)
-
-# The next waiting start moves to the crawler's taken starts; with the state epoch, so
-# that a crawler notices the indexer replaced the page states.
-TAKE_START = (
-    "-- take_start\n"
-    + _JOIN
-    + """
-local start = redis.call('LMOVE', prefix .. ':start_urls', prefix .. ':taken-starts:' .. token, 'LEFT', 'RIGHT')
-if not start then return {'empty', run} end
-join()
-return {'ok', run, start, redis.call('GET', prefix .. ':state:epoch') or '0'}
-"""
-)
-
-# Joins the current run (a new one when there is none) for a crawler with starts of its
-# own (-a start=), and records them as the run's starts.
-JOIN_WITH_STARTS = """-- join
-local prefix, token, ttl, fresh = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local run = redis.call('GET', prefix .. ':run')
-if not run then run = fresh; redis.call('SET', prefix .. ':run', run) end
-redis.call('SADD', prefix .. ':crawlers', token)
-redis.call('SADD', prefix .. ':run:' .. run .. ':crawlers', token)
-redis.call('SADD', prefix .. ':run:' .. run .. ':incomplete', 'crawler:' .. token)
-redis.call('SET', prefix .. ':alive:' .. token, run, 'EX', ttl)
-for i = 5, #ARGV do redis.call('SADD', prefix .. ':run:' .. run .. ':starts', ARGV[i]) end
-return run
-"""
-
-# A request into the queue unless the run's duplicate filter has its fingerprint (ARGV[4];
-# '' for a request that is not filtered), in one step: recording the fingerprint and
-# queueing the request apart let a kill in between lose the request for the run (the
-# start walked again found it "seen"). The request it comes from (a retry, a redirect:
-# ARGV[3]) is released in the same step, its successor being queued or a duplicate.
-# 1 when queued, 0 for a duplicate.
-PUSH_REQUEST = """-- push_request
-if ARGV[3] ~= '' then redis.call('HDEL', KEYS[2], ARGV[3]) end
-if ARGV[4] ~= '' and redis.call('SADD', KEYS[3], ARGV[4]) == 0 then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
-
-# A page into the stream and its request released, in one step. Never creates the
-# stream: a stream that is gone means Redis lost its data (restarted without persistence).
-PUSH_ITEM = """-- push_item
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local id = redis.call('XADD', KEYS[1], '*', 'page', ARGV[1])
-if ARGV[2] ~= '' then redis.call('HDEL', KEYS[2], ARGV[2]) end
-return id
-"""
-
-# The taken requests and starts of every crawler whose heartbeat expired go back to the
-# queue (starts to the head of theirs). Idempotent and atomic: one crawler recovers them.
-RECOVER = """-- recover
-local prefix = ARGV[1]
-local n = 0
-for _, token in ipairs(redis.call('SMEMBERS', prefix .. ':crawlers')) do
-  if redis.call('EXISTS', prefix .. ':alive:' .. token) == 0 then
-    local taken, starts = prefix .. ':taken:' .. token, prefix .. ':taken-starts:' .. token
-    for _, v in ipairs(redis.call('HVALS', taken)) do
-      local i = string.find(v, '\\n', 1, true)
-      redis.call('ZADD', prefix .. ':requests', string.sub(v, 1, i - 1), string.sub(v, i + 1))
-      n = n + 1
-    end
-    local left = redis.call('LRANGE', starts, 0, -1)
-    for i = #left, 1, -1 do redis.call('LPUSH', prefix .. ':start_urls', left[i]); n = n + 1 end
-    redis.call('DEL', taken, starts)
-    redis.call('SREM', prefix .. ':crawlers', token)
-  end
-end
-return n
-"""
-
-# What a crawler saw, into its run, in one step (ARGV[4]: a JSON report; ARGV[5]: '1'
-# when the crawler finished its work, so its token leaves the incomplete set).
-REPORT = """-- report
-local prefix, run, token = ARGV[1], ARGV[2], ARGV[3]
-local report = cjson.decode(ARGV[4])
-local base = prefix .. ':run:' .. run
-local function sadd(key, list)
-  for i = 1, #list, 1000 do redis.call('SADD', key, unpack(list, i, math.min(i + 999, #list))) end
-end
-sadd(base .. ':seen', report.seen)
-sadd(base .. ':incomplete', report.incomplete)
-for start, n in pairs(report.listings) do redis.call('HINCRBY', base .. ':listings', start, n) end
-for start, n in pairs(report.listed) do redis.call('HINCRBY', base .. ':listed', start, n) end
-if ARGV[5] == '1' then
-  redis.call('SREM', base .. ':incomplete', 'crawler:' .. token)
-  redis.call('DEL', prefix .. ':taken:' .. token)
-  redis.call('SREM', prefix .. ':crawlers', token)
-else
-  redis.call('SADD', base .. ':incomplete', '*')
-end
-return 1
-"""
 
 
 # --- the Redis client of a crawler ------------------------------------------------------
@@ -398,8 +276,6 @@ class InflightRequests:
         return start
 
     def join_with_starts(self, starts: list[str]) -> None:
-        from index.distributed.ingest import new_run_id
-
         self.run = _text(self.redis.eval(JOIN_WITH_STARTS, 0, KEYS.prefix, self.token, self.ttl, new_run_id(), *starts))
         logger.info("working for run %s", self.run)
 

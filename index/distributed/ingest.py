@@ -14,7 +14,9 @@ deletes) the batch's entries. So:
 
 After each commit the indexer publishes the committed pages' refresh state to a Redis hash,
 which crawlers load at start to skip unchanged pages (the index itself may live on another
-machine). ``--finish`` applies the "vanished pages" rule once a distributed run is over.
+machine); when it starts, it replaces them by the index's own if they differ (a new,
+rebuilt or restored index). ``--finish`` applies the "vanished pages" rule once the current
+run is over (:func:`finish_run`). The keys and scripts are :mod:`index.distributed.keys`.
 
 No Scrapy here; ``redis`` is imported lazily so that ``python -m index search`` does not
 pay for it.
@@ -32,6 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from index.deletion import DeletionPlan, plan_deletions
+from index.distributed.keys import (
+    END_RUN,
+    ENQUEUE,
+    KEYS,
+    RUN_HAS_WORK,
+    Keys,
+    connect,
+    ensure_group,
+    new_run_id,
+)
 from index.model.contract import page_problem
 from index.model.documents import STATE_FIELDS, page_documents, start_key
 from index.model.state import load_page_states
@@ -40,13 +52,11 @@ from index.progress import IngestProgress
 from index.writing.pagewriter import PageWriter
 
 __all__ = [
-    "DUPEFILTER_KEY",
     "EXIT_RUN_ACTIVE",
     "KEYS",
     "IngestStats",
     "Keys",
     "RunActive",
-    "RunKeys",
     "enqueue",
     "ensure_group",
     "finish_run",
@@ -59,118 +69,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-# scrapy-redis's name for a spider's duplicate filter (its default); RedisAddon sets it as
-# SCHEDULER_DUPEFILTER_KEY, so the crawlers and this module use this one spelling.
-DUPEFILTER_KEY = "%(spider)s:dupefilter"
-# scrapy-redis's name for a spider's request queue (a sorted set), the same way.
-REQUESTS_KEY = "%(spider)s:requests"
 # What `finish_run` answers when the run is not over (crawlers alive or work left).
 EXIT_RUN_ACTIVE = 3
-
-
-@dataclass(frozen=True)
-class RunKeys:
-    """The keys of one run (``<prefix>:run:<id>:...``): reports of one run never mix with
-    another's, and finishing a run deletes only its own."""
-
-    base: str
-
-    @property
-    def starts(self) -> str:  # every start of the run
-        return f"{self.base}:starts"
-
-    @property
-    def seen(self) -> str:  # every page URL a crawler of the run reached
-        return f"{self.base}:seen"
-
-    @property
-    def incomplete(self) -> str:  # starts that did not complete, "*", or crawler:<token>
-        return f"{self.base}:incomplete"
-
-    @property
-    def listings(self) -> str:  # start -> its listings opened less those read to the end
-        return f"{self.base}:listings"
-
-    @property
-    def listed(self) -> str:  # start -> entries its listings yielded
-        return f"{self.base}:listed"
-
-    @property
-    def crawlers(self) -> str:  # every crawler that took work of the run
-        return f"{self.base}:crawlers"
-
-    def all(self) -> list[str]:
-        return [self.starts, self.seen, self.incomplete, self.listings, self.listed, self.crawlers]
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Every Redis key the distributed mode uses, under one prefix: the spider's name
-    (``pipeline.spiders.pages.PagesSpider.name``), which scrapy-redis names its own keys
-    after."""
-
-    prefix: str = "pages"
-
-    @property
-    def dupefilter(self) -> str:  # scrapy-redis: fingerprints of every request of the run
-        return DUPEFILTER_KEY % {"spider": self.prefix}
-
-    @property
-    def requests(self) -> str:  # scrapy-redis: the shared request queue (sorted set)
-        return REQUESTS_KEY % {"spider": self.prefix}
-
-    @property
-    def stream(self) -> str:  # page items, crawlers → indexer
-        return f"{self.prefix}:items"
-
-    @property
-    def group(self) -> str:
-        return "indexer"
-
-    @property
-    def state(self) -> str:  # url → refresh state JSON, indexer → crawlers
-        return f"{self.prefix}:state"
-
-    @property
-    def state_epoch(self) -> str:  # bumped whenever the state is replaced from the index
-        return f"{self.prefix}:state:epoch"
-
-    @property
-    def start_urls(self) -> str:  # starts waiting for a crawler
-        return f"{self.prefix}:start_urls"
-
-    @property
-    def run(self) -> str:  # the current run's id
-        return f"{self.prefix}:run"
-
-    def of_run(self, run: str) -> RunKeys:
-        return RunKeys(f"{self.prefix}:run:{run}")
-
-    @property
-    def crawlers(self) -> str:  # tokens of crawlers that may hold taken work
-        return f"{self.prefix}:crawlers"
-
-    def alive(self, token: str) -> str:  # the crawler's heartbeat (a key with a TTL)
-        return f"{self.prefix}:alive:{token}"
-
-    def taken(self, token: str) -> str:  # lease id -> "score\nrequest" it took
-        return f"{self.prefix}:taken:{token}"
-
-    def taken_starts(self, token: str) -> str:  # starts it took and has not queued fully
-        return f"{self.prefix}:taken-starts:{token}"
-
-    @property
-    def dead(self) -> str:  # entries the indexer could not use, with the reason
-        return f"{self.prefix}:dead"
-
-
-KEYS = Keys()
-
-
-def connect(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(url, decode_responses=True)
 
 
 def _state(url: str, content_hash: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,50 +88,6 @@ def state_of(page: dict[str, Any]) -> dict[str, Any]:
 def state_of_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """The same, from a page document's stored record (the fetch facts are kept flat)."""
     return _state(record["url"], record.get("content_hash"), record)
-
-
-# Whether the current run still has work: queued, waiting or taken by any crawler. A run
-# with work left goes on; one without can give way to a new run.
-_WORK_LEFT = """
-local function work_left(prefix)
-  if redis.call('ZCARD', prefix .. ':requests') > 0 then return true end
-  if redis.call('LLEN', prefix .. ':start_urls') > 0 then return true end
-  for _, token in ipairs(redis.call('SMEMBERS', prefix .. ':crawlers')) do
-    if redis.call('HLEN', prefix .. ':taken:' .. token) > 0 then return true end
-    if redis.call('LLEN', prefix .. ':taken-starts:' .. token) > 0 then return true end
-  end
-  return false
-end
-"""
-
-# Starts go to the current run, or to a new one when there is none or the current one
-# has no work left (its crawlers are done; a run nobody finished deletes nothing: its
-# reports stay behind under its id, and its duplicate filter goes, so that the new run
-# fetches every page again). One script: a --finish cannot end the run in between.
-# Returns {run id, the run it replaced or ''}.
-ENQUEUE = (
-    _WORK_LEFT
-    + """
-local prefix, fresh = ARGV[1], ARGV[2]
-local run = redis.call('GET', prefix .. ':run')
-local replaced = ''
-if not (run and work_left(prefix)) then
-  redis.call('DEL', prefix .. ':dupefilter')
-  redis.call('SET', prefix .. ':run', fresh)
-  replaced = run or ''
-  run = fresh
-end
-for i = 3, #ARGV do
-  redis.call('SADD', prefix .. ':run:' .. run .. ':starts', ARGV[i])
-  redis.call('RPUSH', prefix .. ':start_urls', ARGV[i])
-end
-return {run, replaced}
-"""
-)
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
 
 
 def enqueue(url: str, starts: list[str], keys: Keys = KEYS) -> int:
@@ -254,18 +110,6 @@ class IngestStats:
     claimed: int = 0
     dead: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-# The stream and its consumer group, created when missing; never an error (a crawler
-# takes any Redis error for a lost Redis), so the group's "already exists" stays inside.
-_ENSURE_GROUP = """
-redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
-return 1
-"""
-
-
-def ensure_group(r: Any, keys: Keys) -> None:
-    r.eval(_ENSURE_GROUP, 1, keys.stream, keys.group)
 
 
 def _claim_orphans(r: Any, keys: Keys, consumer: str) -> int:
@@ -432,22 +276,12 @@ class RunActive(RuntimeError):
     """The run is not over: a crawler of it is alive, or it still has work."""
 
 
-# Ends the run ARGV[2] if it is still the current one: deletes its keys and its
-# duplicate filter. (A crawler that reports after this writes keys nobody reads.)
-_END_RUN = """
-local prefix, run = ARGV[1], ARGV[2]
-if redis.call('GET', prefix .. ':run') ~= run then return 0 end
-redis.call('DEL', prefix .. ':run', prefix .. ':dupefilter', unpack(KEYS))
-return 1
-"""
-
-
 def run_activity(r: Any, keys: Keys, run: str) -> str | None:
     """Why the run is not over, or None."""
     alive = [t for t in r.smembers(keys.of_run(run).crawlers) if r.exists(keys.alive(t))]
     if alive:
         return f"{len(alive)} crawlers of run {run} are still running ({', '.join(sorted(alive)[:3])})"
-    if r.eval(_WORK_LEFT + "return work_left(ARGV[1]) and 1 or 0", 0, keys.prefix):
+    if r.eval(RUN_HAS_WORK, 0, keys.prefix):
         return f"run {run} still has work queued or taken (start a crawler to finish it)"
     backlog = r.xlen(keys.stream) if r.exists(keys.stream) else 0
     if backlog:
@@ -513,7 +347,7 @@ def finish_run(
         finally:
             writer.close()
         r.hdel(keys.state, *plan.delete)
-    r.eval(_END_RUN, len(rk.all()), *rk.all(), keys.prefix, run)
+    r.eval(END_RUN, len(rk.all()), *rk.all(), keys.prefix, run)
     logger.info(
         "run %s finished: %d complete starts, %d pages seen, %d vanished pages deleted, %d refused",
         run,
