@@ -207,6 +207,8 @@ def test_a_late_report_of_a_finished_run_never_reaches_the_next(redis_url, tmp_p
 def test_a_new_run_fetches_changed_pages_again_without_finish(redis_url, tmp_path, capsys):
     """Finding 6: with a long-running indexer and no --finish, the duplicate filter was
     never cleared, so a changed page was dropped as a duplicate at the next run."""
+    import redis
+
     from index.distributed import ingest
     from index.options import WriterOptions
 
@@ -215,13 +217,18 @@ def test_a_new_run_fetches_changed_pages_again_without_finish(redis_url, tmp_pat
     page = pages / "p0.md"
     page.write_text('+++\ntitle = "old"\n+++\n![](https://x.example/0.jpg) Neck\n')
     index = tmp_path / "index"
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    runs = []
     for title in ("old", "new"):
         page.write_text(f'+++\ntitle = "{title}"\n+++\n![](https://x.example/0.jpg) Neck\n')
         enqueue(redis_url, str(pages))
+        runs.append(r.get(ingest.KEYS.run))
         _, err = finish(start_crawler(redis_url, *FAST))
         assert "requests/dropped" not in err
         ingest.ingest(redis_url, str(index), block_ms=100, idle_exit=0.3, options=WriterOptions(procs=1))
     assert [p["title"] for p in page_documents(index)] == ["new"]
+    # The first run, never finished, was replaced: its reports expire, nothing deleted.
+    assert runs[0] != runs[1] and 0 < r.ttl(ingest.KEYS.of_run(runs[0]).seen) <= ingest.REPLACED_RUN_TTL
 
 
 def test_a_rebuilt_index_is_filled_again(redis_url, tmp_path):

@@ -71,6 +71,8 @@ logger = logging.getLogger(__name__)
 
 # What `finish_run` answers when the run is not over (crawlers alive or work left).
 EXIT_RUN_ACTIVE = 3
+# Seconds the keys of a run replaced without --finish stay (its crawlers' late reports).
+REPLACED_RUN_TTL = 7 * 24 * 3600
 
 
 def _state(url: str, content_hash: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,6 +100,10 @@ def enqueue(url: str, starts: list[str], keys: Keys = KEYS) -> int:
     run, replaced = r.eval(ENQUEUE, 0, keys.prefix, new_run_id(), *(start_key(s) for s in starts))
     if replaced:
         logger.warning("run %s had no work left and was never finished: nothing of it is deleted", replaced)
+        # Its reports are never read again; a crawler may still add a late one: they go
+        # in a while rather than at once.
+        for key in keys.of_run(replaced).all():
+            r.expire(key, REPLACED_RUN_TTL)
     logger.info("%d starts queued in run %s", len(starts), run)
     return len(starts)
 
