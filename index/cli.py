@@ -390,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     ingest.add_argument(
-        "--finish", action="store_true", help="then end the run: delete vanished pages of complete starts"
+        "--finish",
+        action="store_true",
+        help="then end the run: delete vanished pages of complete starts (exit 3, nothing deleted, while it runs)",
     )
     ingest.add_argument(
         "--accept-mass-delete",
