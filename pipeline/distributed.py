@@ -8,7 +8,7 @@ With ``-s REDIS_URL=redis://host:6379/0`` every crawler process, on any machine:
   the stream (or its callback ended without a page). Starts (``python -m index enqueue``)
   are taken the same way and stay taken until every request they produce is queued;
 - keeps a heartbeat (``pages:alive:<token>``, a key with a TTL): the taken work of a
-  crawler whose heartbeat expired goes back to the queue (:data:`RECOVER`), so a crawler
+  crawler whose heartbeat expired goes back to the queue (:data:`index.distributed.keys.RECOVER`), so a crawler
   killed with ``kill -9`` at any moment loses nothing;
 - does not write the index: :class:`RedisItemStream`, the last item pipeline, adds each
   normalized page item to the Redis Stream ``pages:items`` for the one indexer
@@ -376,7 +376,7 @@ def _queue_class() -> type:
 
     class LeasedQueue(PriorityQueue):
         """scrapy-redis's priority queue, where taking a request records it as taken in
-        the same Lua script (:data:`TAKE_REQUEST`): a crawler killed at any moment after
+        the same Lua script (:data:`index.distributed.keys.TAKE_REQUEST`): a crawler killed at any moment after
         the take leaves the request where another crawler finds it."""
 
         def _work(self) -> InflightRequests:
@@ -411,7 +411,7 @@ def _scheduler_class() -> type:
 
     class LeasedScheduler(Scheduler):
         """scrapy-redis' scheduler, with the duplicate check and the queueing of a request
-        one step (:data:`PUSH_REQUEST`) instead of two."""
+        one step (:data:`index.distributed.keys.PUSH_REQUEST`) instead of two."""
 
         def enqueue_request(self, request: Request) -> bool:
             fingerprint = "" if request.dont_filter else self.df.request_fingerprint(request)
