@@ -282,9 +282,18 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from index.distributed import ingest
     from index.errors import IndexLocked, WriterError
     from index.options import WriterOptions, parse_settings
+    from pipeline.exitcodes import EXIT_LOCKED
 
     try:
-        options = WriterOptions.from_settings(parse_settings(getattr(opts, "set", [])))
+        # -s takes the writer's settings and, for --finish, the mass-deletion guard's.
+        pairs = getattr(opts, "set", [])
+        guard_names = DeletionGuard.settings()
+        own = [p for p in pairs if p.partition("=")[0].strip() in guard_names]
+        options = WriterOptions.from_settings(parse_settings([p for p in pairs if p not in own]))
+        guard_values: dict[str, object] = {k.strip(): v for k, _, v in (p.partition("=") for p in own)}
+        if getattr(opts, "accept_mass_delete", False):
+            guard_values["REFRESH_ACCEPT_MASS_DELETE"] = True
+        guard = DeletionGuard.from_settings(guard_values)
     except ValueError as exc:  # a mistyped -s is a usage error, before anything starts
         err.write(f"error: {exc}\n")
         return 2
@@ -301,7 +310,6 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"{stats.claimed} claimed from a stopped indexer; {stats.dead} bad entries moved to {ingest.KEYS.dead}\n"
         )
         if opts.finish:
-            guard = DeletionGuard(accept_mass_delete=opts.accept_mass_delete)
             plan = ingest.finish_run(opts.redis, index_dir, guard=guard, options=options)
             out.write(f"run finished: {len(plan.delete)} vanished pages deleted\n")
             if plan.refused:
@@ -311,7 +319,13 @@ def _distributed(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 )
                 return EXIT_DELETE_REFUSED
         return 0
-    except (IndexLocked, WriterError, RuntimeError, OSError) as exc:
+    except IndexLocked as exc:  # as the crawl: another process writes this index, try later
+        err.write(f"error: {exc}\n")
+        return EXIT_LOCKED
+    except ingest.RunActive as exc:
+        err.write(f"error: the run is not over: {exc}; nothing deleted, try --finish again later\n")
+        return ingest.EXIT_RUN_ACTIVE
+    except (WriterError, RuntimeError, OSError) as exc:
         err.write(f"error: {exc}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -370,10 +384,15 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a writer setting, as the crawl's -s (INDEX_WRITER_PROCS=1, INDEX_WRITER_LIMITMB=512, ...; repeatable)",
+        help=(
+            "a writer setting, as the crawl's -s (INDEX_WRITER_PROCS=1, INDEX_WRITER_LIMITMB=512, ...), or for "
+            "--finish a guard setting (REFRESH_MAX_DELETE_SHARE, REFRESH_MAX_DELETE_FEW); repeatable"
+        ),
     )
     ingest.add_argument(
-        "--finish", action="store_true", help="then end the run: delete vanished pages of complete starts"
+        "--finish",
+        action="store_true",
+        help="then end the run: delete vanished pages of complete starts (exit 3, nothing deleted, while it runs)",
     )
     ingest.add_argument(
         "--accept-mass-delete",

@@ -2,16 +2,23 @@
 
 With ``-s REDIS_URL=redis://host:6379/0`` every crawler process, on any machine:
 
-- shares scrapy-redis's scheduler queue and duplicate filter (:class:`RedisAddon`), and
-  takes starts from the Redis list ``pages:start_urls`` when idle (``python -m index
-  enqueue START...``), besides its own ``-a start=``;
+- shares scrapy-redis's scheduler and duplicate filter (:class:`RedisAddon`), with a queue
+  of its own (:class:`LeasedQueue`): taking a request moves it, in one Lua script, from
+  the shared queue to this crawler's taken requests, where it stays until its page is in
+  the stream (or its callback ended without a page). Starts (``python -m index enqueue``)
+  are taken the same way and stay taken until every request they produce is queued;
+- keeps a heartbeat (``pages:alive:<token>``, a key with a TTL): the taken work of a
+  crawler whose heartbeat expired goes back to the queue (:data:`index.distributed.keys.RECOVER`), so a crawler
+  killed with ``kill -9`` at any moment loses nothing;
 - does not write the index: :class:`RedisItemStream`, the last item pipeline, adds each
   normalized page item to the Redis Stream ``pages:items`` for the one indexer
   (``python -m index ingest``, see :mod:`index.distributed.ingest`), waiting while the stream is
-  longer than ``REDIS_STREAM_MAXLEN`` (backpressure instead of filling Redis' memory);
-- loads the indexer's published page states (``pages:state``) to skip unchanged pages,
-  and reports what it saw to the run (``pages:run:*``) so that ``ingest --finish``
-  applies the vanished-pages rule once the whole run is over.
+  longer than ``REDIS_STREAM_MAXLEN``;
+- belongs to one run (``pages:run``) from the first work it takes, and reports what it
+  saw into that run's keys, so that ``ingest --finish`` applies the vanished-pages rule
+  once the run is over;
+- treats any Redis error as losing Redis (:class:`CrawlerRedis`): it stops, exits 1, and
+  its run stays incomplete.
 
 Without REDIS_URL none of this is active and Redis is never imported.
 """
@@ -19,29 +26,44 @@ Without REDIS_URL none of this is active and Redis is never imported.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
-import os
-import pickle
-import socket
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
-from itemadapter import is_item
+from itemadapter import ItemAdapter, is_item
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem, NotConfigured
+from scrapy.exceptions import DontCloseSpider, DropItem, NotConfigured
 from scrapy.settings import BaseSettings
 from scrapy.utils.defer import deferred_from_coro
 
-from index.distributed.ingest import DUPEFILTER_KEY, KEYS, connect, ensure_group
+from index.distributed.keys import (
+    DUPEFILTER_KEY,
+    JOIN_WITH_STARTS,
+    KEYS,
+    PUSH_ITEM,
+    PUSH_REQUEST,
+    RECOVER,
+    REPORT,
+    REQUESTS_KEY,
+    TAKE_REQUEST,
+    TAKE_START,
+    crawler_token,
+    ensure_group,
+    new_run_id,
+)
 from pipeline import settings as defaults
 from pipeline.refresh import RefreshState
 from pipeline.steps import stamped_page
 
-__all__ = ["InflightRequests", "RedisAddon", "RedisItemStream", "enabled"]
+# Also CrawlerRedis, LeasedQueue and LeasedScheduler, built on first use (see __getattr__).
+__all__ = ["InflightRequests", "RedisAddon", "RedisItemStream", "enabled", "work_of"]
 
 logger = logging.getLogger(__name__)
+
+# The meta key of a taken request: its lease id in this crawler's taken requests.
+LEASE = "pages_lease"
 
 
 def enabled(settings: BaseSettings) -> bool:
@@ -56,13 +78,17 @@ class RedisAddon:
     def update_settings(self, settings: BaseSettings) -> None:
         if not enabled(settings):
             return
-        settings.set("SCHEDULER", "scrapy_redis.scheduler.Scheduler", priority="addon")
+        settings.set("SCHEDULER", "pipeline.distributed.LeasedScheduler", priority="addon")
         settings.set("DUPEFILTER_CLASS", "scrapy_redis.dupefilter.RFPDupeFilter", priority="addon")
+        settings.set("SCHEDULER_QUEUE_CLASS", "pipeline.distributed.LeasedQueue", priority="addon")
+        settings.set("SCHEDULER_QUEUE_KEY", REQUESTS_KEY, priority="addon")
         # The queue outlives a crawler: others may still be working on it.
         settings.set("SCHEDULER_PERSIST", True, priority="addon")
-        settings.set("REDIS_START_URLS_KEY", KEYS.start_urls, priority="addon")
-        settings.set("SCHEDULER_DUPEFILTER_KEY", DUPEFILTER_KEY, priority="addon")  # enqueue clears it
-        settings["DOWNLOADER_MIDDLEWARES"]["pipeline.distributed.InflightRequests"] = 50
+        settings.set("SCHEDULER_DUPEFILTER_KEY", DUPEFILTER_KEY, priority="addon")  # a run clears it
+        # Every connection scrapy-redis opens is a CrawlerRedis: no silent retry, and any
+        # error stops the crawler.
+        params = dict(settings.getdict("REDIS_PARAMS"), redis_cls="pipeline.distributed.CrawlerRedis")
+        settings.set("REDIS_PARAMS", params, priority="addon")
         settings["SPIDER_MIDDLEWARES"]["pipeline.distributed.InflightRequests"] = 50
         # Pages go to the Redis Stream; the one indexer (`python -m index ingest`) writes.
         pipelines = settings["ITEM_PIPELINES"]
@@ -70,142 +96,339 @@ class RedisAddon:
         pipelines["pipeline.distributed.RedisItemStream"] = order
 
 
-def crawler_token() -> str:
-    return f"crawler:{socket.gethostname()}-{os.getpid()}"
+# --- the Redis client of a crawler ------------------------------------------------------
+# Called with what failed, by every CrawlerRedis of the process, scrapy-redis' own included
+# (its scheduler and duplicate filter): a distributed crawler is one crawl per process.
+_lost_handlers: list[Any] = []
 
 
-INFLIGHT_PREFIX = f"{KEYS.prefix}:inflight:"
-ALIVE_PREFIX = f"{KEYS.prefix}:alive:"
+def _crawler_redis_class() -> type:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    class CrawlerRedis(redis.Redis):
+        """A crawler's Redis client: any error is losing Redis (the crawler stops, exits
+        1, its run stays incomplete), and it never retries on its own: a reconnection
+        hidden by a retry could hide a restart that lost data."""
+
+        @classmethod
+        def from_url(cls, url: str, **kwargs: Any) -> Any:
+            kwargs.pop("retry_on_timeout", None)
+            kwargs["retry"] = Retry(NoBackoff(), 0)
+            return super().from_url(url, **kwargs)
+
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            try:
+                reply = super().execute_command(*args, **options)
+            except redis.RedisError as exc:
+                for handler in list(_lost_handlers):
+                    handler(f"{type(exc).__name__}: {exc}")
+                raise
+            return reply
+
+    return CrawlerRedis
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def __getattr__(name: str) -> Any:
+    # CrawlerRedis subclasses redis.Redis, LeasedQueue and LeasedScheduler scrapy-redis'
+    # queue and scheduler: built on first use, so that a crawl without REDIS_URL imports
+    # none of them (Scrapy and scrapy-redis load them by this module's path).
+    builders = {"CrawlerRedis": _crawler_redis_class, "LeasedQueue": _queue_class, "LeasedScheduler": _scheduler_class}
+    if name not in builders:
+        raise AttributeError(name)
+    if name not in _CLASSES:
+        _CLASSES[name] = builders[name]()
+    return _CLASSES[name]
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.RedisError,)
+
+
+# --- the crawler's side of the protocol --------------------------------------------------
+def work_of(crawler: Crawler) -> InflightRequests:
+    """The one :class:`InflightRequests` of a crawler (middleware, pipeline and spider share it)."""
+    work = getattr(crawler, "_pages_work", None)
+    if work is None:
+        work = InflightRequests(crawler)
+        crawler._pages_work = work  # type: ignore[attr-defined]
+    return work
 
 
 class InflightRequests:
-    """Requests this crawler took from the shared queue and has not finished, kept in
-    Redis, so that a crawler killed with ``kill -9`` loses none of them.
+    """This crawler's work in Redis: the run it belongs to, its heartbeat, the requests
+    and starts it took (see the scripts above), and the rule that losing Redis stops it.
 
-    scrapy-redis pops a request from the shared queue and forgets it; if the crawler dies
-    before the page reaches the stream, nobody fetches it again in this run. Here each
-    request is recorded (``pages:inflight:<crawler>``) when it goes to the downloader and
-    removed when it is done: when its page is in the stream (:class:`RedisItemStream`), or
-    when its callback ended without a page (unchanged, invalid, a sitemap). Every crawler
-    keeps ``pages:alive:<crawler>`` fresh; any crawler that finds the in-flight record of
-    a crawler that is no longer alive claims it (an atomic RENAME) and schedules its
-    requests again. A request recovered twice costs a second fetch, never a second
-    document (pages are replaced by URL)."""
+    Requests are released when their page is in the stream (:class:`RedisItemStream`),
+    when their callback ended without a page (unchanged, invalid, a sitemap), when their
+    successor (a retry, a redirect) is queued, or all at once when the crawler finishes.
+    A request taken twice (its crawler was thought dead) costs a second fetch, never a
+    second document: pages are replaced by URL."""
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.token = crawler_token()
-        self.key = INFLIGHT_PREFIX + self.token
-        self.redis: Any = None
-        self.heartbeat: Any = None
-        # A crawler silent for this long is gone; its in-flight requests are recovered.
         self.ttl = max(1, crawler.settings.getint("REDIS_CRAWLER_TTL", defaults.REDIS_CRAWLER_TTL))
+        self.url = crawler.settings.get("REDIS_URL")
+        self.redis: Any = __getattr__("CrawlerRedis").from_url(self.url, decode_responses=True)
+        self.run = ""  # the run this crawler works for, from the first work it takes
+        self.epoch = ""  # the state epoch its page states came with
+        self.lost = False
+        self.run_over = False
+        self.heartbeat: Any = None
+        self.leases: dict[str, str] = {}  # page URL -> lease of the request that produced it
+        _lost_handlers.append(self.lose)
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_idle, signal=signals.spider_idle)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         if not enabled(crawler.settings):
             raise NotConfigured("REDIS_URL is not set")
-        existing = cls.of(crawler)
-        if existing is not None:  # the same object serves both middleware chains
-            return existing
-        ext = cls(crawler)
-        crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
-        crawler.signals.connect(ext.spider_idle, signal=signals.spider_idle)
-        crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
-        # One instance for both middleware roles: remember it for the item pipeline.
-        crawler._pages_inflight = ext  # type: ignore[attr-defined]
-        return ext
+        return work_of(crawler)  # type: ignore[return-value]
 
-    @classmethod
-    def of(cls, crawler: Crawler) -> InflightRequests | None:
-        return getattr(crawler, "_pages_inflight", None)
+    def args(self) -> list[Any]:
+        return [KEYS.prefix, self.token, self.run, self.ttl]
 
+    def inc(self, key: str, n: int = 1) -> None:
+        if self.crawler.stats is not None and n:
+            self.crawler.stats.inc_value(key, n)
+
+    # -- losing Redis ------------------------------------------------------------------
+    def lose(self, detail: str) -> None:
+        """Pages can no longer reach the indexer safely: stop, exit 1, and let the run be
+        incomplete (this crawler's token stays in its incomplete set)."""
+        self.inc("redis/errors")
+        if self.lost:
+            return
+        self.lost = True
+        logger.error("lost Redis at %s: %s; stopping (the run stays incomplete)", self.url, detail)
+        self._close("redis_error")
+
+    def _close(self, reason: str) -> None:
+        engine = self.crawler.engine
+        if engine is not None:
+            from twisted.internet import reactor
+
+            reactor.callLater(0, lambda: deferred_from_coro(engine.close_spider_async(reason=reason)))
+
+    def _answer(self, reply: list[Any]) -> bool:
+        """The common part of a take's answer: whether work was taken."""
+        status = _text(reply[0])
+        if status == "over" and not self.run_over:
+            self.run_over = True
+            logger.info(
+                "run %s is over (the current run is %s): this crawler reports and stops", self.run, _text(reply[1])
+            )
+            self._close("finished")
+        if status == "norun" and not self.run_over:
+            logger.warning("no run in Redis (pages:run): nothing taken; was Redis flushed?")
+        if status != "ok":
+            return False
+        if not self.run:
+            self.run = _text(reply[1])
+            logger.info("working for run %s", self.run)
+        return True
+
+    # -- taking work ---------------------------------------------------------------------
+    def take_request(self, server: Any) -> tuple[str, bytes] | None:
+        """(lease, encoded request), taken atomically from the queue; None when empty."""
+        if self.lost or self.run_over:
+            return None
+        reply = server.eval(TAKE_REQUEST, 0, *self.args())
+        if not self._answer(reply):
+            return None
+        return _text(reply[2]), reply[3]
+
+    def take_start(self) -> str | None:
+        if self.lost or self.run_over:
+            return None
+        reply = self.redis.eval(TAKE_START, 0, *self.args())
+        if not self._answer(reply):
+            return None
+        start, epoch = reply[2], reply[3]
+        if epoch != self.epoch:
+            self.load_states()  # the indexer replaced them (a new or restored index)
+        return start
+
+    def queue_next_start(self, requests_of: Callable[[str], Iterable[Request]]) -> str | None:
+        """Take the next waiting start and queue its requests; the start stays taken
+        until the last of them is in the queue. The start, or None."""
+        try:
+            start = self.take_start()
+            if start is None:
+                return None
+            logger.info("took start %s from Redis", start)
+            for request in requests_of(start):
+                self.crawler.engine.crawl(request)  # into the Redis queue, before the next
+                if self.lost:
+                    return start  # the start stays taken: another crawler walks it again
+            self.redis.lrem(KEYS.taken_starts(self.token), 1, start)
+        except redis_errors():
+            return None  # lose() stops the crawler
+        return start
+
+    def join_with_starts(self, starts: list[str]) -> None:
+        self.run = _text(self.redis.eval(JOIN_WITH_STARTS, 0, KEYS.prefix, self.token, self.ttl, new_run_id(), *starts))
+        logger.info("working for run %s", self.run)
+
+    def load_states(self) -> None:
+        spider = self.crawler.spider
+        refresh = getattr(spider, "refresh", None)
+        if not isinstance(refresh, RefreshState):
+            return
+        self.epoch = self.redis.get(KEYS.state_epoch) or "0"
+        refresh.states = {url: json.loads(v) for url, v in self.redis.hgetall(KEYS.state).items()}
+
+    def release(self, lease: str | None) -> None:
+        if lease and not self.lost:
+            self.redis.hdel(KEYS.taken(self.token), lease)
+
+    # -- heartbeat and recovery ----------------------------------------------------------
     def _beat(self) -> None:
-        self.redis.set(ALIVE_PREFIX + self.token, "1", ex=self.ttl)
+        try:
+            self.redis.set(KEYS.alive(self.token), self.run or "-", ex=self.ttl)
+        except redis_errors():
+            pass  # lose() has been called
 
     def spider_opened(self) -> None:
         from twisted.internet import task
 
-        self.redis = connect(self.crawler.settings.get("REDIS_URL"))
         self._beat()
         self.heartbeat = task.LoopingCall(self._beat)
         self.heartbeat.start(self.ttl / 4, now=False)
-        # After the engine has finished opening: recovered requests go to its scheduler.
-        from twisted.internet import reactor
-
-        reactor.callLater(0.5, self.recover)
+        self.recover()
 
     def spider_idle(self) -> None:
-        self.recover()
+        if self.recover():
+            raise DontCloseSpider  # they are in the queue again: take them
+
+    def recover(self) -> int:
+        """Requeue the taken work of crawlers whose heartbeat expired."""
+        if self.lost:
+            return 0
+        try:
+            recovered = int(self.redis.eval(RECOVER, 0, KEYS.prefix))
+        except redis_errors():
+            return 0
+        if recovered:
+            logger.info("recovered %d requests and starts from stopped crawlers", recovered)
+            self.inc("redis/recovered_requests", recovered)
+        return recovered
 
     def spider_closed(self, reason: str) -> None:
         if self.heartbeat is not None and self.heartbeat.running:
             self.heartbeat.stop()
-        if self.redis is None:
-            return
-        if reason == "finished":
-            self.redis.delete(self.key)
-        # Otherwise (Ctrl-C, CLOSESPIDER_*) the record stays for another crawler.
-        self.redis.delete(ALIVE_PREFIX + self.token)
-
-    def recover(self) -> int:
-        """Schedule again the in-flight requests of crawlers that are gone."""
-        if self.redis is None:
-            return 0
-        from scrapy.utils.request import request_from_dict
-
-        spider = self.crawler.spider
-        recovered = 0
-        for key in self.redis.scan_iter(match=INFLIGHT_PREFIX + "*"):
-            token = key[len(INFLIGHT_PREFIX) :]
-            if token == self.token or self.redis.exists(ALIVE_PREFIX + token):
-                continue
-            claimed = f"{KEYS.prefix}:recovering:{self.token}:{token}"
-            try:
-                self.redis.rename(key, claimed)  # atomic: one crawler wins
-            except Exception:  # noqa: BLE001 - another crawler claimed it first
-                continue
-            for url, blob in self.redis.hgetall(claimed).items():
-                request = request_from_dict(pickle.loads(base64.b64decode(blob)), spider=spider)
-                self.crawler.engine.crawl(request.replace(dont_filter=True))
-                recovered += 1
-                logger.info("recovered %s from stopped crawler %s", url, token)
-            self.redis.delete(claimed)
-        if recovered and self.crawler.stats is not None:
-            self.crawler.stats.inc_value("redis/recovered_requests", recovered)
-        return recovered
-
-    def done(self, *urls: str) -> None:
-        if self.redis is not None and urls:
-            self.redis.hdel(self.key, *urls)
-
-    # -- downloader middleware ---------------------------------------------------------
-    def process_request(self, request: Request) -> None:
-        if self.redis is None or request.meta.get("dont_track"):
+        if self.lose in _lost_handlers:
+            _lost_handlers.remove(self.lose)
+        if self.lost:
             return
         try:
-            blob = base64.b64encode(pickle.dumps(request.to_dict(spider=self.crawler.spider), protocol=4))
-        except (ValueError, pickle.PicklingError):
-            return  # a callback Scrapy cannot name: not one of ours
-        self.redis.hset(self.key, request.url, blob.decode("ascii"))
+            # Taken work of an unfinished crawl stays for another crawler: recovered at once.
+            self.redis.delete(KEYS.alive(self.token))
+        except redis_errors():
+            pass
 
     # -- spider middleware -------------------------------------------------------------
+    def _done(self, response: Any, produced: list[str]) -> None:
+        lease = response.request.meta.get(LEASE) if response.request is not None else None
+        if produced:
+            for url in produced:
+                self.leases[url] = lease
+        else:
+            # Nothing for the stream: the request is done once its callback is (and the
+            # requests it yielded are queued: each is, before the next is asked for).
+            try:
+                self.release(lease)
+            except redis_errors():
+                pass
+
     def process_spider_output(self, response: Any, result: Any) -> Any:
-        produced = False
+        produced: list[str] = []
         for element in result:
-            produced = produced or is_item(element)
+            if is_item(element):
+                produced.append(ItemAdapter(element).get("url"))
             yield element
-        if not produced:
-            # Nothing for the stream: the request is done once its callback is.
-            self.done(response.url, *response.request.meta.get("redirect_urls", []))
+        self._done(response, produced)
 
     async def process_spider_output_async(self, response: Any, result: Any) -> Any:
-        produced = False
+        produced: list[str] = []
         async for element in result:
-            produced = produced or is_item(element)
+            if is_item(element):
+                produced.append(ItemAdapter(element).get("url"))
             yield element
-        if not produced:
-            self.done(response.url, *response.request.meta.get("redirect_urls", []))
+        self._done(response, produced)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _queue_class() -> type:
+    from scrapy_redis.queue import PriorityQueue
+
+    class LeasedQueue(PriorityQueue):
+        """scrapy-redis's priority queue, where taking a request records it as taken in
+        the same Lua script (:data:`index.distributed.keys.TAKE_REQUEST`): a crawler killed at any moment after
+        the take leaves the request where another crawler finds it."""
+
+        def _work(self) -> InflightRequests:
+            return work_of(self.spider.crawler)
+
+        def push(self, request: Request, fingerprint: str = "", seen_key: str = "") -> bool:
+            """Queue the request unless ``seen_key`` (the duplicate filter) has its
+            ``fingerprint``; whether it was queued."""
+            work = self._work()
+            data = self._encode_request(request)
+            lease = request.meta.get(LEASE) or ""
+            keys = (self.key, KEYS.taken(work.token), seen_key or KEYS.dupefilter)
+            return bool(self.server.eval(PUSH_REQUEST, 3, *keys, -request.priority, data, lease, fingerprint))
+
+        def pop(self, timeout: int = 0) -> Request | None:
+            try:
+                taken = self._work().take_request(self.server)
+            except redis_errors():
+                return None  # lose() stops the crawler
+            if taken is None:
+                return None
+            lease, data = taken
+            request = self._decode_request(data)
+            request.meta[LEASE] = lease
+            return request
+
+    return LeasedQueue
+
+
+def _scheduler_class() -> type:
+    from scrapy_redis.scheduler import Scheduler
+
+    class LeasedScheduler(Scheduler):
+        """scrapy-redis' scheduler, with the duplicate check and the queueing of a request
+        one step (:data:`index.distributed.keys.PUSH_REQUEST`) instead of two."""
+
+        def enqueue_request(self, request: Request) -> bool:
+            fingerprint = "" if request.dont_filter else self.df.request_fingerprint(request)
+            if not self.queue.push(request, fingerprint, self.df.key):
+                self.df.log(request, self.spider)
+                return False  # Scrapy sends request_dropped, as for any duplicate
+            if self.stats:
+                self.stats.inc_value("scheduler/enqueued/redis")
+            return True
+
+        def next_request(self) -> Request | None:
+            request = self.queue.pop(self.idle_before_close)
+            if request is not None and self.stats:
+                self.stats.inc_value("scheduler/dequeued/redis")
+            return request
+
+    return LeasedScheduler
 
 
 class RedisItemStream:
@@ -215,15 +438,9 @@ class RedisItemStream:
         s = crawler.settings
         self.crawler = crawler
         self.stats = crawler.stats
-        self.url = s.get("REDIS_URL")
         self.maxlen = s.getint("REDIS_STREAM_MAXLEN", defaults.REDIS_STREAM_MAXLEN)
-        self.redis: Any = None
+        self.work = work_of(crawler)
         self.refresh = RefreshState()
-        # Present in the run's "incomplete" set while this crawler runs: a crawler that
-        # dies before it reports what it saw blocks the run's deletions, as an
-        # interrupted local crawl does.
-        self.token = crawler_token()
-        self.lost = False
         self.counts = {"new": 0, "changed": 0, "images": 0, "waits": 0}
 
     @classmethod
@@ -242,35 +459,37 @@ class RedisItemStream:
         spider = self.crawler.spider
         if isinstance(getattr(spider, "refresh", None), RefreshState):
             self.refresh = spider.refresh
-        self.redis = connect(self.url)
-        # From here on, pages are added only to an existing stream: if Redis loses it
-        # (a restart without persistence), the crawler notices instead of starting anew.
-        ensure_group(self.redis, KEYS)
-        self.redis.sadd(KEYS.incomplete, self.token)
-        self.refresh.states = {url: json.loads(v) for url, v in self.redis.hgetall(KEYS.state).items()}
-        if spider is not None and getattr(spider, "starts", None):
-            self.redis.sadd(KEYS.starts, *spider.starts_keys())
-        logger.info("redis %s: %d pages known, items to %s", self.url, len(self.refresh.states), KEYS.stream)
+        work = self.work
+        try:
+            # From here on, pages are added only to an existing stream: if Redis loses it
+            # (a restart without persistence), the crawler notices instead of starting anew.
+            ensure_group(work.redis, KEYS)
+            work.load_states()
+            if spider is not None and getattr(spider, "starts", None):
+                work.join_with_starts(spider.starts_keys())
+        except redis_errors():
+            return  # lose() stops the crawler
+        logger.info("redis %s: %d pages known, items to %s", work.url, len(self.refresh.states), KEYS.stream)
 
     async def process_item(self, item: Any) -> Any:
         page = stamped_page(item)
-        # Backpressure: the indexer (one Whoosh writer) sets the pace.
-        while self.redis.xlen(KEYS.stream) >= self.maxlen:
-            self.counts["waits"] += 1
-            await asyncio.sleep(0.2)
+        work = self.work
+        lease = work.leases.pop(page["url"], None) or ""
         try:
-            added = self.redis.xadd(KEYS.stream, {"page": json.dumps(page, ensure_ascii=False)}, nomkstream=True)
-        except Exception as exc:  # noqa: BLE001 - redis' errors (connection, OOM, READONLY...)
-            added = None
-            detail = f"{type(exc).__name__}: {exc}"
-        else:
-            detail = f"the stream {KEYS.stream} is gone (Redis restarted without persistence?)"
+            # Backpressure: the indexer (one Whoosh writer) sets the pace.
+            while work.redis.xlen(KEYS.stream) >= self.maxlen and not work.lost:
+                self.counts["waits"] += 1
+                await asyncio.sleep(0.2)
+            if work.lost:
+                raise DropItem("not queued: lost Redis")
+            added = work.redis.eval(
+                PUSH_ITEM, 2, KEYS.stream, KEYS.taken(work.token), json.dumps(page, ensure_ascii=False), lease
+            )
+        except redis_errors() as exc:
+            raise DropItem(f"not queued: {type(exc).__name__}: {exc}") from None
         if added is None:
-            self._lost_redis(detail)
-            raise DropItem(f"not queued: {detail}")
-        inflight = InflightRequests.of(self.crawler)
-        if inflight is not None:
-            inflight.done(page["url"])
+            work.lose(f"the stream {KEYS.stream} is gone (Redis restarted without persistence?)")
+            raise DropItem("not queued: the stream is gone")
         kind = "changed" if page["url"] in self.refresh.states else "new"
         self.counts[kind] += 1
         self.counts["images"] += len(page.get("images") or [])
@@ -278,45 +497,14 @@ class RedisItemStream:
         self.inc("images/queued", len(page.get("images") or []))
         return item
 
-    def _lost_redis(self, detail: str) -> None:
-        """Pages can no longer reach the indexer: stop, exit 1, and let the run be
-        incomplete (this crawler's token stays in the incomplete set)."""
-        self.inc("redis/errors")
-        if self.lost:
-            return
-        self.lost = True
-        logger.error("lost Redis at %s: %s; stopping (the run stays incomplete)", self.url, detail)
-        engine = self.crawler.engine
-        if engine is not None:
-            from twisted.internet import reactor
-
-            reactor.callLater(0, lambda: deferred_from_coro(engine.close_spider_async(reason="redis_error")))
-
     def spider_closed(self, reason: str) -> None:
-        if self.redis is None:
-            return
-        try:
-            self._report(reason)
-        except Exception as exc:  # noqa: BLE001 - redis' errors: the token stays, the run is incomplete
-            self._lost_redis(f"{type(exc).__name__}: {exc}")
-            return
-
-    def _report(self, reason: str) -> None:
-        with self.redis.pipeline() as pipe:
-            if self.refresh.seen:
-                pipe.sadd(KEYS.seen, *self.refresh.seen)
-            if self.refresh.incomplete:
-                pipe.sadd(KEYS.incomplete, *self.refresh.incomplete)
-            for start, n in self.refresh.open_listings.items():
-                pipe.hincrby(KEYS.listings, start, n)
-            for start, n in self.refresh.listed.items():
-                pipe.hincrby(KEYS.listed, start, n)
-            if reason != "finished" or self.lost:
-                pipe.sadd(KEYS.incomplete, "*")
-            else:
-                pipe.srem(KEYS.incomplete, self.token)
-            pipe.execute()
+        work = self.work
         self.inc("redis/backpressure_waits", self.counts["waits"])
+        if work.run:
+            try:
+                self._report(reason)
+            except redis_errors():
+                pass  # lose() was called: the crawler's token stays, the run is incomplete
         logger.info(
             "crawl finished (%s): pages seen %d, new %d, changed %d; images queued %d for the indexer",
             reason,
@@ -324,4 +512,23 @@ class RedisItemStream:
             self.counts["new"],
             self.counts["changed"],
             self.counts["images"],
+        )
+
+    def _report(self, reason: str) -> None:
+        work = self.work
+        report = {
+            "seen": sorted(self.refresh.seen),
+            "incomplete": sorted(self.refresh.incomplete),
+            "listings": dict(self.refresh.open_listings),
+            "listed": dict(self.refresh.listed),
+        }
+        finished = reason == "finished" and not work.lost
+        work.redis.eval(
+            REPORT,
+            0,
+            KEYS.prefix,
+            work.run,
+            work.token,
+            json.dumps(report, ensure_ascii=False),
+            "1" if finished else "0",
         )

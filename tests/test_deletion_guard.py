@@ -41,10 +41,16 @@ class FakeRedis:
     """The keys finish_run reads: a run whose one start was listed to its end."""
 
     def __init__(self) -> None:
-        keys = ingest.KEYS
+        keys = ingest.KEYS.of_run("r1")
         self.sets: dict[str, set[str]] = {keys.seen: set(SEEN), keys.incomplete: set()}
         self.hashes: dict[str, dict[str, str]] = {keys.listings: {START: "0"}, keys.listed: {START: "4"}}
         self.deleted_state: list[str] = []
+
+    def get(self, key: str) -> str | None:
+        return "r1" if key == ingest.KEYS.run else None
+
+    def eval(self, script: str, numkeys: int, *args: str) -> int:
+        return 0  # no work left; the run's end
 
     def exists(self, key: str) -> int:
         return 0

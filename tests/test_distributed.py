@@ -248,13 +248,22 @@ def test_crawlers_wait_while_the_stream_is_full(redis_url, corpus, tmp_path):
 
 
 def test_refresh_rules_hold_across_a_distributed_run(redis_url, tmp_path, capsys):
+    import redis
+
+    from index.distributed import ingest
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
     pages = tmp_path / "pages"
     generate(pages, 12, seed=31)
     index = tmp_path / "index"
     files = sorted(pages.rglob("*.md"))
 
-    def run(crawlers: int = 2) -> tuple[list[str], str]:
+    def run(crawlers: int = 2, killed: bool = False) -> tuple[list[str], str]:
         enqueue(redis_url, str(pages))
+        if killed:  # a crawler of the run killed -9 before it reported what it saw
+            run_keys = ingest.KEYS.of_run(r.get(ingest.KEYS.run))
+            r.sadd(run_keys.crawlers, "elsewhere-123")
+            r.sadd(run_keys.incomplete, "crawler:elsewhere-123")
         procs = [start_crawler(redis_url) for _ in range(crawlers)]
         errs = [finish(p)[1] for p in procs]
         result = index_main(
@@ -278,47 +287,10 @@ def test_refresh_rules_hold_across_a_distributed_run(redis_url, tmp_path, capsys
 
     # A crawler killed -9 mid-run never reports what it saw: its token stays in the
     # run's "incomplete" set and the run deletes nothing, as an interrupted local crawl.
-    import redis
-
     files[2].unlink()
-    redis.Redis.from_url(redis_url).sadd("pages:run:incomplete", "crawler:elsewhere-123")
-    _, out = run(crawlers=1)
+    _, out = run(crawlers=1, killed=True)
     assert "run finished: 0 vanished pages deleted" in out
     assert len(page_documents(index)) == 11
-
-
-def test_a_crawler_killed_midway_loses_no_page(redis_url, http_root, tmp_path, capsys):
-    import redis
-
-    from conftest import sitemap
-
-    root, base, server = http_root
-    for i in range(30):
-        (root / f"page-{i}.md").write_text(
-            f'+++\ntitle = "p{i}"\n+++\n[ ![](https://x.example/{i}.jpg)](https://x.example/{i}) Neck stretch {i}\n'
-        )
-    (root / "sitemap.xml").write_text(sitemap([f"{base}/page-{i}.md" for i in range(30)]))
-    server.delay = 0.4  # slow pages: requests are in flight when the crawler dies
-    r = redis.Redis.from_url(redis_url)
-    enqueue(redis_url, f"{base}/sitemap.xml")
-    ttl = ("-s", "REDIS_CRAWLER_TTL=2", "-s", "CONCURRENT_REQUESTS=4", "-s", "AUTOTHROTTLE_ENABLED=False")
-    first = start_crawler(redis_url, *ttl)
-    deadline = time.monotonic() + 60
-    while r.xlen("pages:items") < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    inflight = [k for k in r.scan_iter("pages:inflight:*")]
-    assert inflight and r.hlen(inflight[0]) > 0  # what the dead crawler was fetching
-    time.sleep(2.5)  # its heartbeat expires
-    _, err = finish(start_crawler(redis_url, *ttl))
-    assert crawler_stat(err, "redis/recovered_requests") > 0
-    index = tmp_path / "index"
-    result = index_main(capsys, "ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "1")
-    assert result.returncode == 0, result.stderr[-2000:]
-    titles = sorted(p["title"] for p in page_documents(index))
-    assert titles == sorted(f"p{i}" for i in range(30))
-    assert len(image_documents(index)) == 30
 
 
 def _page(url: str, **changes: object) -> dict:
@@ -384,5 +356,8 @@ def test_a_crawler_that_loses_redis_exits_1_and_the_run_deletes_nothing(redis_ur
     assert crawler.returncode == 1, err[-3000:]
     assert "lost Redis" in err and crawler_stat(err, "redis/errors") >= 1
     assert "Traceback" not in err
-    # What the crawler could still write marks the run incomplete: --finish deletes nothing.
-    assert "*" in {m.decode() for m in r.smembers("pages:run:incomplete")}
+    # What the crawler could still write marks its run incomplete; the run itself is gone
+    # with the flush, so --finish has no run to finish and deletes nothing.
+    incomplete = [k for k in r.scan_iter("pages:run:*:incomplete")]
+    assert incomplete and b"*" in r.smembers(incomplete[0])
+    assert r.get("pages:run") is None

@@ -14,7 +14,9 @@ deletes) the batch's entries. So:
 
 After each commit the indexer publishes the committed pages' refresh state to a Redis hash,
 which crawlers load at start to skip unchanged pages (the index itself may live on another
-machine). ``--finish`` applies the "vanished pages" rule once a distributed run is over.
+machine); when it starts, it replaces them by the index's own if they differ (a new,
+rebuilt or restored index). ``--finish`` applies the "vanished pages" rule once the current
+run is over (:func:`finish_run`). The keys and scripts are :mod:`index.distributed.keys`.
 
 No Scrapy here; ``redis`` is imported lazily so that ``python -m index search`` does not
 pay for it.
@@ -32,6 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from index.deletion import DeletionPlan, plan_deletions
+from index.distributed.keys import (
+    END_RUN,
+    ENQUEUE,
+    KEYS,
+    RUN_HAS_WORK,
+    Keys,
+    connect,
+    ensure_group,
+    new_run_id,
+)
 from index.model.contract import page_problem
 from index.model.documents import STATE_FIELDS, page_documents, start_key
 from index.model.state import load_page_states
@@ -40,111 +52,59 @@ from index.progress import IngestProgress
 from index.writing.pagewriter import PageWriter
 
 __all__ = [
-    "DUPEFILTER_KEY",
+    "EXIT_RUN_ACTIVE",
     "KEYS",
     "IngestStats",
     "Keys",
+    "RunActive",
     "enqueue",
     "ensure_group",
     "finish_run",
     "ingest",
     "state_of",
+    "state_of_record",
+    "sync_state",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-# scrapy-redis's name for a spider's duplicate filter (its default); RedisAddon sets it as
-# SCHEDULER_DUPEFILTER_KEY, so the crawlers and this module use this one spelling.
-DUPEFILTER_KEY = "%(spider)s:dupefilter"
+# What `finish_run` answers when the run is not over (crawlers alive or work left).
+EXIT_RUN_ACTIVE = 3
+# Seconds the keys of a run replaced without --finish stay (its crawlers' late reports).
+REPLACED_RUN_TTL = 7 * 24 * 3600
 
 
-@dataclass(frozen=True)
-class Keys:
-    """Every Redis key the distributed mode uses, under one prefix: the spider's name
-    (``pipeline.spiders.pages.PagesSpider.name``), which scrapy-redis names its own keys
-    after."""
-
-    prefix: str = "pages"
-
-    @property
-    def dupefilter(self) -> str:  # scrapy-redis: fingerprints of every request of the run
-        return DUPEFILTER_KEY % {"spider": self.prefix}
-
-    @property
-    def stream(self) -> str:  # page items, crawlers → indexer
-        return f"{self.prefix}:items"
-
-    @property
-    def group(self) -> str:
-        return "indexer"
-
-    @property
-    def state(self) -> str:  # url → refresh state JSON, indexer → crawlers
-        return f"{self.prefix}:state"
-
-    @property
-    def start_urls(self) -> str:  # starts waiting for a crawler (scrapy-redis list)
-        return f"{self.prefix}:start_urls"
-
-    @property
-    def starts(self) -> str:  # every start of the current run
-        return f"{self.prefix}:run:starts"
-
-    @property
-    def seen(self) -> str:  # every page URL a crawler reached in the current run
-        return f"{self.prefix}:run:seen"
-
-    @property
-    def incomplete(self) -> str:  # starts that did not complete, or "*" for the run
-        return f"{self.prefix}:run:incomplete"
-
-    @property
-    def listings(self) -> str:  # start -> its listings opened less those read to the end
-        return f"{self.prefix}:run:listings"
-
-    @property
-    def listed(self) -> str:  # start -> entries its listings yielded
-        return f"{self.prefix}:run:listed"
-
-    @property
-    def dead(self) -> str:  # entries the indexer could not use, with the reason
-        return f"{self.prefix}:dead"
-
-
-KEYS = Keys()
-
-
-def connect(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(url, decode_responses=True)
+def _state(url: str, content_hash: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
+    state = {k: fields[k] for k in STATE_FIELDS if fields.get(k) is not None}
+    state["url"] = url
+    state["content_hash"] = content_hash
+    return state
 
 
 def state_of(page: dict[str, Any]) -> dict[str, Any]:
     """What a crawler needs to know about an indexed page to skip it when unchanged."""
-    fetch = page.get("fetch") or {}
-    state = {k: fetch[k] for k in STATE_FIELDS if fetch.get(k) is not None}
-    state["url"] = page["url"]
-    state["content_hash"] = page.get("content_hash")
-    return state
+    return _state(page["url"], page.get("content_hash"), page.get("fetch") or {})
+
+
+def state_of_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The same, from a page document's stored record (the fetch facts are kept flat)."""
+    return _state(record["url"], record.get("content_hash"), record)
 
 
 def enqueue(url: str, starts: list[str], keys: Keys = KEYS) -> int:
-    """Push starts for the crawlers (and record them as this run's starts)."""
+    """Push starts for the crawlers, into the current run or a new one (see ENQUEUE).
+    Paths become absolute here: crawlers on other machines must read the same path (a
+    shared mount), and the run remembers its starts in one spelling."""
     r = connect(url)
-    if not r.exists(keys.starts):
-        # The first starts of a new run: pages fetched by the previous run must be
-        # fetchable again (scrapy-redis keeps its duplicate filter between runs).
-        r.delete(keys.dupefilter)
-    with r.pipeline() as pipe:
-        for start in starts:
-            # Paths become absolute here: crawlers on other machines must read the same
-            # path (a shared mount), and the run remembers its starts in one spelling.
-            key = start_key(start)
-            pipe.rpush(keys.start_urls, key)
-            pipe.sadd(keys.starts, key)
-        pipe.execute()
+    run, replaced = r.eval(ENQUEUE, 0, keys.prefix, new_run_id(), *(start_key(s) for s in starts))
+    if replaced:
+        logger.warning("run %s had no work left and was never finished: nothing of it is deleted", replaced)
+        # Its reports are never read again; a crawler may still add a late one: they go
+        # in a while rather than at once.
+        for key in keys.of_run(replaced).all():
+            r.expire(key, REPLACED_RUN_TTL)
+    logger.info("%d starts queued in run %s", len(starts), run)
     return len(starts)
 
 
@@ -156,16 +116,6 @@ class IngestStats:
     claimed: int = 0
     dead: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def ensure_group(r: Any, keys: Keys) -> None:
-    import redis
-
-    try:
-        r.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
 
 
 def _claim_orphans(r: Any, keys: Keys, consumer: str) -> int:
@@ -215,6 +165,8 @@ def ingest(
     writer = PageWriter(index_dir, **(options.page_writer() | {"commit_docs": 10**12, "commit_seconds": float("inf")}))
     writer.open()  # takes the index's session lock: a second indexer fails here
     stats = IngestStats()
+    if sync_state(r, index_dir, keys):
+        logger.warning("the page states in Redis did not match %s: replaced by the index's own", index_dir)
     pending = _Uncommitted()
     progress = IngestProgress(lambda: r.xlen(keys.stream))  # a live line on a terminal, else log lines
     try:
@@ -252,6 +204,26 @@ def ingest(
     return stats
 
 
+def sync_state(r: Any, index_dir: str, keys: Keys = KEYS) -> bool:
+    """Make the published page states those of the index at ``index_dir``; True when they
+    differed (a new, rebuilt, moved or restored index). Crawlers trust these states to
+    skip pages: states of another index would keep its pages out of this one for good.
+    The epoch tells running crawlers to load them again."""
+    wanted = {
+        url: json.dumps(state_of_record(record), sort_keys=True) for url, record in load_page_states(index_dir).items()
+    }
+    if r.hgetall(keys.state) == wanted:
+        return False
+    with r.pipeline() as pipe:  # MULTI: crawlers never load half of it
+        pipe.delete(keys.state)
+        items = list(wanted.items())
+        for i in range(0, len(items), 10_000):
+            pipe.hset(keys.state, mapping=dict(items[i : i + 10_000]))
+        pipe.incr(keys.state_epoch)
+        pipe.execute()
+    return True
+
+
 def _page_of(fields: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """An entry's page and its documents, or ValueError saying why it cannot be indexed."""
     page = json.loads(fields["page"])
@@ -267,10 +239,10 @@ def _write_entries(
     if not pending.ids:
         pending.since = time.monotonic()
     for entry_id, fields in entries:
-        pending.ids.append(entry_id)
         try:
             page, docs = _page_of(fields)
         except Exception as exc:  # noqa: BLE001 - whatever a poison entry raises, it must not stop the indexer
+            pending.ids.append(entry_id)
             # It would come back at every restart and block everything after it: it goes
             # to the dead-letter stream with its reason, and is acknowledged with its batch.
             reason = f"{type(exc).__name__}: {exc}"[:500]
@@ -279,6 +251,13 @@ def _write_entries(
             r.xadd(keys.dead, {"id": str(entry_id), "reason": reason, "page": str(fields.get("page", ""))[:1_000_000]})
             logger.warning("stream entry %s moved to %s: %s", entry_id, keys.dead, reason)
             continue
+        if page["url"] in pending.states:
+            # The same page twice before a commit (two crawlers, a recovered request): the
+            # writer cannot replace uncommitted documents, so commit the first copy and
+            # index this later one over it. Index and published state both say the last.
+            _commit(r, keys, writer, pending, stats)
+            pending.since = time.monotonic()
+        pending.ids.append(entry_id)
         stats.documents += writer.add_page(docs)
         stats.pages += 1
         pending.states[page["url"]] = json.dumps(state_of(page), sort_keys=True)
@@ -299,6 +278,23 @@ def _commit(r: Any, keys: Keys, writer: PageWriter, pending: _Uncommitted, stats
     pending.states.clear()
 
 
+class RunActive(RuntimeError):
+    """The run is not over: a crawler of it is alive, or it still has work."""
+
+
+def run_activity(r: Any, keys: Keys, run: str) -> str | None:
+    """Why the run is not over, or None."""
+    alive = [t for t in r.smembers(keys.of_run(run).crawlers) if r.exists(keys.alive(t))]
+    if alive:
+        return f"{len(alive)} crawlers of run {run} are still running ({', '.join(sorted(alive)[:3])})"
+    if r.eval(RUN_HAS_WORK, 0, keys.prefix):
+        return f"run {run} still has work queued or taken (start a crawler to finish it)"
+    backlog = r.xlen(keys.stream) if r.exists(keys.stream) else 0
+    if backlog:
+        return f"{backlog} pages are still waiting in {keys.stream}: let the indexer drain them first"
+    return None
+
+
 def finish_run(
     redis_url: str,
     index_dir: str,
@@ -307,31 +303,39 @@ def finish_run(
     guard: DeletionGuard | Mapping[str, Any] | None = None,
     options: WriterOptions = DEFAULTS,
 ) -> DeletionPlan:
-    """The end of a distributed run: delete the pages of this run's complete starts that
-    no crawler reached, by the same rule as a local crawl (:mod:`index.deletion`: positive
-    evidence of completeness, the mass-deletion guard), then forget the run. A crawler
-    that ended early or was killed before it reported (``*``, ``crawler:<id>`` in the
-    incomplete set) makes the whole run incomplete. A run whose keys are gone (Redis
-    restarted without persistence) has no complete start, so deletes nothing.
+    """The end of the current distributed run: delete the pages of its complete starts
+    that no crawler reached, by the same rule as a local crawl (:mod:`index.deletion`:
+    positive evidence of completeness, the mass-deletion guard), then forget the run.
+
+    Refuses (:class:`RunActive`) while a crawler of the run is alive or the run has work
+    left: its reports are not all in. A crawler that ended early or was killed before it
+    reported (``*``, ``crawler:<token>`` in the incomplete set) makes the whole run
+    incomplete. No current run (Redis flushed or restarted without persistence) deletes
+    nothing; only the current run's keys are read and deleted, never another run's.
 
     ``guard``: the mass-deletion guard (default: the REFRESH_* settings' defaults), or
     some of its fields by name."""
     if not isinstance(guard, DeletionGuard):
         guard = DeletionGuard(**(guard or {}))
     r = connect(redis_url)
-    backlog = r.xlen(keys.stream) if r.exists(keys.stream) else 0
-    if backlog:
-        raise RuntimeError(f"{backlog} pages are still waiting in {keys.stream}: let the indexer drain them first")
-    incomplete = r.smembers(keys.incomplete)
-    # "*": a crawler ended early; "crawler:<host>-<pid>": one is running or was killed
-    # before it reported what it saw. Either way nobody knows what vanished.
+    run = r.get(keys.run)
+    if run is None:
+        logger.warning("no run to finish in %s: nothing deleted", redis_url)
+        return plan_deletions({}, set(), set())
+    busy = run_activity(r, keys, run)
+    if busy:
+        raise RunActive(busy)
+    rk = keys.of_run(run)
+    incomplete = r.smembers(rk.incomplete)
+    # "*": a crawler ended early; "crawler:<token>": one was killed before it reported
+    # what it saw. Either way nobody knows what vanished.
     interrupted = any(m == "*" or m.startswith("crawler:") for m in incomplete)
     # Crawlers add up, per start, the listings they opened less those they read to their
     # end (a sitemap may be opened by one crawler and read by another): 0 is the proof.
-    listings = r.hgetall(keys.listings)
+    listings = r.hgetall(rk.listings)
     complete = set() if interrupted else {s for s, n in listings.items() if int(n) == 0} - incomplete
-    seen = r.smembers(keys.seen)
-    listed = {k: int(v) for k, v in r.hgetall(keys.listed).items()}
+    seen = r.smembers(rk.seen)
+    listed = {k: int(v) for k, v in r.hgetall(rk.listed).items()}
     states = load_page_states(index_dir)
     plan = plan_deletions(states, complete, seen, listed=listed, **guard.plan_deletions())
     for start, (would, known) in plan.refused.items():
@@ -349,9 +353,10 @@ def finish_run(
         finally:
             writer.close()
         r.hdel(keys.state, *plan.delete)
-    r.delete(keys.starts, keys.seen, keys.incomplete, keys.listings, keys.listed)
+    r.eval(END_RUN, len(rk.all()), *rk.all(), keys.prefix, run)
     logger.info(
-        "run finished: %d complete starts, %d pages seen, %d vanished pages deleted, %d refused",
+        "run %s finished: %d complete starts, %d pages seen, %d vanished pages deleted, %d refused",
+        run,
         len(complete),
         len(seen),
         len(plan.delete),

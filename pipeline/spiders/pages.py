@@ -104,7 +104,6 @@ class PagesSpider(scrapy.Spider):
         # The pipeline that writes the index loads the known page states into it; without
         # an index (INDEX_ENABLED=False) it stays empty and every page is fetched.
         self.refresh = RefreshState(starts=self.starts_keys())
-        self._redis: Any = None
         self._idle_since = 0.0
         # For the progress line's total: listings not yet ended, whatever their outcome.
         self._listings_pending = 0
@@ -138,25 +137,22 @@ class PagesSpider(scrapy.Spider):
         return [start_key(s) for s in self.starts]
 
     def _redis_idle(self) -> None:
-        from index.distributed.ingest import KEYS, connect
+        from pipeline.distributed import work_of
 
-        if self._redis is None:
-            self._redis = connect(self.settings.get("REDIS_URL"))
         # One start per idle round: a start (a folder, a sitemap) is a big unit of work,
         # and the next idle crawler should get the next one.
-        starts = self._redis.lpop(KEYS.start_urls, 1) or []
-        for start in starts:
+        started = work_of(self.crawler).queue_next_start(self._requests_of_taken_start)
+        if started:
             self._idle_since = time.monotonic()
-            self.starts.append(start)
-            self.refresh.starts.append(start_key(start))
-            for request in self._requests_or_error(start):
-                self.crawler.engine.crawl(request)
-        if starts:
-            logger.info("took %d starts from Redis", len(starts))
         wait = self.settings.getfloat("REDIS_IDLE_CLOSE", defaults.REDIS_IDLE_CLOSE)
-        if wait and time.monotonic() - self._idle_since >= wait and not starts:
+        if wait and time.monotonic() - self._idle_since >= wait and not started:
             return
         raise DontCloseSpider
+
+    def _requests_of_taken_start(self, start: str) -> Iterator[scrapy.Request]:
+        self.starts.append(start)
+        self.refresh.starts.append(start_key(start))
+        return self._requests_or_error(start)
 
     def _count(self, key: str, n: int = 1) -> None:
         self.crawler.stats.inc_value(key, n)
