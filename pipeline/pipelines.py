@@ -18,7 +18,7 @@ from scrapy.statscollectors import StatsCollector
 from scrapy.utils.defer import deferred_from_coro
 
 from index.admin import record_crawl
-from index.deletion import collapsed
+from index.deletion import canonical_start, collapsed
 from index.errors import IndexLocked, WriterError
 from index.model.contract import page_problem
 from index.model.documents import page_documents
@@ -29,7 +29,7 @@ from index.writing.memory import peak_rss_kb
 from index.writing.pagewriter import PageWriter
 from index.writing.process import WriterProcess
 from pipeline import settings as defaults
-from pipeline.refresh import RefreshState, start_key
+from pipeline.refresh import RefreshState
 from pipeline.steps import mark_duplicates, normalize_captions, normalize_domains, now, stamped_page
 
 __all__ = [
@@ -276,7 +276,7 @@ class IndexWriter(_StatsPipeline):
         plan = self.refresh.deletions(finished, self.guard)
         vanished = plan.delete
         images_deleted = sum(int(self.refresh.states[url].get("image_count") or 0) for url in vanished)
-        held_by = Counter(start_key(self.refresh.collapsed[url]) for url in plan.hold)
+        held_by = Counter(canonical_start(self.refresh.collapsed[url]) for url in plan.hold)
         for start, (would, known) in plan.refused.items():
             emptied = held_by[start]
             logger.warning(

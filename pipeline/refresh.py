@@ -32,11 +32,7 @@ from index.deletion import DeletionPlan, canonical_start, plan_deletions
 from index.options import DeletionGuard
 from pipeline.sitemaps import parse_lastmod
 
-__all__ = ["RUN", "RefreshState", "start_key"]
-
-# One spelling per start (scheme/host case, default port, fragment, trailing slash, ./..,
-# a symlinked folder by the path the user named): index.deletion's, which decides.
-start_key = canonical_start
+__all__ = ["RUN", "RefreshState"]
 
 # The key that marks the whole run incomplete: a failure that names no start.
 RUN = "*"
@@ -83,34 +79,36 @@ class RefreshState:
 
     def mark_incomplete(self, start: str | None, reason: str) -> None:
         """``start`` None (a failure that cannot be traced to a start) marks the run."""
-        key = start_key(start) if start and start != RUN else RUN
+        key = canonical_start(start) if start and start != RUN else RUN
         self.incomplete.setdefault(key, reason)
 
     def listing_opened(self, start: str) -> None:
-        self.open_listings[start_key(start)] += 1
+        self.open_listings[canonical_start(start)] += 1
 
     def listing_read(self, start: str) -> None:
         """A listing of ``start`` was read to its end without an error."""
-        self.open_listings[start_key(start)] -= 1
+        self.open_listings[canonical_start(start)] -= 1
 
     def count_listed(self, start: str, n: int = 1) -> None:
-        self.listed[start_key(start)] += n
+        self.listed[canonical_start(start)] += n
 
     def complete_starts(self) -> set[str]:
         if RUN in self.incomplete:
             return set()
         return {
             key
-            for key in map(start_key, self.starts)
+            for key in map(canonical_start, self.starts)
             if key in self.open_listings and self.open_listings[key] == 0 and key not in self.incomplete
         }
 
     def unfinished_starts(self) -> dict[str, str]:
         """Every start that is not complete, with why (for the log and the stats)."""
         if RUN in self.incomplete:
-            return {key: self.incomplete[RUN] for key in map(start_key, self.starts)} or {RUN: self.incomplete[RUN]}
+            return {key: self.incomplete[RUN] for key in map(canonical_start, self.starts)} or {
+                RUN: self.incomplete[RUN]
+            }
         reasons = dict(self.incomplete)
-        for key in map(start_key, self.starts):
+        for key in map(canonical_start, self.starts):
             if key in reasons:
                 continue
             if key not in self.open_listings:

@@ -350,3 +350,23 @@ def test_a_crawler_of_a_run_that_is_over_reports_and_exits(redis_url, tmp_path):
     first = ingest.KEYS.of_run(first_run)
     assert r.smembers(first.incomplete) == set() and r.scard(first.seen) == 1  # its report, complete
     assert r.llen(ingest.KEYS.start_urls) == 1  # the new run's start waits for the next crawler
+
+
+def test_enqueue_records_a_start_as_the_local_crawl_does(redis_url, tmp_path):
+    """One spelling per start on both paths (issue 29): a symlinked release folder is the
+    start the user named, not its target, and a URL loses its fragment and default port;
+    the distributed run's deletions compare these keys with the pages' starts."""
+    import redis
+
+    from index.deletion import canonical_start
+    from index.distributed import ingest
+
+    release = tmp_path / "releases" / "v1"
+    release.mkdir(parents=True)
+    (tmp_path / "current").symlink_to(release)
+    named = [f"{tmp_path}/current/", "HTTP://A.test:80/sitemap.xml#top"]
+    enqueue(redis_url, *named)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    recorded = r.smembers(ingest.KEYS.of_run(r.get(ingest.KEYS.run)).starts)
+    assert recorded == {f"{tmp_path}/current", "http://a.test/sitemap.xml"}
+    assert recorded == {canonical_start(s) for s in named}

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.deletion import DeletionPlan, plan_deletions
+from index.deletion import DeletionPlan, canonical_start, plan_deletions
 from index.distributed.keys import (
     END_RUN,
     ENQUEUE,
@@ -45,7 +45,7 @@ from index.distributed.keys import (
     new_run_id,
 )
 from index.model.contract import page_problem
-from index.model.documents import STATE_FIELDS, page_documents, start_key
+from index.model.documents import STATE_FIELDS, page_documents
 from index.model.state import load_page_states
 from index.options import DEFAULTS, DeletionGuard, WriterOptions
 from index.progress import IngestProgress
@@ -97,7 +97,7 @@ def enqueue(url: str, starts: list[str], keys: Keys = KEYS) -> int:
     Paths become absolute here: crawlers on other machines must read the same path (a
     shared mount), and the run remembers its starts in one spelling."""
     r = connect(url)
-    run, replaced = r.eval(ENQUEUE, 0, keys.prefix, new_run_id(), *(start_key(s) for s in starts))
+    run, replaced = r.eval(ENQUEUE, 0, keys.prefix, new_run_id(), *(canonical_start(s) for s in starts))
     if replaced:
         logger.warning("run %s had no work left and was never finished: nothing of it is deleted", replaced)
         # Its reports are never read again; a crawler may still add a late one: they go

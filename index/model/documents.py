@@ -6,12 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from index.model.contract import IMAGE_FIELDS, ImageRecord
 
-__all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents", "start_key"]
+__all__ = ["IMAGE_FIELDS", "TEXT_SECTIONS", "index_date", "page_documents"]
 
 # The field weights, defined here once: headline > title > caption as people expect, alt
 # text and tags in between. They are the section weights of the combined search field
@@ -22,14 +21,6 @@ TEXT_SECTIONS = {"headline": 3.0, "title": 2.0, "tags": 1.5, "caption": 1.0, "al
 
 # Page-level state kept for refresh (validators, file facts) besides the contract fields.
 STATE_FIELDS = ("etag", "last_modified", "lastmod", "size", "mtime", "last_seen", "start")
-
-
-def start_key(start: str) -> str:
-    """A start's identity across runs and machines: URLs as given, paths absolute."""
-    if "://" in start and not start.startswith("file://"):
-        return start
-    path = start[len("file://") :] if start.startswith("file://") else start
-    return str(Path(path).expanduser().resolve())
 
 
 def index_date(value: str | None) -> dt.datetime | None:

@@ -32,10 +32,11 @@ from scrapy.utils.gz import gzip_magic_number
 from scrapy.utils.sitemap import sitemap_urls_from_robots
 from twisted.internet.defer import CancelledError
 
+from index.deletion import canonical_start
 from pipeline import settings as defaults
 from pipeline.items import PageItem
 from pipeline.parsing import PageError, parse_page
-from pipeline.refresh import RefreshState, start_key
+from pipeline.refresh import RefreshState
 from pipeline.sitemaps import SitemapError, gunzip_whole, read_sitemap
 from pipeline.siteurls import SiteAddress
 
@@ -134,7 +135,7 @@ class PagesSpider(scrapy.Spider):
         self._idle_since = time.monotonic()
 
     def starts_keys(self) -> list[str]:
-        return [start_key(s) for s in self.starts]
+        return [canonical_start(s) for s in self.starts]
 
     def _redis_idle(self) -> None:
         from pipeline.distributed import work_of
@@ -151,7 +152,7 @@ class PagesSpider(scrapy.Spider):
 
     def _requests_of_taken_start(self, start: str) -> Iterator[scrapy.Request]:
         self.starts.append(start)
-        self.refresh.starts.append(start_key(start))
+        self.refresh.starts.append(canonical_start(start))
         return self._requests_or_error(start)
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -210,7 +211,7 @@ class PagesSpider(scrapy.Spider):
         """A start's requests; a start that fails is logged, counted and left incomplete,
         and the other starts go on. Reaching the end is the start's first proof of
         completeness; a generator closed before (a shutdown) leaves it open."""
-        key = start_key(start)
+        key = canonical_start(start)
         self.refresh.listing_opened(key)
         try:
             yield from self._requests_for(key)
