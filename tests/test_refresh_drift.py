@@ -53,8 +53,10 @@ def test_pages_answering_empty_200_are_refused_like_a_mass_deletion(tmp_path, ht
     index = tmp_path / "index"
     crawl_in_process(index, f"{base}/sitemap.xml")
     before = strip(image_documents(index))
+    later = os.stat(www / names[0]).st_mtime + 2  # If-Modified-Since has a resolution of seconds
     for name in names:
         (www / name).write_text("")  # a maintenance page served as 200
+        os.utime(www / name, (later, later))
     result = crawl_in_process(index, f"{base}/sitemap.xml")
     assert result.returncode == EXIT_DELETE_REFUSED
     assert stat(result, "pages/kept/collapsed") == 10 and stat(result, "pages/delete_refused") == 10
