@@ -228,6 +228,7 @@ def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # Imported here so that `search` keeps its fast start.
     from index import admin
     from index.errors import IndexLocked
+    from index.search.run import DAMAGE, unreadable_index
 
     index_dir = opts.index or default_index_dir()
     try:
@@ -271,6 +272,10 @@ def _admin(opts: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (SearchError, IndexLocked) as exc:
         hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
         err.write(f"error: {exc}{hint}\n")
+        return EXIT_ERROR
+    except DAMAGE as exc:  # a damaged index: what `check` is run to find, said in one line
+        unreadable = unreadable_index(index_dir, exc)
+        err.write(f"error: {unreadable} ({unreadable.hint})\n")
         return EXIT_ERROR
     return EXIT_ERROR
 

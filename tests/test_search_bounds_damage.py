@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import ROOT
+from conftest import ROOT, index_main
 from helpers import item, write
 from index.serve.web import create_app
 
@@ -132,6 +132,18 @@ def test_the_api_answers_json_and_the_page_shows_the_error(damaged):
     page = client.get("/", params={"q": "chair"})
     assert page.status_code == 503 and 'id="error"' in page.text
     assert "Chair stretch" not in page.text
+    start = client.get("/")  # the start page counts the index: the same one line, not a bare 500
+    assert start.status_code == 503 and 'id="error"' in start.text and "cannot read index" in start.text
+
+
+@pytest.mark.parametrize("command", ["stats", "check"])
+@pytest.mark.parametrize("damaged", sorted(set(DAMAGES) - PERMISSIONS), indirect=True)
+def test_operating_a_damaged_index_is_one_line_and_exit_2(damaged, command, capsys):
+    """`check` is what people run on a damaged index: it must say so, not raise."""
+    result = index_main(capsys, command, "--index", str(damaged))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot read index"), result.stderr
 
 
 def test_a_query_nested_too_deeply_is_one_line_everywhere(pristine):

@@ -187,8 +187,10 @@ return {run, replaced}
 
 
 def crawler_token() -> str:
-    """A crawler's name in the keys: its host and process."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """A crawler's name in the keys: its host and process, and a random part, because a
+    restarted container gets the same host name and PID (1): a new crawler under a dead
+    one's name would keep its lease alive and then release its taken work as done."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 def new_run_id() -> str:

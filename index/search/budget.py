@@ -119,14 +119,24 @@ class Budget:
 
     @contextlib.contextmanager
     def slow(self) -> Iterator[None]:
-        """Hold a turn in the slow lane (if any) for the block, checking the budget
-        while waiting for one."""
+        """Hold a turn in the slow lane (if any) for the block. The wait for a turn is
+        not charged to the query's work (a cheap phrase behind a slow one is not "too
+        expensive"), but it is bounded by the same number of seconds, and a caller that
+        has gone stops it."""
         lane = self.slow_lane
         if lane is None:
             yield
             return
+        waiting = time.monotonic()
         while not lane.acquire(timeout=0.05):
-            self.check()
+            if self.cancel.is_set():
+                raise Cancelled("the client went away")
+            if self.seconds is not None and time.monotonic() - waiting > self.seconds:
+                raise BudgetExceeded(
+                    f"no turn for a slow query within {self.seconds:g} s: the server is busy, try again"
+                )
+        if self.started is not None:
+            self.started += time.monotonic() - waiting
         try:
             yield
         finally:

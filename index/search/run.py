@@ -75,7 +75,7 @@ def _as_search_errors(fn: Callable[..., Results]) -> Callable[..., Results]:
             raise QueryError("query nested too deeply: remove some brackets or minus signs") from None
         except DAMAGE as exc:
             logger.debug("search of %s failed", index_dir, exc_info=True)
-            raise _unreadable(index_dir, exc) from None
+            raise unreadable_index(index_dir, exc) from None
         finally:
             # What this search decoded, kept for the next process (a cut-short search's too).
             flush_store()
@@ -154,7 +154,7 @@ def search(
 # -- searchers and recent results --------------------------------------------------------------
 
 
-def _unreadable(index_dir: str | Path, exc: BaseException) -> IndexUnreadable:
+def unreadable_index(index_dir: str | Path, exc: BaseException) -> IndexUnreadable:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
     return IndexUnreadable(
         f"cannot read index at {index_dir}: {reason}".splitlines()[0][:300],
@@ -167,13 +167,13 @@ def _open(index_dir: str | Path) -> whoosh_index.Index:
     try:
         os.listdir(path)  # an unreadable folder is not a missing index
     except (PermissionError, NotADirectoryError) as exc:
-        raise _unreadable(path, exc) from None
+        raise unreadable_index(path, exc) from None
     except OSError:
         pass
     try:
         exists = path.is_dir() and whoosh_index.exists_in(str(path))
     except DAMAGE as exc:  # there, but its table of contents cannot be read
-        raise _unreadable(path, exc) from None
+        raise unreadable_index(path, exc) from None
     if not exists:
         raise IndexMissing(
             f"no index at {path}",
@@ -182,7 +182,7 @@ def _open(index_dir: str | Path) -> whoosh_index.Index:
     try:
         return whoosh_index.open_dir(str(path))
     except Exception as exc:  # noqa: BLE001 - any open failure is one message
-        raise _unreadable(path, exc) from None
+        raise unreadable_index(path, exc) from None
 
 
 # One searcher per index, refreshed (not reopened) when a writer has committed since:

@@ -141,7 +141,7 @@ def code_version() -> str:
     return digest.hexdigest()[:24]
 
 
-def _connect_host(bind: str) -> str:
+def connect_host(bind: str) -> str:
     # A server bound to every address is reached on loopback, whose names it always answers.
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1", "": "127.0.0.1"}.get(bind, bind.strip("[]"))
 
@@ -188,7 +188,7 @@ def announce(
         return
     body = {
         "pid": os.getpid(),
-        "host": _connect_host(host),
+        "host": connect_host(host),
         "port": port,
         "index": os.path.realpath(index_dir),
         "path": os.path.abspath(index_dir),

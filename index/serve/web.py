@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -67,9 +68,18 @@ from index.api import (
     to_api,
 )
 from index.search.budget import CHEAP_COST, Budget, cost
-from index.search.run import search
+from index.search.run import DAMAGE, search, unreadable_index
 from index.serve.overview import search_link, start_page
-from index.serve.remote import CHALLENGE_HEADER, INDEX_HEADER, PROOF_HEADER, TOKEN_HEADER, announce, identity, proof
+from index.serve.remote import (
+    CHALLENGE_HEADER,
+    INDEX_HEADER,
+    PROOF_HEADER,
+    TOKEN_HEADER,
+    announce,
+    connect_host,
+    identity,
+    proof,
+)
 
 __all__ = ["SIDEBAR_FACETS", "allowed_hosts", "create_app", "serve"]
 
@@ -98,7 +108,6 @@ RETRY_AFTER = math.ceil(SERVER_SEARCH_SECONDS)
 # The interpreter lock changes hands this often (Python's default: 5 ms): a slow-lane search
 # in Python loops then holds up a cheap one in the fast lane by at most this much per turn.
 SWITCH_INTERVAL = 0.001
-TOKEN_COOKIE = "pages_token"
 DISCONNECT_POLL = 0.05
 SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
 _MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}")
@@ -249,6 +258,13 @@ def _across_processes(lock_path: str, call: Any, budget: Budget) -> Any:
     return run
 
 
+def _cookie_name(token: str) -> str:
+    """The token's cookie, named after the token: browsers keep one cookie jar per host,
+    not per port, so two servers on one host would replace each other's cookie (and send
+    it to each other) under one fixed name."""
+    return "pages_token_" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
 def create_app(
     index_dir: str | Path,
     hosts: Sequence[str] | None = None,
@@ -317,7 +333,7 @@ def create_app(
     def authorized(request: Request) -> bool:
         if token is None:
             return True
-        given = request.headers.get(TOKEN_HEADER) or request.cookies.get(TOKEN_COOKIE) or ""
+        given = request.headers.get(TOKEN_HEADER) or request.cookies.get(_cookie_name(token)) or ""
         return hmac.compare_digest(given.encode(), token.encode())
 
     def refused() -> Response:
@@ -332,7 +348,7 @@ def create_app(
                 return refused()
             rest = {k: v for k, v in request.query_params.items() if k != "token"}
             response = RedirectResponse("/?" + urlencode(rest) if rest else "/", status_code=303)
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            response.set_cookie(_cookie_name(token), token, httponly=True, samesite="strict")
             return response
         if not authorized(request):
             return refused()
@@ -368,7 +384,18 @@ def create_app(
             "render_ms": (time.perf_counter() - started) * 1000,
         }
         if not query:  # the start page: the index at a glance (index.serve.overview)
-            context.update(await anyio.to_thread.run_sync(start_page, index_dir, limiter=lanes["fast"][0]))
+            try:
+                context.update(await anyio.to_thread.run_sync(start_page, index_dir, limiter=lanes["fast"][0]))
+            except SearchError as exc:
+                error, status = str(exc), _status(exc)
+                context.update(error=error, hint=exc.hint)
+            except DAMAGE as exc:  # as a search on a damaged index says it
+                unreadable = unreadable_index(index_dir, exc)
+                error, status = str(unreadable), _status(unreadable)
+                context.update(error=error, hint=unreadable.hint)
+            except Exception as exc:  # noqa: BLE001 - one line on the page, never a bare 500
+                error, status = _unexpected(exc), 500
+                context.update(error=error)
         response = templates.TemplateResponse(request, "search.html", context, status_code=status if error else 200)
         response.headers.update(SECURITY_HEADERS)
         if status == 503:
@@ -510,7 +537,9 @@ def serve(
         config = uvicorn.Config(create_app(index_dir, hosts, secret, token), log_level="info")
     log = logging.getLogger("uvicorn.error")  # configured by uvicorn.Config: the server's own log
     bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if sock.family == socket.AF_INET6 else bound_host
+    # A server bound to every address (0.0.0.0, ::) answers its link on loopback.
+    reached = connect_host(bound_host)
+    shown = f"[{reached}]" if ":" in reached else reached
     # The numeric address it bound: `localhost` may lead a browser to ::1 first, where
     # another user may listen on the same port.
     log.info("Search page on http://%s:%d/?token=%s (Press CTRL+C to quit)", shown, bound_port, token)
