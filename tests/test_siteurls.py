@@ -217,3 +217,17 @@ def test_the_spider_argument_and_the_setting():
     assert not PagesSpider.from_crawler(get_crawler(PagesSpider), start="x").site
     with pytest.raises(ValueError, match="base_url must be an http"):
         PagesSpider.from_crawler(get_crawler(PagesSpider), start="x", base_url="example.org")
+
+
+def test_a_page_moved_by_front_matter_that_cannot_be_read_is_kept(site, tmp_path):
+    """about.md is published at /about-us/ because its front matter says so; once it
+    cannot be read, only its front matter could say which indexed page it is: its start
+    deletes nothing this run (before, the page was deleted as vanished)."""
+    index = tmp_path / "index"
+    settings = {"PAGES_BASE_URL": BASE}
+    crawl_in_process(index, str(site), settings=settings)
+    (site / "content/about.md").write_text("+++\ntitle = [unclosed\n+++\n")
+    broken = crawl_in_process(index, str(site), settings=settings)
+    assert "https://example.org/about-us/" in {p["url"] for p in page_documents(index)}
+    assert no_stat(broken, "pages/deleted")
+    assert stat(broken, "starts/incomplete/page_address_unknown") == 1

@@ -303,7 +303,7 @@ class PagesSpider(scrapy.Spider):
             self._count("pages/invalid")
             self._count("pages/invalid/unreadable")
             logger.warning("skipped %s: unreadable (%s)", url, getattr(exc, "strerror", None) or exc)
-            self.refresh.mark_seen(self.site.key(url, start))  # keep what was indexed; it may come back
+            self._hold(url, start)  # keep what was indexed; it may come back
             return None
         key = self.site.key(url, start)  # the page's URL in the index
         if self.refresh.file_unchanged(key, stat):
@@ -314,6 +314,7 @@ class PagesSpider(scrapy.Spider):
         if maxsize and stat.st_size > maxsize:
             # Scrapy enforces DOWNLOAD_MAXSIZE for HTTP only; files get the same rule.
             self._count("pages/seen")
+            self._hold(url, start)
             self._too_large(key, f"{stat.st_size} bytes > DOWNLOAD_MAXSIZE {maxsize}")
             return None
         meta = dict(LOCAL_META, fetch={"start": start, "size": stat.st_size, "mtime": stat.st_mtime_ns})
@@ -395,6 +396,17 @@ class PagesSpider(scrapy.Spider):
             fetch["last_modified"] = _header(response, b"Last-Modified")
         yield PageItem.from_page(page, fetch={k: v for k, v in fetch.items() if v is not None})
 
+    def _hold(self, url: str, start: str | None) -> None:
+        """Keep what the index holds for the page read from ``url``. With a site address,
+        a file page's published URL may come from its front matter (``url``, ``slug``,
+        ``permalink``), which a page that cannot be read does not give: unless the index
+        holds it under its address by path, its start deletes nothing this run (the page
+        is indexed under an address only its front matter knows)."""
+        key = self.site.key(url, start)
+        self.refresh.mark_seen(key)
+        if self.site and url.startswith("file:") and key not in self.refresh.states:
+            self.refresh.mark_incomplete(start, "page_address_unknown")
+
     def _too_large(self, url: str, detail: str) -> None:
         self.refresh.mark_seen(url)  # keep what was indexed before it grew
         self._count("pages/invalid")
@@ -405,9 +417,10 @@ class PagesSpider(scrapy.Spider):
         """Keep what the index holds for every URL the request went through (a file page
         by its address, see :meth:`SiteAddress.key`); the number of them it holds."""
         start = _start_of(request)
-        hops = [self.site.key(url, start) for url in _hops(request)] if request is not None else []
-        for url in hops:
-            self.refresh.mark_seen(url)
+        through = list(_hops(request)) if request is not None else []
+        for url in through:
+            self._hold(url, start)
+        hops = [self.site.key(url, start) for url in through]
         if stat:
             self._count(stat)
         return sum(1 for url in hops if url in self.refresh.states)
