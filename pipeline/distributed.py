@@ -51,6 +51,7 @@ from index.distributed.keys import (
     TAKE_START,
     crawler_token,
     ensure_group,
+    forget_replaced_run,
     new_run_id,
 )
 from pipeline import settings as defaults
@@ -276,7 +277,9 @@ class InflightRequests:
         return start
 
     def join_with_starts(self, starts: list[str]) -> None:
-        self.run = _text(self.redis.eval(JOIN_WITH_STARTS, 0, KEYS.prefix, self.token, self.ttl, new_run_id(), *starts))
+        run, replaced = self.redis.eval(JOIN_WITH_STARTS, 0, KEYS.prefix, self.token, self.ttl, new_run_id(), *starts)
+        self.run = _text(run)
+        forget_replaced_run(self.redis, KEYS, _text(replaced))
         logger.info("working for run %s", self.run)
 
     def load_states(self) -> None:

@@ -19,6 +19,7 @@ import test_distributed as td
 from test_distributed import REDIS_SERVER, crawler_stat, enqueue, finish, start_crawler, start_indexer
 
 from conftest import free_port, index_main, page_documents, sitemap
+from index.distributed.keys import REPLACED_RUN_TTL
 
 # The Redis fixtures of test_distributed (a redis-server of this module's own).
 redis_server, redis_url = td.redis_server, td.redis_url
@@ -228,7 +229,7 @@ def test_a_new_run_fetches_changed_pages_again_without_finish(redis_url, tmp_pat
         ingest.ingest(redis_url, str(index), block_ms=100, idle_exit=0.3, options=WriterOptions(procs=1))
     assert [p["title"] for p in page_documents(index)] == ["new"]
     # The first run, never finished, was replaced: its reports expire, nothing deleted.
-    assert runs[0] != runs[1] and 0 < r.ttl(ingest.KEYS.of_run(runs[0]).seen) <= ingest.REPLACED_RUN_TTL
+    assert runs[0] != runs[1] and 0 < r.ttl(ingest.KEYS.of_run(runs[0]).seen) <= REPLACED_RUN_TTL
 
 
 def test_a_rebuilt_index_is_filled_again(redis_url, tmp_path):
@@ -370,3 +371,22 @@ def test_enqueue_records_a_start_as_the_local_crawl_does(redis_url, tmp_path):
     recorded = r.smembers(ingest.KEYS.of_run(r.get(ingest.KEYS.run)).starts)
     assert recorded == {f"{tmp_path}/current", "http://a.test/sitemap.xml"}
     assert recorded == {canonical_start(s) for s in named}
+
+
+def test_a_crawler_given_its_own_starts_begins_a_new_run_when_the_old_one_is_done(redis_url):
+    """Issue 28 #6 for `scrapy crawl pages -a start=... -s REDIS_URL=...`: joining a run
+    with no work left must begin a new one and clear its duplicate filter, as `enqueue`
+    does (one Lua rule for both); before, changed pages were dropped as duplicates."""
+    import redis
+
+    from index.distributed.keys import JOIN_WITH_STARTS, KEYS
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r.set(KEYS.run, "old")
+    r.sadd(KEYS.dupefilter, "fingerprint-of-p0")
+    run, replaced = r.eval(JOIN_WITH_STARTS, 0, KEYS.prefix, "crawler-a", 60, "new", "/srv/site")
+    assert (run, replaced) == ("new", "old")
+    assert not r.exists(KEYS.dupefilter) and r.get(KEYS.run) == "new"
+    # A second crawler joining while the run has work left stays in it.
+    r.zadd(KEYS.requests, {"a request": 0})
+    assert r.eval(JOIN_WITH_STARTS, 0, KEYS.prefix, "crawler-b", 60, "newer", "/srv/site") == ["new", ""]

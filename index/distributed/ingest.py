@@ -42,6 +42,7 @@ from index.distributed.keys import (
     Keys,
     connect,
     ensure_group,
+    forget_replaced_run,
     new_run_id,
 )
 from index.model.contract import page_problem
@@ -72,7 +73,6 @@ logger = logging.getLogger(__name__)
 # What `finish_run` answers when the run is not over (crawlers alive or work left).
 EXIT_RUN_ACTIVE = 3
 # Seconds the keys of a run replaced without --finish stay (its crawlers' late reports).
-REPLACED_RUN_TTL = 7 * 24 * 3600
 
 
 def _state(url: str, content_hash: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,12 +98,7 @@ def enqueue(url: str, starts: list[str], keys: Keys = KEYS) -> int:
     shared mount), and the run remembers its starts in one spelling."""
     r = connect(url)
     run, replaced = r.eval(ENQUEUE, 0, keys.prefix, new_run_id(), *(canonical_start(s) for s in starts))
-    if replaced:
-        logger.warning("run %s had no work left and was never finished: nothing of it is deleted", replaced)
-        # Its reports are never read again; a crawler may still add a late one: they go
-        # in a while rather than at once.
-        for key in keys.of_run(replaced).all():
-            r.expire(key, REPLACED_RUN_TTL)
+    forget_replaced_run(r, keys, replaced)
     logger.info("%d starts queued in run %s", len(starts), run)
     return len(starts)
 

@@ -11,6 +11,7 @@ No Scrapy here; ``redis`` is imported lazily.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -70,6 +71,9 @@ class RunKeys:
 
     def all(self) -> list[str]:
         return [self.starts, self.seen, self.incomplete, self.listings, self.listed, self.crawlers]
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,21 +166,28 @@ RUN_HAS_WORK = "-- run_has_work\n" + WORK_LEFT + "return work_left(ARGV[1]) and 
 # Starts go to the current run, or to a new one when there is none or the current one
 # has no work left (its crawlers are done; a run nobody finished deletes nothing: its
 # reports stay behind under its id, and its duplicate filter goes, so that the new run
-# fetches every page again). One script: a --finish cannot end the run in between.
+# fetches every page again). The one rule for `enqueue` and for a crawler given its own
+# starts, each in one script: a --finish cannot end the run in between.
+CURRENT_RUN = (
+    WORK_LEFT
+    + """
+local function current_run(prefix, fresh)
+  local run = redis.call('GET', prefix .. ':run')
+  if run and work_left(prefix) then return run, '' end
+  redis.call('DEL', prefix .. ':dupefilter')
+  redis.call('SET', prefix .. ':run', fresh)
+  return fresh, run or ''
+end
+"""
+)
+
 # Returns {run id, the run it replaced or ''}.
 ENQUEUE = (
     "-- enqueue\n"
-    + WORK_LEFT
+    + CURRENT_RUN
     + """
 local prefix, fresh = ARGV[1], ARGV[2]
-local run = redis.call('GET', prefix .. ':run')
-local replaced = ''
-if not (run and work_left(prefix)) then
-  redis.call('DEL', prefix .. ':dupefilter')
-  redis.call('SET', prefix .. ':run', fresh)
-  replaced = run or ''
-  run = fresh
-end
+local run, replaced = current_run(prefix, fresh)
 for i = 3, #ARGV do
   redis.call('SADD', prefix .. ':run:' .. run .. ':starts', ARGV[i])
   redis.call('RPUSH', prefix .. ':start_urls', ARGV[i])
@@ -268,17 +279,33 @@ return {'ok', run, start, redis.call('GET', prefix .. ':state:epoch') or '0'}
 
 # Joins the current run (a new one when there is none) for a crawler with starts of its
 # own (-a start=), and records them as the run's starts.
-JOIN_WITH_STARTS = """-- join
+JOIN_WITH_STARTS = (
+    "-- join\n"
+    + CURRENT_RUN
+    + """
 local prefix, token, ttl, fresh = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local run = redis.call('GET', prefix .. ':run')
-if not run then run = fresh; redis.call('SET', prefix .. ':run', run) end
+local run, replaced = current_run(prefix, fresh)
 redis.call('SADD', prefix .. ':crawlers', token)
 redis.call('SADD', prefix .. ':run:' .. run .. ':crawlers', token)
 redis.call('SADD', prefix .. ':run:' .. run .. ':incomplete', 'crawler:' .. token)
 redis.call('SET', prefix .. ':alive:' .. token, run, 'EX', ttl)
 for i = 5, #ARGV do redis.call('SADD', prefix .. ':run:' .. run .. ':starts', ARGV[i]) end
-return run
+return {run, replaced}
 """
+)
+
+# A run replaced without --finish: its reports are never read again, but a crawler may
+# still add a late one, so they go in a while rather than at once.
+REPLACED_RUN_TTL = 7 * 24 * 3600
+
+
+def forget_replaced_run(r: Any, keys: Keys, replaced: str) -> None:
+    if not replaced:
+        return
+    logger.warning("run %s had no work left and was never finished: nothing of it is deleted", replaced)
+    for key in keys.of_run(replaced).all():
+        r.expire(key, REPLACED_RUN_TTL)
+
 
 # A request into the queue unless the run's duplicate filter has its fingerprint (ARGV[4];
 # '' for a request that is not filtered), in one step: recording the fingerprint and
