@@ -79,8 +79,10 @@ def test_a_full_slow_lane_answers_503_at_once_and_cheap_queries_do_not_wait(serv
     for status, response, took in answers:
         if status == 503:
             assert response["headers"]["retry-after"] == str(web.RETRY_AFTER)
-            assert took < 0.5 and b"busy" in response["body"]
-    assert all(status == 200 and took < 0.5 for status, _, took in cheap), cheap
+            # Turned away at once, not after a slow query's turn (behaviour, not speed: the
+            # bound is what waiting for one slow query would take, with room for a busy CI).
+            assert took < 0.9 * SLOW_SECONDS and b"busy" in response["body"]
+    assert all(status == 200 and took < 0.9 * SLOW_SECONDS for status, _, took in cheap), cheap
 
 
 def test_time_queued_in_the_lane_is_reported_not_charged(server):
@@ -105,7 +107,7 @@ def test_a_search_not_started_in_time_is_turned_away(server, monkeypatch):
         time.sleep(0.1)
         status, response, took = get(server, EXPENSIVE)
         assert first.result()[0] == 200
-    assert status == 503 and response["headers"]["retry-after"] and 0.3 <= took < 0.8
+    assert status == 503 and response["headers"]["retry-after"] and 0.3 <= took < 0.3 + SLOW_SECONDS
 
 
 def test_the_slow_lane_is_one_for_all_the_workers(tmp_path):
