@@ -25,7 +25,7 @@ from index import _whoosh
 from index.cache import Cache
 from index.fast import store as arraystore
 from index.model.schema import SURFACE_FIELD
-from index.search.budget import Budget
+from index.search.budget import UNBOUNDED, Budget
 
 __all__ = ["MAX_EXPANSIONS", "expand_multiterms", "lexicon_key", "most_frequent", "prefix_terms", "terms_within"]
 
@@ -200,10 +200,7 @@ def _checked(lookup: Any, budget: Budget | None) -> Any:
 
 def _scanned(words: Any, budget: Budget | None) -> Any:
     """At most :data:`MAX_SCANNED` of ``words``, looking at ``budget`` on the way."""
-    for n, word in enumerate(itertools.islice(words, MAX_SCANNED)):
-        if budget is not None and not n % CHECK_EVERY:
-            budget.check()
-        yield word
+    return (budget or UNBOUNDED).walk(itertools.islice(words, MAX_SCANNED), every=CHECK_EVERY)
 
 
 def frequency_of(reader: Any, fieldname: str) -> Any:
