@@ -45,6 +45,7 @@ from index.distributed.keys import (
     PUSH_ITEM,
     PUSH_REQUEST,
     RECOVER,
+    REPLACED_RUN_TTL,
     REPORT,
     REQUESTS_KEY,
     TAKE_REQUEST,
@@ -534,4 +535,5 @@ class RedisItemStream:
             work.token,
             json.dumps(report, ensure_ascii=False),
             "1" if finished else "0",
+            REPLACED_RUN_TTL,
         )

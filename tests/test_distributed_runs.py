@@ -201,8 +201,18 @@ def test_a_late_report_of_a_finished_run_never_reaches_the_next(redis_url, tmp_p
     enqueue(redis_url, "https://a.test/p")
     second = r.get(ingest.KEYS.run)
     assert second != first
-    r.sadd(ingest.KEYS.of_run(first).incomplete, "*")  # a late report of the first run
+    # A late report of the first run, as a crawler sends it (not finished: it marks "*").
+    import json
+
+    from index.distributed.keys import REPORT
+
+    late = {"seen": ["https://a.test/p"], "incomplete": [], "listings": {}, "listed": {}}
+    r.eval(REPORT, 0, ingest.KEYS.prefix, first, "crawler-late", json.dumps(late), "0", REPLACED_RUN_TTL)
     assert not r.sismember(ingest.KEYS.of_run(second).incomplete, "*")
+    assert r.sismember(ingest.KEYS.of_run(first).incomplete, "*")
+    # Nobody reads it again: its keys expire instead of staying forever.
+    assert 0 < r.ttl(ingest.KEYS.of_run(first).incomplete) <= REPLACED_RUN_TTL
+    assert 0 < r.ttl(ingest.KEYS.of_run(first).seen) <= REPLACED_RUN_TTL
 
 
 def test_a_new_run_fetches_changed_pages_again_without_finish(redis_url, tmp_path, capsys):

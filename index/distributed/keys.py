@@ -371,5 +371,12 @@ if ARGV[5] == '1' then
 else
   redis.call('SADD', base .. ':incomplete', '*')
 end
+-- A late report of a run that is over (finished, or replaced): nobody reads it again;
+-- its keys go after a while instead of staying forever.
+if redis.call('GET', prefix .. ':run') ~= run then
+  for _, part in ipairs({':seen', ':incomplete', ':listings', ':listed'}) do
+    redis.call('EXPIRE', base .. part, ARGV[6])
+  end
+end
 return 1
 """
