@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from whoosh import index as whoosh_index
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
+from index.api import IndexMissing
 from index.deletion import canonical_start
 from index.model.state import load_page_states
 from index.options import ARRAY_STORE_FILE
@@ -23,6 +26,21 @@ LAST_CRAWL = "last_crawl.json"
 STARTS = "starts.json"
 # A start no crawl has reached for this long is reported as stale.
 STALE_AFTER = dt.timedelta(days=7)
+
+
+@contextlib.contextmanager
+def _writing(index_dir: str | Path, wait: bool) -> Iterator[Path]:
+    """The index folder, held with the writer's session lock for the block (one writer
+    per index: a crawl, an ingest, forget or optimize)."""
+    path = Path(index_dir)
+    if not whoosh_index.exists_in(str(path)):
+        raise IndexMissing(f"no index at {path}")
+    lock = SessionLock(path, wait=wait)
+    lock.acquire()
+    try:
+        yield path
+    finally:
+        lock.release()
 
 
 def _search() -> Any:
@@ -89,12 +107,7 @@ def forget(index_dir: str | Path, start: str, wait: bool = False) -> dict[str, i
     from index.writing.pagewriter import PageWriter
 
     key = canonical_start(start)
-    path = Path(index_dir)
-    if not whoosh_index.exists_in(str(path)):
-        raise _search().IndexMissing(f"no index at {path}")
-    lock = SessionLock(path, wait=wait)
-    lock.acquire()
-    try:
+    with _writing(index_dir, wait) as path:
         urls = sorted(
             url
             for url, state in load_page_states(path).items()
@@ -112,8 +125,6 @@ def forget(index_dir: str | Path, start: str, wait: bool = False) -> dict[str, i
         crawled = _read_json(path / STARTS) or {}
         if crawled.pop(key, None) is not None:
             _write_json(path / STARTS, crawled)
-    finally:
-        lock.release()
     return {"pages": len(urls)}
 
 
@@ -194,16 +205,9 @@ def check(index_dir: str | Path) -> list[str]:
 
 def optimize(index_dir: str | Path, wait: bool = False) -> dict[str, int]:
     """Merge all segments into one (takes the writer lock)."""
-    path = Path(index_dir)
-    if not whoosh_index.exists_in(str(path)):
-        raise _search().IndexMissing(f"no index at {path}")
-    lock = SessionLock(path, wait=wait)
-    lock.acquire()
-    try:
+    with _writing(index_dir, wait) as path:
         ix = whoosh_index.open_dir(str(path))
         before = len(ix._segments())
         ix.optimize()
         after = len(whoosh_index.open_dir(str(path))._segments())
-    finally:
-        lock.release()
     return {"segments_before": before, "segments_after": after}
