@@ -66,6 +66,9 @@ logger = logging.getLogger(__name__)
 
 # The meta key of a taken request: its lease id in this crawler's taken requests.
 LEASE = "pages_lease"
+# The meta key of a request a callback yielded: the lease of the request it came from,
+# which is released only once every request it yielded is queued.
+PARENT_LEASE = "pages_parent_lease"
 
 
 def enabled(settings: BaseSettings) -> bool:
@@ -168,8 +171,9 @@ class InflightRequests:
     and starts it took (see the scripts above), and the rule that losing Redis stops it.
 
     Requests are released when their page is in the stream (:class:`RedisItemStream`),
-    when their callback ended without a page (unchanged, invalid, a sitemap), when their
-    successor (a retry, a redirect) is queued, or all at once when the crawler finishes.
+    when their callback ended without a page (unchanged, invalid, a sitemap) and every
+    request it yielded is queued, when their successor (a retry, a redirect) is queued, or
+    all at once when the crawler finishes.
     A request taken twice (its crawler was thought dead) costs a second fetch, never a
     second document: pages are replaced by URL."""
 
@@ -185,6 +189,12 @@ class InflightRequests:
         self.run_over = False
         self.heartbeat: Any = None
         self.leases: dict[str, str] = {}  # page URL -> lease of the request that produced it
+        # Lease -> requests its callback yielded that are not queued yet, and the leases
+        # whose callbacks are over: Scrapy may finish iterating a callback's output before
+        # it has queued what it took from it (async output is consumed in parallel), and a
+        # lease released first, then a kill, lost every page a sitemap listed.
+        self.children: dict[str, int] = {}
+        self.output_over: set[str] = set()
         _lost_handlers.append(self.lose)
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_idle, signal=signals.spider_idle)
@@ -346,19 +356,43 @@ class InflightRequests:
         if produced:
             for url in produced:
                 self.leases[url] = lease
+        elif lease and self.children.get(lease):
+            self.output_over.add(lease)  # released by the last of its requests queued
         else:
-            # Nothing for the stream: the request is done once its callback is (and the
-            # requests it yielded are queued: each is, before the next is asked for).
-            try:
-                self.release(lease)
-            except redis_errors():
-                pass
+            self._release_quietly(lease)
+
+    def _release_quietly(self, lease: str | None) -> None:
+        try:
+            self.release(lease)
+        except redis_errors():
+            pass  # lose() stops the crawler
+
+    def child_yielded(self, lease: str) -> None:
+        self.children[lease] = self.children.get(lease, 0) + 1
+
+    def child_queued(self, lease: str) -> None:
+        """One request ``lease``'s callback yielded is queued (or was a duplicate)."""
+        left = self.children.get(lease, 0) - 1
+        if left > 0:
+            self.children[lease] = left
+            return
+        self.children.pop(lease, None)
+        if lease in self.output_over:
+            self.output_over.discard(lease)
+            self._release_quietly(lease)
+
+    def _mark_child(self, response: Any, element: Any) -> None:
+        lease = response.request.meta.get(LEASE) if response.request is not None else None
+        if lease and isinstance(element, Request) and LEASE not in element.meta:
+            element.meta[PARENT_LEASE] = lease
+            self.child_yielded(lease)
 
     def process_spider_output(self, response: Any, result: Any) -> Any:
         produced: list[str] = []
         for element in result:
             if is_item(element):
                 produced.append(ItemAdapter(element).get("url"))
+            self._mark_child(response, element)
             yield element
         self._done(response, produced)
 
@@ -367,6 +401,7 @@ class InflightRequests:
         async for element in result:
             if is_item(element):
                 produced.append(ItemAdapter(element).get("url"))
+            self._mark_child(response, element)
             yield element
         self._done(response, produced)
 
@@ -390,10 +425,14 @@ def _queue_class() -> type:
             """Queue the request unless ``seen_key`` (the duplicate filter) has its
             ``fingerprint``; whether it was queued."""
             work = self._work()
+            parent = request.meta.pop(PARENT_LEASE, None)
             data = self._encode_request(request)
             lease = request.meta.get(LEASE) or ""
             keys = (self.key, KEYS.taken(work.token), seen_key or KEYS.dupefilter)
-            return bool(self.server.eval(PUSH_REQUEST, 3, *keys, -request.priority, data, lease, fingerprint))
+            queued = bool(self.server.eval(PUSH_REQUEST, 3, *keys, -request.priority, data, lease, fingerprint))
+            if parent:
+                work.child_queued(parent)
+            return queued
 
         def pop(self, timeout: int = 0) -> Request | None:
             try:
