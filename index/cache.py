@@ -49,10 +49,6 @@ class Cache(Generic[V]):
             self._items.move_to_end(key)
             return found[0]
 
-    def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._items
-
     def put(self, key: Hashable, value: V, nbytes: int | None = None) -> V:
         size = self._sizer(value) if nbytes is None else nbytes
         with self._lock:

@@ -65,6 +65,7 @@ ALWAYS_MERGED = frozenset({SURFACE_FIELD})
 MERGED_LEXICON_WORDS = 2_000_000
 # Merged word lists per index state and field (roughly 100 bytes a word).
 _LEXICONS: Cache[Any] = Cache("word lists", 256 * 2**20)
+_UNKNOWN = object()
 
 
 @dataclass
@@ -93,8 +94,9 @@ def _merged_lexicon(reader: Any, fieldname: str) -> _Lexicon | None:
     if key is None or few or fieldname not in reader.schema:
         return None
     key = (key, fieldname)
-    if key in _LEXICONS:
-        return _LEXICONS.get(key)
+    found = _LEXICONS.get(key, _UNKNOWN)  # None is an answer too: a field too big to merge
+    if found is not _UNKNOWN:
+        return found
     row = _lexicon_row(leaves, fieldname)
     lexicon = None if row is None else _stored_lexicon(row, fieldname)
     if lexicon is None:

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from whoosh import index as whoosh_index
 from whoosh.searching import Searcher
@@ -36,7 +36,9 @@ from index.search import collect, decorate
 from index.search.budget import Budget, BudgetExceeded, Cancelled, check_size
 from index.search.parse import check_options, parse
 
-__all__ = ["search"]
+__all__ = ["as_search_errors", "search"]
+
+R = TypeVar("R")
 
 CRAWL_HINT = "scrapy crawl pages -a start=PATH_OR_URL"
 logger = logging.getLogger(__name__)
@@ -57,12 +59,13 @@ DAMAGE = (
 )
 
 
-def _as_search_errors(fn: Callable[..., Results]) -> Callable[..., Results]:
+def as_search_errors(fn: Callable[..., R]) -> Callable[..., R]:
     """Budget overruns, cancellations, a query nested too deeply and a damaged index,
-    raised anywhere inside a search, as the search errors its callers handle."""
+    raised anywhere inside a search (or anything else that reads the index to answer
+    the page: its start page), as the search errors its callers handle."""
 
     @functools.wraps(fn)
-    def wrapper(index_dir: str | Path, *args: Any, **kwargs: Any) -> Results:
+    def wrapper(index_dir: str | Path, *args: Any, **kwargs: Any) -> R:
         try:
             return fn(index_dir, *args, **kwargs)
         except SearchError:
@@ -83,7 +86,7 @@ def _as_search_errors(fn: Callable[..., Results]) -> Callable[..., Results]:
     return wrapper
 
 
-@_as_search_errors
+@as_search_errors
 def search(
     index_dir: str | Path,
     query: str,

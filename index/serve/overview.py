@@ -26,7 +26,7 @@ from index.api import IndexMissing
 from index.cache import Cache
 from index.fast import arrays
 from index.search import decorate
-from index.search.run import _searcher
+from index.search.run import _searcher, as_search_errors
 
 __all__ = ["TOP", "Overview", "overview", "search_link", "start_page"]
 
@@ -80,9 +80,11 @@ def start_page(index_dir: str | Path) -> dict[str, Any]:
         return {"missing": str(exc), "hint": exc.hint}
 
 
+@as_search_errors
 def overview(index_dir: str | Path) -> Overview:
     """The index at ``index_dir`` at a glance (see the module's docstring). Raises
-    :class:`IndexMissing` when there is no index, or an empty one."""
+    :class:`IndexMissing` when there is no index, or an empty one, and
+    :class:`IndexUnreadable` when it cannot be read, as a search does."""
     searcher = _searcher(index_dir)
     last_crawl = Path(index_dir) / LAST_CRAWL
     try:

@@ -68,7 +68,7 @@ from index.api import (
     to_api,
 )
 from index.search.budget import CHEAP_COST, Budget, cost
-from index.search.run import DAMAGE, search, unreadable_index
+from index.search.run import search
 from index.serve.overview import search_link, start_page
 from index.serve.remote import (
     CHALLENGE_HEADER,
@@ -389,10 +389,6 @@ def create_app(
             except SearchError as exc:
                 error, status = str(exc), _status(exc)
                 context.update(error=error, hint=exc.hint)
-            except DAMAGE as exc:  # as a search on a damaged index says it
-                unreadable = unreadable_index(index_dir, exc)
-                error, status = str(unreadable), _status(unreadable)
-                context.update(error=error, hint=unreadable.hint)
             except Exception as exc:  # noqa: BLE001 - one line on the page, never a bare 500
                 error, status = _unexpected(exc), 500
                 context.update(error=error)
