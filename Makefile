@@ -26,13 +26,16 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow
 
 # The property tests (parse_page on bytes, normalizers, search on any query, the fast
-# search path against Whoosh) with FUZZ_EXAMPLES examples each instead of a few hundred.
+# search path against Whoosh) with FUZZ_EXAMPLES examples each instead of make test's few
+# dozen to a few hundred (every test whose count is conftest.fuzz(N) is selected here).
 # `arbitrary` also selects the normalizers' timing fuzzer (tests/test_normalize_timing.py:
 # any repeated unit of syntax must cost linear time in captions, bodies and URLs).
 FUZZ_EXAMPLES ?= 20000
 fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m "not slow" \
-		-k "arbitrary or never_raises or any_query or idempotent or generated_queries"
+		-k "arbitrary or never_raises or any_query or idempotent or generated_queries \
+		or fast_equals_markdown_it or image_line_pairs or without_suffixes or never_words \
+		or not_touched or two_words_of_a_caption or pack_and_unpack"
 
 # The Public Suffix List shipped in the publicsuffixlist wheel: its date and age in days
 # (upgrade the package to get a newer list; nothing is ever downloaded at run time).
