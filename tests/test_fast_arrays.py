@@ -16,7 +16,7 @@ from whoosh import index as whoosh_index
 from whoosh import query as Q
 
 from bench.corpus import WORDS, generate
-from conftest import ROOT, crawl, fuzz
+from conftest import ROOT, crawl_in_process, fuzz
 from index.cache import Cache
 from index.fast import arrays as fastsearch
 from index.search.parse import parse_query
@@ -29,7 +29,8 @@ FILTER_FIELDS = ["site:youtube", "domain:pinterest.com", 'author:"our writers"',
 @pytest.fixture(scope="module")
 def searcher(tmp_path_factory):
     """Three crawls into one index: two folders (two segments), then one folder again
-    with some pages changed, which deletes their old documents from the first segment."""
+    with some pages changed, which deletes their old documents from the first segment.
+    In the tests' crawl process: the index is the subject here, not the command."""
     root = tmp_path_factory.mktemp("fast")
     first, second = root / "first", root / "second"
     generate(first, 24, seed=11)
@@ -38,12 +39,12 @@ def searcher(tmp_path_factory):
     index = root / "index"
     # Small commits and no merging: several segments, as a long-lived index has.
     small = {"INDEX_COMMIT_DOCS": "600", "INDEX_SEGMENT_MAX_DOCS": "10"}
-    assert crawl(index, str(first), settings=small).returncode == 0
-    assert crawl(index, str(second), settings=small).returncode == 0
+    assert crawl_in_process(index, str(first), settings=small).returncode == 0
+    assert crawl_in_process(index, str(second), settings=small).returncode == 0
     for page in sorted(first.rglob("*.md"))[:5]:
         with page.open("a", encoding="utf-8") as out:
             out.write("[ ![](https://changed.example.com/x.jpg)](https://changed.example.com/) Neck stretch anew\n")
-    assert crawl(index, str(first), settings=small).returncode == 0
+    assert crawl_in_process(index, str(first), settings=small).returncode == 0
     ix = whoosh_index.open_dir(str(index))
     with ix.searcher() as s:
         assert len(s.leaf_searchers()) >= 2 and any(r.has_deletions() for r, _ in s.reader().leaf_readers())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, crawl
+from conftest import ROOT, crawl_in_process
 from index.search.run import search
 
 EXAMPLES = ROOT / "examples" / "pages"
@@ -142,7 +142,7 @@ EXACT_TOP: dict[str, str] = {
 @pytest.fixture(scope="module")
 def index(tmp_path_factory) -> Path:
     index = tmp_path_factory.mktemp("judged") / "index"
-    assert crawl(index, str(EXAMPLES)).returncode == 0
+    assert crawl_in_process(index, str(EXAMPLES)).returncode == 0
     return index
 
 
