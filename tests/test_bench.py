@@ -62,7 +62,7 @@ def test_partial_runs_look_in_the_work_dir_they_are_given(tmp_path: Path) -> Non
 def small_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     index = tmp_path_factory.mktemp("bench") / "index"
     captions = ["upper back stretch", "seated chair yoga", "neck pain relief", "desk posture exercises"]
-    write(index, *(item(f"https://example.com/p{n}", captions[n:] + captions[:n]) for n in range(4)))
+    write(index, *(item(f"https://example.com/p{n}", captions[n:] + captions[:n]) for n in range(4)), procs=1)
     return index
 
 

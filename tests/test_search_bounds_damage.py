@@ -85,8 +85,8 @@ PERMISSIONS = {"unreadable_files", "unreadable_folder"}
 def pristine(tmp_path_factory) -> Path:
     index = tmp_path_factory.mktemp("damage") / "ix"
     pages = [item(f"file:///p{n}.md", [f"Chair stretch {n}", f"Upper back {n}"]) for n in range(40)]
-    write(index, *pages[:20])
-    write(index, *pages[20:])  # two commits: a damaged segment among healthy ones
+    write(index, *pages[:20], procs=1)
+    write(index, *pages[20:], procs=1)  # two commits: a damaged segment among healthy ones
     return index
 
 

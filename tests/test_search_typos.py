@@ -33,6 +33,7 @@ def index(tmp_path_factory) -> Path:
         item("file:///a.md", ["Upper back stretch", "Stretches for the neck", "Strech marks cream"]),
         item("file:///b.md", ["Shoulder stretching routine", "Stretcher for patients"], title="Clinic"),
         item("file:///c.md", ["Wheelchair exercises", "Thoracic spine mobility"], title="Mobility"),
+        procs=1,
     )
     return index
 

@@ -26,6 +26,7 @@ def index(tmp_path_factory) -> Path:
         index,
         item("file:///a.md", ["Upper back stretch", "Chair yoga for seniors"], title="Chair exercises"),
         item("file:///b.md", ["Neck stretch at the desk"], title="Office", author="Bob", date="2019-05-01"),
+        procs=1,
     )
     return index
 
@@ -73,7 +74,7 @@ def nasty_index(tmp_path_factory) -> Path:
     page["images"][0]["image_url"] = f"https://x.test/{NASTY}.jpg"
     page["images"][0]["site"] = f"Site{NASTY}"
     page["url"] = f"file:///n{NASTY}.md"
-    write(index, page)
+    write(index, page, procs=1)
     return index
 
 
@@ -111,7 +112,7 @@ def test_private_use_marks_in_page_text_stay_balanced(tmp_path):
     from index.serve.web import marked
 
     index = tmp_path / "ix"
-    write(index, item("file:///m.md", ["Stretch \ue001 open \ue000 close \ue000\ue001"]))
+    write(index, item("file:///m.md", ["Stretch \ue001 open \ue000 close \ue000\ue001"]), procs=1)
     hit = search(index, "stretch open", marks=("\ue000", "\ue001")).hits[0]
     html = str(marked(hit["headline_marked"]))
     assert html.count("<mark>") == html.count("</mark>") == 2
@@ -156,7 +157,7 @@ def test_a_page_dated_off_the_calendar_is_indexed(tmp_path, date):
 
     index_date(date)  # never raises
     index = tmp_path / "ix"
-    write(index, item("file:///d.md", ["Calendar stretch"], date=date))
+    write(index, item("file:///d.md", ["Calendar stretch"], date=date), procs=1)
     assert len(search(index, "calendar").hits) == 1
     assert page_documents(item("file:///d.md", ["x"], date=date))
 
@@ -203,8 +204,8 @@ def shared_index(tmp_path_factory) -> Path:
         for i, image in enumerate(page["images"]):
             image["image_url"] = f"https://img.example.com/shared-{i}.jpg"
         pages.append(page)
-    write(index, *pages[:15])
-    write(index, *pages[15:], item("file:///own.md", ["Own chair"]))
+    write(index, *pages[:15], procs=1)
+    write(index, *pages[15:], item("file:///own.md", ["Own chair"]), procs=1)
     return index
 
 

@@ -38,6 +38,7 @@ def index(tmp_path_factory) -> Path:
         item("file:///b.md", ["The chair & yoga class", "Back pain — relief", "Épinglé sur bureau"], title="Pins"),
         item("file:///c.md", ["Wheelchair users - enabled.in", "Three chair-exercises - Live24x7 News"]),
         item("file:///d.md", ["Cafe\u0301 stretches", "For the record", "Tracking software"], title="Misc"),
+        procs=1,
     )
     return index
 
@@ -283,7 +284,7 @@ def typo_set() -> list[tuple[str, str, str]]:
 @pytest.fixture(scope="module")
 def seed_index(tmp_path_factory) -> Path:
     index = tmp_path_factory.mktemp("seed") / "ix"
-    write(index, item("file:///seed.md", SEED_CAPTIONS, title=""))
+    write(index, item("file:///seed.md", SEED_CAPTIONS, title=""), procs=1)
     return index
 
 
@@ -354,21 +355,29 @@ def test_two_words_of_a_caption_find_it(seed_index, data, caption, how):
 # -- the fast path --------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def segments_index(tmp_path_factory) -> Path:
+    """Two segments and a deleted page (only read by the tests)."""
+    index = tmp_path_factory.mktemp("segments") / "ix"
+    write(index, item("file:///a.md", ["Exercises for seniors", "For the record", "Seated stretches"]), procs=1)
+    write(
+        index, item("file:///b.md", ["The chair & yoga", "HelpGuide.org - the guide", "Three chair-exercises"]), procs=1
+    )
+    write(index, item("file:///c.md", ["For the seniors: chair-exercises", "The seat"]), procs=1)
+    write(index, item("file:///a.md", ["Exercises for seniors, seated", "The record"]), procs=1)  # replaces a.md
+    return index
+
+
 @pytest.mark.parametrize(
     "query", ["the", "for the", "the -chair", "exercises for seniors", "chair-exercises", "helpguide.org", "seaetd"]
 )
-def test_stopword_and_name_queries_score_the_same_on_both_paths(tmp_path, query):
+def test_stopword_and_name_queries_score_the_same_on_both_paths(segments_index, query):
     """The new query shapes (the unscored `words` field, a name's pieces, a tolerant
     word standing for its stems) against Whoosh's exhaustive searcher, over two
     segments and a deleted page."""
     from test_fast_arrays import assert_same
 
-    index = tmp_path / "ix"
-    write(index, item("file:///a.md", ["Exercises for seniors", "For the record", "Seated stretches"]))
-    write(index, item("file:///b.md", ["The chair & yoga", "HelpGuide.org - the guide", "Three chair-exercises"]))
-    write(index, item("file:///c.md", ["For the seniors: chair-exercises", "The seat"]))
-    write(index, item("file:///a.md", ["Exercises for seniors, seated", "The record"]))  # replaces a.md
-    searcher = _searcher(index)
+    searcher = _searcher(segments_index)
     assert len(searcher.leaf_searchers()) >= 2
     q = parse_query(searcher.schema, query)
     q, _ = tolerate(q, searcher.reader(), searcher.schema["text"].analyzer, query)
@@ -385,7 +394,7 @@ def test_about_n_is_an_upper_bound_on_collapsed_images(tmp_path, monkeypatch):
         for image in page["images"]:
             image["image_url"] = f"https://img.example.com/shared-{image['position']}.jpg"
     index = tmp_path / "ix"
-    write(index, *shared)
+    write(index, *shared, procs=1)
     monkeypatch.setattr(collect, "EXACT_COUNT_LIMIT", 0)  # force the estimate, as at scale
     for query, sort in [("*:*", "date"), ("chair", "date"), ("*:*", "relevance")]:
         results = search(index, query, sort=sort, limit=2)

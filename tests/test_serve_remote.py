@@ -202,7 +202,8 @@ class Impostor(http.server.BaseHTTPRequestHandler):
 def impostor() -> Iterator[int]:
     Impostor.asked = []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    # A short poll: shutdown() waits for it (0.5 s by default, at every teardown).
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     yield httpd.server_address[1]
     httpd.shutdown()
 

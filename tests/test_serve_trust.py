@@ -38,8 +38,8 @@ from index.serve import remote
 def indexes(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("trust")
     small, other = base / "small", base / "other"
-    write(small, *[item(f"file:///s{n}.md", [f"Chair stretch {n}"]) for n in range(10)])
-    write(other, *[item(f"file:///o{n}.md", [f"Chair swapped {n}"], title="Other") for n in range(30)])
+    write(small, *[item(f"file:///s{n}.md", [f"Chair stretch {n}"]) for n in range(10)], procs=1)
+    write(other, *[item(f"file:///o{n}.md", [f"Chair swapped {n}"], title="Other") for n in range(30)], procs=1)
     return small, other
 
 
@@ -131,7 +131,8 @@ def recorder() -> Iterator[type[Recorder]]:
     def listen(family_server: type, host: str, port: int = 0) -> int:
         httpd = family_server((host, port), Recorder)
         servers.append(httpd)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        # A short poll: shutdown() waits for it (0.5 s by default, at every teardown).
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
         return httpd.server_address[1]
 
     Recorder.listen = staticmethod(listen)  # type: ignore[attr-defined]
