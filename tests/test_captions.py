@@ -274,7 +274,7 @@ def test_real_text_is_never_changed(text):
     assert repair(text) == text
 
 
-@settings(max_examples=fuzz(500), deadline=None)
+@settings(max_examples=fuzz(150), deadline=None)
 @given(st.text(max_size=200))
 def test_never_raises_and_is_idempotent(raw):
     first = normalize_caption(raw, image_domain="pinterest.com")
@@ -286,7 +286,7 @@ def test_never_raises_and_is_idempotent(raw):
     assert repair(first.caption) == first.caption
 
 
-@settings(max_examples=fuzz(500), deadline=None)
+@settings(max_examples=fuzz(150), deadline=None)
 @given(correct_text())
 def test_correct_text_without_suffixes_is_unchanged(text):
     text = unicodedata.normalize("NFC", " ".join(text.split()))
@@ -336,7 +336,7 @@ _GOOD_CHARS = st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Z
 _NEAR_MISS = st.sampled_from(list("ÃÂâãÅÉÊÓÔÕÖ×ØÙÚÛÜßàáäåæçèéêëìíîïñòóôõö’”“‘…–—™®©°´¨·•€£¥§¶¿¡«»¬±²³µ½¼¾ë"))
 
 
-@settings(max_examples=fuzz(1000), deadline=None)
+@settings(max_examples=fuzz(250), deadline=None)
 @given(st.lists(st.one_of(_GOOD_CHARS, _NEAR_MISS, st.just(" "), st.sampled_from(ALPHABETS[1:])), max_size=40))
 def test_repair_never_changes_arbitrary_text_without_a_mojibake_signature(parts):
     """Repair changes two things only: mojibake, and inline Markdown (reduced to its text,
@@ -394,7 +394,7 @@ _MARKDOWN_PARTS = st.sampled_from(
 _MARKDOWN_TEXT = st.lists(_MARKDOWN_PARTS, max_size=30).map("".join)
 
 
-@settings(max_examples=fuzz(1000), deadline=None)
+@settings(max_examples=fuzz(250), deadline=None)
 @given(_MARKDOWN_TEXT)
 def test_plain_inline_and_repair_are_idempotent_on_markdown(text):
     once = plain_inline(text)
@@ -403,7 +403,7 @@ def test_plain_inline_and_repair_are_idempotent_on_markdown(text):
     assert repair(repaired) == repaired
 
 
-@settings(max_examples=fuzz(1000), deadline=None)
+@settings(max_examples=fuzz(250), deadline=None)
 @given(_MARKDOWN_TEXT.filter(lambda t: "(" not in t and "<" not in t))
 def test_plain_inline_removes_markup_never_words(text):
     # Without `(` and `<` there are no link destinations or autolinks to drop: only

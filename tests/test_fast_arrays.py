@@ -94,7 +94,7 @@ query_text = st.one_of(
 )
 
 
-@settings(max_examples=fuzz(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=query_text)
 def test_generated_queries_match_whoosh(searcher, text):
     q = parse_query(searcher.schema, text)
@@ -156,7 +156,7 @@ tolerant_text = st.lists(
 ).map(" ".join)
 
 
-@settings(max_examples=fuzz(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=tolerant_text)
 def test_generated_queries_with_typos_and_word_starts_match_whoosh(searcher, text):
     """One ranking (issue 18): a tolerant query, expanded to index words, scores the same

@@ -174,7 +174,7 @@ def test_weights_that_float32_cannot_hold_are_kept_exactly():
 _dtypes = st.sampled_from([np.int32, np.int64, np.float32, np.float64, np.uint8])
 
 
-@settings(max_examples=fuzz(200), deadline=None)
+@settings(max_examples=fuzz(80), deadline=None)
 @given(arrays=st.lists(_dtypes.flatmap(lambda t: hnp.arrays(t, st.integers(0, 40))), max_size=4))
 def test_pack_and_unpack_round_trip(arrays):
     back = arraystore.unpack(*arraystore.pack(arrays))

@@ -94,19 +94,19 @@ block_lines = st.one_of(
 )
 
 
-@settings(max_examples=fuzz(200), deadline=None)
+@settings(max_examples=fuzz(80), deadline=None)
 @given(st.lists(lines, min_size=1, max_size=6))
 def test_one_paragraph_fast_equals_markdown_it(paragraph: list[str]) -> None:
     _same("\n".join(paragraph))
 
 
-@settings(max_examples=fuzz(200), deadline=None)
+@settings(max_examples=fuzz(80), deadline=None)
 @given(st.lists(block_lines, min_size=1, max_size=10))
 def test_page_fast_equals_markdown_it(page: list[str]) -> None:
     _same("\n".join(page))
 
 
-@settings(max_examples=fuzz(100), deadline=None)
+@settings(max_examples=fuzz(40), deadline=None)
 @given(image_lines(), image_lines())
 def test_image_line_pairs_in_containers(a: str, b: str) -> None:
     for sep in ("\n", "\n\n", "\n> ", "\n- ", "\n===\n", "\n    "):

@@ -215,7 +215,7 @@ def test_main_entry_point(index, capsys):
     assert out.rstrip().endswith("ms")
 
 
-@settings(max_examples=fuzz(150), deadline=None)
+@settings(max_examples=fuzz(75), deadline=None)
 @given(st.text(max_size=40))
 def test_any_query_string_gives_hits_none_or_one_error(index, text):
     out, err = io.StringIO(), io.StringIO()

@@ -197,7 +197,7 @@ _CLAUSE = st.one_of(
 _QUERY = st.lists(_CLAUSE, min_size=1, max_size=16).map(" ".join)
 
 
-@settings(max_examples=fuzz(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=_QUERY, exact=st.booleans())
 def test_generated_queries_end_within_the_budget(index, query, exact):
     seconds = 0.2

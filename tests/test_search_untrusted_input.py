@@ -301,7 +301,7 @@ _QUERY = st.one_of(
 )
 
 
-@settings(max_examples=fuzz(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     text=_QUERY,
     options=st.lists(

@@ -326,7 +326,7 @@ def _sharing(words: list[str]) -> int:
 CAPTIONS_WITH_TWO = [c for c in SEED_CAPTIONS if len(set(_caption_words(c))) >= 2]
 
 
-@settings(max_examples=fuzz(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz(50), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), caption=st.sampled_from(CAPTIONS_WITH_TWO), how=st.sampled_from(["as written", "typo", "cut"]))
 def test_two_words_of_a_caption_find_it(seed_index, data, caption, how):
     """For any indexed caption, two of its words (as written, one with a typo, or the
