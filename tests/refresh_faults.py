@@ -129,7 +129,12 @@ class Server:
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    # The descriptor closes (with an RST: lingering 0 s) only once the
+                    # handler's reading file lets go of it too: until then the connection
+                    # stayed open, and the crawl saw a timeout instead of a reset.
+                    self.rfile.close()
                     self.connection.close()
+                    self.close_connection = True
                 elif how == "short_length":
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body) + 100))

@@ -177,8 +177,10 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
     from bench.corpus import generate
     from index.admin import check
 
+    # 12 pages (~950 images) committed every 120 documents: some eight commits for the
+    # kills to fall between and into, as 40 pages at 400 gave, at a third of the crawls.
     corpus = tmp_path / "corpus"
-    generate(corpus, 40, seed=99)
+    generate(corpus, 12, seed=99)
     clean = tmp_path / "clean"
     crawl_in_process(clean, str(corpus))
     expected = docs(clean)
@@ -195,7 +197,7 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
         "-s",
         f"INDEX_DIR={index}",
         "-s",
-        "INDEX_COMMIT_DOCS=400",
+        "INDEX_COMMIT_DOCS=120",
         "-s",
         "LOG_LEVEL=WARNING",
     ]
@@ -227,8 +229,9 @@ def test_kill_9_while_sub_writers_write(tmp_path):
     from bench.corpus import generate
     from index.admin import check
 
+    # Sub-writers start with the first batch: a small corpus has them as a large one does.
     corpus = tmp_path / "corpus"
-    generate(corpus, 40, seed=7)
+    generate(corpus, 12, seed=7)
     index = tmp_path / "index"
     args = [sys.executable, "-m", "scrapy", "crawl", "pages", "-a", f"start={corpus}", "-s", f"INDEX_DIR={index}"]
     args += ["-s", "INDEX_WRITER_PROCS=2", "-s", "LOG_LEVEL=WARNING"]
