@@ -75,6 +75,14 @@ def urlset(base: str, paths: list[str], mod: str | None = None) -> bytes:
     return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{body}</urlset>'.encode()
 
 
+class _Listener(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 overflowed when a crawl opened its 8 connections
+    # while this process (the crawl's own) was busy: the kernel dropped the extra SYNs and
+    # the client sent them again a second later, a one-second stall in a crawl in four.
+    request_queue_size = 64
+
+
 class Server:
     """What the local server answers: a path → (status, headers, body) table, plus
     behaviours that break the transfer itself."""
@@ -174,8 +182,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Listener(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

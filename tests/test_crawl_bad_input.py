@@ -227,14 +227,17 @@ def test_disk_full_during_a_commit_keeps_the_last_commit(tmp_path, writer_proces
     index = tmp_path / "index"
     assert crawl_in_process(index, str(folder)).returncode == 0
     (folder / "second.md").write_text(good_page("second", 2))
-    # The command with its default writer, a process of its own (its commits fail).
     # With INDEX_WRITER_PROCESS=False Whoosh's OSError reached the crawl unwrapped: an item
     # error per page, then "finished" and exit 0 with nothing committed.
-    full = run_scrapy(
-        *("crawl", "pages", "-a", f"start={folder}", "-s", f"INDEX_DIR={index}"),
-        *("-s", f"INDEX_WRITER_PROCESS={writer_process}"),
-        env=full_disk(tmp_path),
-    )
+    if writer_process:  # the command's default writer: a process of its own, whose commits fail
+        settings = {"INDEX_WRITER_PROCESS": True}
+        full = crawl_in_process(index, str(folder), settings=settings, env=full_disk(tmp_path))
+    else:  # the command itself, every commit of its own failing
+        full = run_scrapy(
+            *("crawl", "pages", "-a", f"start={folder}", "-s", f"INDEX_DIR={index}"),
+            *("-s", "INDEX_WRITER_PROCESS=False"),
+            env=full_disk(tmp_path),
+        )
     assert full.returncode == 1
     assert "index writer failed; the index keeps its last commit: OSError: [Errno 28] No space left on device" in (
         full.stderr

@@ -16,7 +16,6 @@ import pytest
 
 from conftest import (
     ROOT,
-    crawl,
     crawl_in_process,
     image_documents,
     no_stat,
@@ -249,7 +248,9 @@ def test_kill_9_while_sub_writers_write(tmp_path):
     proc.wait()
     for pid in family:
         assert _wait_gone(pid), f"process {pid} outlived the crawl that started it"
-    final = crawl(index, str(corpus))  # the command, its sub-writers on the index they left
+    # The command's writer (a writer process, two sub-writers) on the index they left:
+    # a lock any of them still held would fail it.
+    final = crawl_in_process(index, str(corpus), settings={"INDEX_WRITER_PROCESS": True, "INDEX_WRITER_PROCS": 2})
     assert final.returncode == 0
     clean = tmp_path / "clean"
     crawl_in_process(clean, str(corpus), settings={"INDEX_WRITER_PROCS": "1"})
