@@ -3,6 +3,7 @@ interrupted crawls delete nothing, kill -9 never breaks the index."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -259,14 +260,20 @@ def test_kill_9_while_sub_writers_write(tmp_path):
     assert not list(index.glob("*.tmp"))
 
 
+def _children(pid: int) -> list[int]:
+    # Read off /proc, not `pgrep -P`: the sub-writer test polls this every 20 ms, and the
+    # pgrep processes took more CPU than the crawl they watched.
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):  # the process or thread is gone
+            found += [int(p) for p in task.read_text().split()]
+    return found
+
+
 def _descendants(pid: int, depth: int = 5) -> list[int]:
     found, level = [], [pid]
     for _ in range(depth):
-        level = [
-            int(p)
-            for parent in level
-            for p in subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
-        ]
+        level = [child for parent in level for child in _children(parent)]
         found += level
     return found
 
