@@ -133,6 +133,10 @@ USER_AGENT = "pages-crawler/0.1 (+https://example.invalid/pages-crawler)"
 # --- operations ----------------------------------------------------------------------
 LOG_LEVEL = "INFO"
 LOGSTATS_INTERVAL = 30.0
+# Scrapy's check for a generator callback that returns a value reads and parses the
+# callback's source again for every response (its cache misses bound methods): a tenth
+# of a crawl's CPU. tests/test_crawl.py checks the spiders' callbacks once instead.
+WARN_ON_GENERATOR_RETURN_VALUE = False
 TELNETCONSOLE_ENABLED = False
 FEED_EXPORT_ENCODING = "utf-8"
 # No listening sockets: a crawl contacts only the sources it was given.

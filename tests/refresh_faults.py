@@ -75,6 +75,14 @@ def urlset(base: str, paths: list[str], mod: str | None = None) -> bytes:
     return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{body}</urlset>'.encode()
 
 
+class _Listener(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 overflowed when a crawl opened its 8 connections
+    # while this process (the crawl's own) was busy: the kernel dropped the extra SYNs and
+    # the client sent them again a second later, a one-second stall in a crawl in four.
+    request_queue_size = 64
+
+
 class Server:
     """What the local server answers: a path → (status, headers, body) table, plus
     behaviours that break the transfer itself."""
@@ -129,7 +137,12 @@ class Server:
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    # The descriptor closes (with an RST: lingering 0 s) only once the
+                    # handler's reading file lets go of it too: until then the connection
+                    # stayed open, and the crawl saw a timeout instead of a reset.
+                    self.rfile.close()
                     self.connection.close()
+                    self.close_connection = True
                 elif how == "short_length":
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body) + 100))
@@ -169,8 +182,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Listener(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

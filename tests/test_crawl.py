@@ -8,8 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from conftest import (
     crawl,
     crawl_in_process,
     image_documents,
+    index_main,
     page_documents,
     run_scrapy,
     sitemap,
@@ -75,31 +74,21 @@ def test_search_json_lines_have_contract_fields(seed_index):
     assert result.stderr == ""
 
 
-def test_search_exit_codes_and_messages(seed_index, tmp_path):
+def test_search_exit_codes_and_messages(seed_index, tmp_path, capsys):
     ok = run_scrapy("search", "chair yoga", "-s", f"INDEX_DIR={seed_index}")
     assert ok.returncode == 0 and "results in" in ok.stdout
     none = run_scrapy("search", "xyzzyplugh", "-s", f"INDEX_DIR={seed_index}")
     assert none.returncode == 1
     bad = run_scrapy("search", "title:(", "-s", f"INDEX_DIR={seed_index}")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
-    missing = subprocess.run(
-        [sys.executable, "-m", "index", "search", "--index", str(tmp_path / "none"), "x"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    missing = index_main(capsys, "search", "--index", str(tmp_path / "none"), "x")
     assert missing.returncode == 2
     assert "scrapy crawl pages -a start=" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
 
-def test_python_m_index_search_matches_scrapy_search(seed_index):
+def test_python_m_index_search_matches_scrapy_search(seed_index, capsys):
     a = run_scrapy("search", "--json", "theraband", "-s", f"INDEX_DIR={seed_index}")
-    b = subprocess.run(
-        [sys.executable, "-m", "index", "search", "--json", "--index", str(seed_index), "theraband"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    b = index_main(capsys, "search", "--json", "--index", str(seed_index), "theraband")
     assert a.returncode == b.returncode == 0
     assert a.stdout == b.stdout
     assert "theraband™" in json.loads(b.stdout.splitlines()[0])["caption"]
@@ -183,3 +172,26 @@ def test_http_page_and_sitemaps_give_the_folder_documents(tmp_path, http_root):
     crawl_in_process(page_index, f"{base}/{SEED.name}")
     assert len(image_documents(page_index)) == 88
     assert {d["page_url"] for d in image_documents(page_index)} == {f"{base}/{SEED.name}"}
+
+
+def test_no_spider_callback_is_a_generator_that_returns_a_value():
+    # Scrapy's own check runs for every response and is off (WARN_ON_GENERATOR_RETURN_VALUE
+    # in pipeline/settings.py): a value returned from a generator callback is lost.
+    import importlib
+    import inspect
+    import pkgutil
+
+    from scrapy.utils.misc import is_generator_with_return_value
+
+    import pipeline.spiders
+
+    generators = [
+        function
+        for info in pkgutil.iter_modules(pipeline.spiders.__path__)
+        for cls in vars(importlib.import_module(f"pipeline.spiders.{info.name}")).values()
+        if inspect.isclass(cls) and cls.__module__.startswith("pipeline.spiders")
+        for function in vars(cls).values()
+        if inspect.isgeneratorfunction(function)
+    ]
+    assert generators
+    assert [f.__qualname__ for f in generators if is_generator_with_return_value(f)] == []

@@ -12,11 +12,11 @@ import threading
 import time
 
 import pytest
+from scrapy.utils.project import get_project_settings
 
 from conftest import (
     ROOT,
     SEED,
-    crawl,
     crawl_in_process,
     full_disk,
     image_documents,
@@ -33,6 +33,9 @@ GOOD = "[ ![](https://good.example.org/{n}.jpg)](https://good.example.org/{n}) G
 
 def good_page(title: str, n: int = 1) -> str:
     return f'+++\ntitle = "{title}"\n+++\n' + "".join(GOOD.format(n=f"{title}-{i}") for i in range(n))
+
+
+MAX_IMAGES = 1_000
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +96,9 @@ def hostile_crawl(tmp_path_factory):
     (folder / "deep" / "deeper" / "page.md").write_text(good_page("deep"))
     index = root / "index"
     started = time.monotonic()
-    result = crawl_in_process(index, str(folder))
+    # The 100,000 images are all read; a tenth of the default limit keeps the indexing of
+    # the ones kept (most of this crawl's time at 10,000) from being the test's cost.
+    result = crawl_in_process(index, str(folder), settings={"PAGES_MAX_IMAGES": MAX_IMAGES})
     elapsed = time.monotonic() - started
     return result, index, folder, elapsed
 
@@ -106,7 +111,8 @@ def test_hostile_folder_crawl_finishes_and_keeps_every_good_page(hostile_crawl):
     assert expected <= titles
     assert {"42", "a, b", "dates"} <= titles  # a number and a list as title become text
     docs = image_documents(index)
-    assert sum(d["title"] == "huge" for d in docs) == 10_000  # PAGES_MAX_IMAGES
+    assert sum(d["title"] == "huge" for d in docs) == MAX_IMAGES  # PAGES_MAX_IMAGES
+    assert get_project_settings().getint("PAGES_MAX_IMAGES") == 10_000  # unless set
     assert [d["image_url"] for d in docs if d["title"] == "nested"] == ["https://good.example.org/nested-before.jpg"]
     assert any(d["title"] == "cp1252" and "Café “good”" in d["caption"] for d in docs)
     assert elapsed < 120
@@ -117,7 +123,7 @@ def test_hostile_folder_reasons_are_counted_and_logged(hostile_crawl):
     assert stat(result, "pages/invalid/too_large") == 1
     assert f"skipped file://{folder / 'too-large.md'}: too_large" in result.stderr
     assert stat(result, "pages/images_truncated") == 1
-    assert "truncated file://" in result.stderr and "100000 images, kept the first 10000" in result.stderr
+    assert "truncated file://" in result.stderr and f"100000 images, kept the first {MAX_IMAGES}" in result.stderr
     assert stat(result, "pages/invalid/unreadable") == 3  # two looping symlinks, one dangling
     assert stat(result, "pages/invalid/binary") == 1
     assert stat(result, "pages/notes/nesting_limited") == 1
@@ -221,14 +227,17 @@ def test_disk_full_during_a_commit_keeps_the_last_commit(tmp_path, writer_proces
     index = tmp_path / "index"
     assert crawl_in_process(index, str(folder)).returncode == 0
     (folder / "second.md").write_text(good_page("second", 2))
-    # The command with its default writer, a process of its own (its commits fail).
     # With INDEX_WRITER_PROCESS=False Whoosh's OSError reached the crawl unwrapped: an item
     # error per page, then "finished" and exit 0 with nothing committed.
-    full = run_scrapy(
-        *("crawl", "pages", "-a", f"start={folder}", "-s", f"INDEX_DIR={index}"),
-        *("-s", f"INDEX_WRITER_PROCESS={writer_process}"),
-        env=full_disk(tmp_path),
-    )
+    if writer_process:  # the command's default writer: a process of its own, whose commits fail
+        settings = {"INDEX_WRITER_PROCESS": True}
+        full = crawl_in_process(index, str(folder), settings=settings, env=full_disk(tmp_path))
+    else:  # the command itself, every commit of its own failing
+        full = run_scrapy(
+            *("crawl", "pages", "-a", f"start={folder}", "-s", f"INDEX_DIR={index}"),
+            *("-s", "INDEX_WRITER_PROCESS=False"),
+            env=full_disk(tmp_path),
+        )
     assert full.returncode == 1
     assert "index writer failed; the index keeps its last commit: OSError: [Errno 28] No space left on device" in (
         full.stderr
@@ -245,8 +254,10 @@ def test_disk_full_during_a_commit_keeps_the_last_commit(tmp_path, writer_proces
 def test_searches_in_a_loop_while_a_crawl_commits(tmp_path):
     from bench.corpus import generate
 
+    # 8 pages (~650 images) committed every 150 documents: commits to race as 40 pages
+    # at 500 gave, with fewer sub-writers to start (two per commit).
     folder = tmp_path / "pages"
-    generate(folder, 40, seed=5)
+    generate(folder, 8, seed=5)
     index = tmp_path / "index"
     (tmp_path / "first").mkdir()
     (tmp_path / "first" / "seed.md").write_text(SEED.read_text("utf-8"))
@@ -270,7 +281,12 @@ def test_searches_in_a_loop_while_a_crawl_commits(tmp_path):
     try:
         # The command's default writer (a writer process, two sub-writers) is the one whose
         # commits the searches race.
-        result = crawl(index, str(folder), str(tmp_path / "first"), settings={"INDEX_COMMIT_DOCS": "500"})
+        result = crawl_in_process(
+            index,
+            str(folder),
+            str(tmp_path / "first"),
+            settings={"INDEX_WRITER_PROCESS": True, "INDEX_WRITER_PROCS": 2, "INDEX_COMMIT_DOCS": 150},
+        )
     finally:
         stop.set()
         thread.join()

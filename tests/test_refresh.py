@@ -3,6 +3,7 @@ interrupted crawls delete nothing, kill -9 never breaks the index."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -16,7 +17,6 @@ import pytest
 
 from conftest import (
     ROOT,
-    crawl,
     crawl_in_process,
     image_documents,
     no_stat,
@@ -177,8 +177,10 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
     from bench.corpus import generate
     from index.admin import check
 
+    # 12 pages (~950 images) committed every 120 documents: some eight commits for the
+    # kills to fall between and into, as 40 pages at 400 gave, at a third of the crawls.
     corpus = tmp_path / "corpus"
-    generate(corpus, 40, seed=99)
+    generate(corpus, 12, seed=99)
     clean = tmp_path / "clean"
     crawl_in_process(clean, str(corpus))
     expected = docs(clean)
@@ -195,7 +197,7 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
         "-s",
         f"INDEX_DIR={index}",
         "-s",
-        "INDEX_COMMIT_DOCS=400",
+        "INDEX_COMMIT_DOCS=120",
         "-s",
         "LOG_LEVEL=WARNING",
     ]
@@ -227,8 +229,9 @@ def test_kill_9_while_sub_writers_write(tmp_path):
     from bench.corpus import generate
     from index.admin import check
 
+    # Sub-writers start with the first batch: a small corpus has them as a large one does.
     corpus = tmp_path / "corpus"
-    generate(corpus, 40, seed=7)
+    generate(corpus, 12, seed=7)
     index = tmp_path / "index"
     args = [sys.executable, "-m", "scrapy", "crawl", "pages", "-a", f"start={corpus}", "-s", f"INDEX_DIR={index}"]
     args += ["-s", "INDEX_WRITER_PROCS=2", "-s", "LOG_LEVEL=WARNING"]
@@ -246,7 +249,9 @@ def test_kill_9_while_sub_writers_write(tmp_path):
     proc.wait()
     for pid in family:
         assert _wait_gone(pid), f"process {pid} outlived the crawl that started it"
-    final = crawl(index, str(corpus))  # the command, its sub-writers on the index they left
+    # The command's writer (a writer process, two sub-writers) on the index they left:
+    # a lock any of them still held would fail it.
+    final = crawl_in_process(index, str(corpus), settings={"INDEX_WRITER_PROCESS": True, "INDEX_WRITER_PROCS": 2})
     assert final.returncode == 0
     clean = tmp_path / "clean"
     crawl_in_process(clean, str(corpus), settings={"INDEX_WRITER_PROCS": "1"})
@@ -255,14 +260,20 @@ def test_kill_9_while_sub_writers_write(tmp_path):
     assert not list(index.glob("*.tmp"))
 
 
+def _children(pid: int) -> list[int]:
+    # Read off /proc, not `pgrep -P`: the sub-writer test polls this every 20 ms, and the
+    # pgrep processes took more CPU than the crawl they watched.
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):  # the process or thread is gone
+            found += [int(p) for p in task.read_text().split()]
+    return found
+
+
 def _descendants(pid: int, depth: int = 5) -> list[int]:
     found, level = [], [pid]
     for _ in range(depth):
-        level = [
-            int(p)
-            for parent in level
-            for p in subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
-        ]
+        level = [child for parent in level for child in _children(parent)]
         found += level
     return found
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from whoosh import index as whoosh_index
 
-from conftest import SEED, crawl, image_documents, page_documents
+from conftest import SEED, crawl_in_process, image_documents, page_documents
 from helpers import item, write
 from index.admin import check
 from index.api import IndexMissing, QueryError
@@ -44,7 +44,7 @@ def test_rewriting_a_page_replaces_its_documents(tmp_path):
 def test_commits_are_batched(tmp_path):
     index = tmp_path / "ix"
     pages = [item(f"file:///p{i}.md", ["x"] * 10) for i in range(20)]
-    stats = write(index, *pages, commit_docs=50)
+    stats = write(index, *pages, commit_docs=50, procs=1)  # batching is the PageWriter's, whatever writes
     assert stats["documents"] == 200
     # 220 documents (pages + images) in batches of >= 50: a handful of commits, not 20.
     assert 2 <= stats["commits"] <= 5
@@ -222,7 +222,9 @@ def test_commits_never_build_a_segment_above_the_bound(tmp_path):
 
     index = tmp_path / "ix"
     pages = [item(f"file:///p{i}.md", ["x"] * 10) for i in range(30)]
-    write(index, *pages, commit_docs=22, segment_max_docs=60)
+    # One plain writer: the merge policy is the same for both, and two sub-writers started
+    # at each of the 15 commits made this test 20 times slower.
+    write(index, *pages, commit_docs=22, segment_max_docs=60, procs=1)
     segments = wi.open_dir(str(index))._segments()
     assert len(segments) >= 4
     # A merge adds at most the bound to the writer's own uncommitted batch.
@@ -257,7 +259,8 @@ def test_an_index_from_an_older_schema_is_refused_with_advice(tmp_path):
     old = make_schema()
     old.remove("text")  # as built before the combined search field existed
     whoosh_index.create_in(str(index), old)
-    result = crawl(index, str(SEED))
+    # The command's default writer, a process of its own, is the one that finds out.
+    result = crawl_in_process(index, str(SEED), settings={"INDEX_WRITER_PROCESS": True})
     assert result.returncode == 1
     assert f"index at {index} was built by an older version (no field text): move it away and crawl again" in (
         result.stderr
