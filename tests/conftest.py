@@ -267,18 +267,25 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         return super().send_head()
 
 
+class _LocalServer(http.server.ThreadingHTTPServer):
+    # A crawl opens its connections at once; past socketserver's backlog of 5 the kernel
+    # drops the SYNs and the client retries a second later (tests/refresh_faults.py too).
+    request_queue_size = 64
+
+
 @pytest.fixture
 def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A folder served over HTTP on 127.0.0.1 (free port) for the test's duration."""
     root = tmp_path / "www"
     root.mkdir()
     handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _LocalServer(("127.0.0.1", 0), handler)
     server.failing = set()  # type: ignore[attr-defined]
     server.requests = []  # type: ignore[attr-defined]
     server.redirects = {}  # type: ignore[attr-defined]
     server.delay = 0.0  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Shutting down waits for the poll: 0.5 s by default, at every test's end.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield root, f"http://127.0.0.1:{server.server_address[1]}", server
