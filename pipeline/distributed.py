@@ -69,6 +69,10 @@ LEASE = "pages_lease"
 # The meta key of a request a callback yielded: the lease of the request it came from,
 # which is released only once every request it yielded is queued.
 PARENT_LEASE = "pages_parent_lease"
+# Seconds between two looks at Redis of an idle crawler (a start enqueued, work recovered
+# from a dead crawler, requests another crawler queued, REDIS_IDLE_CLOSE reached): Scrapy
+# itself looks again only at its engine's 5 s heartbeat.
+IDLE_POLL = 0.5
 
 
 def enabled(settings: BaseSettings) -> bool:
@@ -188,6 +192,7 @@ class InflightRequests:
         self.lost = False
         self.run_over = False
         self.heartbeat: Any = None
+        self.wake: Any = None  # the idle crawler's next look at Redis (a reactor call)
         self.leases: dict[str, str] = {}  # page URL -> lease of the request that produced it
         # Lease -> requests its callback yielded that are not queued yet, and the leases
         # whose callbacks are over: Scrapy may finish iterating a callback's output before
@@ -321,8 +326,26 @@ class InflightRequests:
         self.recover()
 
     def spider_idle(self) -> None:
+        self._wake_later()
         if self.recover():
             raise DontCloseSpider  # they are in the queue again: take them
+
+    def _wake_later(self) -> None:
+        """Run the engine's next pass (and so, while idle, the idle round: a start, the
+        recovery, the idle close) in IDLE_POLL seconds; one such call at a time."""
+        if self.wake is not None and self.wake.active():
+            return
+        from twisted.internet import reactor
+
+        self.wake = reactor.callLater(IDLE_POLL, self._wake)
+
+    def _wake(self) -> None:
+        # Scrapy has no public call for an engine's next pass: its slot's `nextcall`, what
+        # its heartbeat calls. Were it renamed, the heartbeat would still do it, 5 s apart.
+        slot = getattr(self.crawler.engine, "_slot", None)
+        nextcall = getattr(slot, "nextcall", None)
+        if nextcall is not None and getattr(slot, "closing", None) is None:
+            nextcall.schedule()
 
     def recover(self) -> int:
         """Requeue the taken work of crawlers whose heartbeat expired."""
@@ -340,6 +363,8 @@ class InflightRequests:
     def spider_closed(self, reason: str) -> None:
         if self.heartbeat is not None and self.heartbeat.running:
             self.heartbeat.stop()
+        if self.wake is not None and self.wake.active():
+            self.wake.cancel()
         if self.lose in _lost_handlers:
             _lost_handlers.remove(self.lose)
         if self.lost:
