@@ -447,3 +447,19 @@ def test_a_crawler_that_loses_redis_exits_1_and_the_run_deletes_nothing(redis_ur
     incomplete = [k for k in r.scan_iter("pages:run:*:incomplete")]
     assert incomplete and b"*" in r.smembers(incomplete[0])
     assert r.get("pages:run") is None
+
+
+def test_idle_waits_end_on_time_not_at_the_next_poll(redis_url, tmp_path):
+    """An idle crawler looks at Redis every IDLE_POLL, not at Scrapy's 5 s engine heartbeat
+    (through the engine's slot, a part of Scrapy this pins), and the indexer's --idle-exit
+    ends at its time, not at the end of a longer blocking read."""
+    from index.distributed import ingest
+    from pipeline.distributed import IDLE_POLL
+
+    result = crawl_distributed(redis_url, idle_close=0.2)  # nothing to do
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Without the wake-up, Scrapy's next look at an idle spider comes 5 s after the first.
+    assert result.stats["elapsed_time_seconds"] < 5 - IDLE_POLL, result.stats
+    started = time.monotonic()
+    ingest.ingest(redis_url, str(tmp_path / "index"), block_ms=4000, idle_exit=0.2)
+    assert time.monotonic() - started < 3  # not the 4 s read
