@@ -116,15 +116,33 @@ def _crawler_redis_class() -> type:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    def same_server(connection: Any, known: dict[str, str]) -> None:
+        # redis-py reconnects, without a word, a connection that the server closed: after
+        # an idle timeout that is harmless, after a restart it may hide lost data (a
+        # restart faster than a crawler's next command went unnoticed; found by the
+        # restart test on a busy machine). The server's run_id tells them apart.
+        connection.on_connect()
+        try:
+            connection.send_command("INFO", "server")
+            info = connection.read_response()
+        except redis.ResponseError:
+            return  # INFO renamed or forbidden: nothing to compare
+        info = info.decode() if isinstance(info, bytes) else str(info)
+        run_id = next((line[7:].strip() for line in info.splitlines() if line.startswith("run_id:")), "")
+        if known.setdefault("run_id", run_id) != run_id:
+            raise redis.ConnectionError("Redis was restarted (another run_id); not reconnecting")
+
     class CrawlerRedis(redis.Redis):
         """A crawler's Redis client: any error is losing Redis (the crawler stops, exits
-        1, its run stays incomplete), and it never retries on its own: a reconnection
-        hidden by a retry could hide a restart that lost data."""
+        1, its run stays incomplete), and it never retries on its own nor reconnects to
+        a restarted server: that could hide a restart that lost data."""
 
         @classmethod
         def from_url(cls, url: str, **kwargs: Any) -> Any:
             kwargs.pop("retry_on_timeout", None)
             kwargs["retry"] = Retry(NoBackoff(), 0)
+            known: dict[str, str] = {}  # the server this client first connected to
+            kwargs["redis_connect_func"] = lambda connection: same_server(connection, known)
             return super().from_url(url, **kwargs)
 
         def execute_command(self, *args: Any, **options: Any) -> Any:

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +198,7 @@ def test_two_crawlers_and_one_indexer_make_the_local_crawls_documents(redis_url,
         batch=5,
         block_ms=100,
         options=WriterOptions(procs=1),
-        stop=lambda: all(c.poll() is not None for c in crawlers) and redis_len(redis_url) == 0,
+        stop=drained_after(*crawlers, redis_url=redis_url),
     )
     errs = [finish(c)[1] for c in crawlers]
     # Together they reached every page exactly once. Which crawler took which start is
@@ -211,10 +211,16 @@ def test_two_crawlers_and_one_indexer_make_the_local_crawls_documents(redis_url,
     assert documents(index) == expected
 
 
-def redis_len(redis_url: str, key: str = "pages:items") -> int:
+def drained_after(*crawlers: subprocess.Popen[str], redis_url: str, timeout: float = 120) -> Callable[[], bool]:
+    """An indexer's ``stop``: every crawler has exited and the stream is drained (its
+    entries are deleted once committed); or ``timeout`` passed (the test then fails)."""
     import redis
 
-    return redis.Redis.from_url(redis_url).xlen(key)
+    r = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    return lambda: (
+        (all(c.poll() is not None for c in crawlers) and r.xlen("pages:items") == 0) or (time.monotonic() > deadline)
+    )
 
 
 def test_indexer_killed_midway_loses_nothing_and_doubles_nothing(redis_url, corpus, pushed, tmp_path):
@@ -295,6 +301,7 @@ def test_crawlers_wait_while_the_stream_is_full(redis_url, corpus, tmp_path):
     maxlen = FOLDER_PAGES // 2
     crawler = start_crawler(redis_url, "-s", f"REDIS_STREAM_MAXLEN={maxlen}", "-a", f"start={root / 'a'}")
     lengths = []
+    drained = drained_after(crawler, redis_url=redis_url)
 
     def length() -> int:
         lengths.append(r.xlen("pages:items"))
@@ -315,7 +322,7 @@ def test_crawlers_wait_while_the_stream_is_full(redis_url, corpus, tmp_path):
         batch=2,
         block_ms=100,
         options=WriterOptions(procs=1),
-        stop=lambda: crawler.poll() is not None and length() == 0,
+        stop=lambda: length() >= 0 and drained(),  # (each look at the stream sampled)
     )
     _, err = finish(crawler)
     assert max(lengths) == maxlen, lengths  # never past REDIS_STREAM_MAXLEN
