@@ -69,6 +69,10 @@ LEASE = "pages_lease"
 # The meta key of a request a callback yielded: the lease of the request it came from,
 # which is released only once every request it yielded is queued.
 PARENT_LEASE = "pages_parent_lease"
+# Seconds between two looks at Redis of an idle crawler (a start enqueued, work recovered
+# from a dead crawler, requests another crawler queued, REDIS_IDLE_CLOSE reached): Scrapy
+# itself looks again only at its engine's 5 s heartbeat.
+IDLE_POLL = 0.5
 
 
 def enabled(settings: BaseSettings) -> bool:
@@ -112,15 +116,33 @@ def _crawler_redis_class() -> type:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    def same_server(connection: Any, known: dict[str, str]) -> None:
+        # redis-py reconnects, without a word, a connection that the server closed: after
+        # an idle timeout that is harmless, after a restart it may hide lost data (a
+        # restart faster than a crawler's next command went unnoticed; found by the
+        # restart test on a busy machine). The server's run_id tells them apart.
+        connection.on_connect()
+        try:
+            connection.send_command("INFO", "server")
+            info = connection.read_response()
+        except redis.ResponseError:
+            return  # INFO renamed or forbidden: nothing to compare
+        info = info.decode() if isinstance(info, bytes) else str(info)
+        run_id = next((line[7:].strip() for line in info.splitlines() if line.startswith("run_id:")), "")
+        if known.setdefault("run_id", run_id) != run_id:
+            raise redis.ConnectionError("Redis was restarted (another run_id); not reconnecting")
+
     class CrawlerRedis(redis.Redis):
         """A crawler's Redis client: any error is losing Redis (the crawler stops, exits
-        1, its run stays incomplete), and it never retries on its own: a reconnection
-        hidden by a retry could hide a restart that lost data."""
+        1, its run stays incomplete), and it never retries on its own nor reconnects to
+        a restarted server: that could hide a restart that lost data."""
 
         @classmethod
         def from_url(cls, url: str, **kwargs: Any) -> Any:
             kwargs.pop("retry_on_timeout", None)
             kwargs["retry"] = Retry(NoBackoff(), 0)
+            known: dict[str, str] = {}  # the server this client first connected to
+            kwargs["redis_connect_func"] = lambda connection: same_server(connection, known)
             return super().from_url(url, **kwargs)
 
         def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -188,6 +210,7 @@ class InflightRequests:
         self.lost = False
         self.run_over = False
         self.heartbeat: Any = None
+        self.wake: Any = None  # the idle crawler's next look at Redis (a reactor call)
         self.leases: dict[str, str] = {}  # page URL -> lease of the request that produced it
         # Lease -> requests its callback yielded that are not queued yet, and the leases
         # whose callbacks are over: Scrapy may finish iterating a callback's output before
@@ -321,8 +344,26 @@ class InflightRequests:
         self.recover()
 
     def spider_idle(self) -> None:
+        self._wake_later()
         if self.recover():
             raise DontCloseSpider  # they are in the queue again: take them
+
+    def _wake_later(self) -> None:
+        """Run the engine's next pass (and so, while idle, the idle round: a start, the
+        recovery, the idle close) in IDLE_POLL seconds; one such call at a time."""
+        if self.wake is not None and self.wake.active():
+            return
+        from twisted.internet import reactor
+
+        self.wake = reactor.callLater(IDLE_POLL, self._wake)
+
+    def _wake(self) -> None:
+        # Scrapy has no public call for an engine's next pass: its slot's `nextcall`, what
+        # its heartbeat calls. Were it renamed, the heartbeat would still do it, 5 s apart.
+        slot = getattr(self.crawler.engine, "_slot", None)
+        nextcall = getattr(slot, "nextcall", None)
+        if nextcall is not None and getattr(slot, "closing", None) is None:
+            nextcall.schedule()
 
     def recover(self) -> int:
         """Requeue the taken work of crawlers whose heartbeat expired."""
@@ -340,6 +381,8 @@ class InflightRequests:
     def spider_closed(self, reason: str) -> None:
         if self.heartbeat is not None and self.heartbeat.running:
             self.heartbeat.stop()
+        if self.wake is not None and self.wake.active():
+            self.wake.cancel()
         if self.lose in _lost_handlers:
             _lost_handlers.remove(self.lose)
         if self.lost:

@@ -16,14 +16,22 @@ from pathlib import Path
 
 import pytest
 import test_distributed as td
-from test_distributed import REDIS_SERVER, crawler_stat, enqueue, finish, start_crawler, start_indexer
+from test_distributed import REDIS_SERVER, crawl_distributed, crawler_stat, enqueue, finish, start_crawler
 
-from conftest import free_port, index_main, page_documents, sitemap
+from conftest import CrawlResult, free_port, index_main, no_stat, page_documents, sitemap
 from index.distributed.keys import REPLACED_RUN_TTL
 
 # The Redis fixtures of test_distributed (a redis-server of this module's own).
 redis_server, redis_url = td.redis_server, td.redis_url
 FAST = ("-s", "REDIS_CRAWLER_TTL=2", "-s", "AUTOTHROTTLE_ENABLED=False")
+
+
+def crawl(redis_url: str) -> CrawlResult:
+    """A crawler of the run, start to end, where its process is not what is tested: in the
+    tests' crawl runner (test_distributed.crawl_distributed), with FAST's settings."""
+    result = crawl_distributed(redis_url, REDIS_CRAWLER_TTL=2, AUTOTHROTTLE_ENABLED=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def write_pages(root: Path, base: str, n: int) -> list[str]:
@@ -38,6 +46,11 @@ def ingest_finish(capsys, redis_url: str, index: Path, *extra: str) -> subproces
     return index_main(
         capsys, "ingest", "--redis", redis_url, "--index", str(index), "--idle-exit", "0.5", "--finish", *extra
     )
+
+
+def no_crawler_alive(r) -> bool:
+    """No crawler heartbeat left (a crawler that lost Redis leaves its own to expire)."""
+    return not list(r.scan_iter("pages:alive:*"))
 
 
 def wait_for(condition, timeout: float = 60) -> None:
@@ -73,14 +86,18 @@ class RestartableRedis:
 
         wait_for(up, 10)
 
-    def restart(self, down: float = 1.5) -> None:
+    def restart(self) -> None:
+        """Down (with persistence: everything saved) and up again at once."""
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # No retry: redis-py's default retries the connection the shutdown closes, for 4 s.
         with contextlib.suppress(redis.ConnectionError):
-            redis.Redis(port=self.port).shutdown(save=self.persist, nosave=not self.persist)
+            client = redis.Redis(port=self.port, retry=Retry(NoBackoff(), 0))
+            client.shutdown(save=self.persist, nosave=not self.persist)
         assert self.proc is not None
         self.proc.wait(timeout=10)
-        time.sleep(down)
         self.start()
 
     def stop(self) -> None:
@@ -120,39 +137,68 @@ def test_a_redis_restart_mid_crawl_stops_the_crawler_and_the_next_run_completes(
     # A first run indexes 10 of the pages: what a faulty run must not delete.
     (root / "sitemap.xml").write_text(sitemap(urls[:10]))
     enqueue(url, f"{base}/sitemap.xml")
-    finish(start_crawler(url, *FAST))
+    crawl(url)
     assert ingest_finish(capsys, url, index).returncode == 0
     assert len(page_documents(index)) == 10
     (root / "sitemap.xml").write_text(sitemap(urls))
 
     server.delay = 0.1
     enqueue(url, f"{base}/sitemap.xml")
-    crawler = start_crawler(url, *FAST, "-s", "CONCURRENT_REQUESTS=2")
+    # (A heartbeat of 1 s: what the next crawler waits for, once this one has stopped.)
+    crawler = start_crawler(url, *FAST, "-s", "CONCURRENT_REQUESTS=2", "-s", "REDIS_CRAWLER_TTL=1")
     try:
         wait_for(lambda: r.xlen("pages:items") >= 3)
+        # As quick a restart as can be: the crawler may send no command while Redis is
+        # down, and must notice it all the same (it used to wait 1.5 s down, and a crawler
+        # slowed by a busy machine still missed it: redis-py reconnected silently).
         restartable.restart()
     finally:
         _, err = crawler.communicate(timeout=120)
     assert crawler.returncode == 1, err[-3000:]
     assert "lost Redis" in err and crawler_stat(err, "redis/errors") >= 1
     assert "Traceback" not in err
+    server.delay = 0
     # The run is incomplete: --finish deletes nothing (with persistence, once a crawler
     # has taken up the dead one's work: until then it refuses, the run is not over).
-    time.sleep(2.2)  # the killed crawler's heartbeat expires
-    finish(start_crawler(url, *FAST))
+    wait_for(lambda: no_crawler_alive(r))  # the stopped crawler's heartbeat expires
+    crawl(url)
     result = ingest_finish(capsys, url, index)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "run finished: 0 vanished pages deleted" in result.stdout
     assert len(page_documents(index)) >= 10
     # The next run completes: every page indexed, and a page gone is deleted.
-    server.delay = 0
     (root / "page-5.md").unlink()  # indexed by the first run
     enqueue(url, f"{base}/sitemap.xml")
-    finish(start_crawler(url, *FAST))
+    crawl(url)
     result = ingest_finish(capsys, url, index)
     assert result.returncode == 0, result.stderr[-2000:]
     assert {p["url"] for p in page_documents(index)} == set(urls) - {urls[5]}
     assert "run finished: 1 vanished pages deleted" in result.stdout
+
+
+def test_a_crawlers_client_reconnects_to_the_same_server_only(tmp_path):
+    """A crawler's Redis client (pipeline.distributed.CrawlerRedis) takes any restart of
+    the server, however short, for losing Redis, and a connection the same server closed
+    (its idle `timeout`, a network blip) for nothing."""
+    import redis
+
+    from pipeline.distributed import CrawlerRedis
+
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server not installed")
+    server = RestartableRedis(tmp_path, persist=False)
+    server.start()
+    try:
+        client = CrawlerRedis.from_url(server.url, decode_responses=True)
+        assert client.set("k", "v") and client.get("k") == "v"
+        redis.Redis(port=server.port).client_kill_filter(_type="normal", skipme=True)
+        assert client.get("k") == "v"  # the same server: reconnected
+        server.restart()
+        for _ in range(2):  # and not on a second try either
+            with pytest.raises(redis.ConnectionError, match="restarted"):
+                client.ping()
+    finally:
+        server.stop()
 
 
 def test_finish_refuses_while_a_crawler_of_the_run_is_alive(redis_url, http_root, tmp_path, capsys):
@@ -165,10 +211,10 @@ def test_finish_refuses_while_a_crawler_of_the_run_is_alive(redis_url, http_root
     urls = write_pages(root, base, 20)
     index = tmp_path / "index"
     enqueue(redis_url, f"{base}/sitemap.xml")
-    finish(start_crawler(redis_url, *FAST))
+    crawl(redis_url)
     assert ingest_finish(capsys, redis_url, index).returncode == 0
     (root / "page-0.md").unlink()
-    server.delay = 0.2
+    server.delay = 0.2  # 20 pages one at a time: 4 s of crawl, while --finish is refused
     r = redis.Redis.from_url(redis_url)
     enqueue(redis_url, f"{base}/sitemap.xml")
     crawler = start_crawler(redis_url, *FAST, "-s", "CONCURRENT_REQUESTS=1")
@@ -179,6 +225,7 @@ def test_finish_refuses_while_a_crawler_of_the_run_is_alive(redis_url, http_root
         assert "still running" in result.stderr and "nothing deleted" in result.stderr
         assert len(page_documents(index)) == 20
     finally:
+        server.delay = 0  # the rest of the crawl, at once
         finish(crawler)
     result = ingest_finish(capsys, redis_url, index)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -234,8 +281,7 @@ def test_a_new_run_fetches_changed_pages_again_without_finish(redis_url, tmp_pat
         page.write_text(f'+++\ntitle = "{title}"\n+++\n![](https://x.example/0.jpg) Neck\n')
         enqueue(redis_url, str(pages))
         runs.append(r.get(ingest.KEYS.run))
-        _, err = finish(start_crawler(redis_url, *FAST))
-        assert "requests/dropped" not in err
+        assert no_stat(crawl(redis_url), "requests/dropped")
         ingest.ingest(redis_url, str(index), block_ms=100, idle_exit=0.3, options=WriterOptions(procs=1))
     assert [p["title"] for p in page_documents(index)] == ["new"]
     # The first run, never finished, was replaced: its reports expire, nothing deleted.
@@ -255,23 +301,42 @@ def test_a_rebuilt_index_is_filled_again(redis_url, tmp_path):
         (pages / f"p{i}.md").write_text(f'+++\ntitle = "p{i}"\n+++\n![](https://x.example/{i}.jpg) Neck\n')
     index = tmp_path / "index"
     enqueue(redis_url, str(pages))
-    finish(start_crawler(redis_url, *FAST))
+    crawl(redis_url)
     ingest.ingest(redis_url, str(index), block_ms=100, idle_exit=0.3, options=WriterOptions(procs=1))
     assert len(page_documents(index)) == 5
     import shutil
+    import threading
 
-    shutil.rmtree(index)
-    # A long-running indexer starts first (as the README has it), then the crawlers.
-    indexer = start_indexer(redis_url, index, "--idle-exit", "4", "-s", "INDEX_WRITER_PROCS=1")
     import redis
 
+    shutil.rmtree(index)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    wait_for(lambda: r.get(ingest.KEYS.state_epoch) is not None)
-    enqueue(redis_url, str(pages))
-    _, err = finish(start_crawler(redis_url, *FAST))
-    assert "pages/unchanged" not in err
-    finish(indexer)
-    assert len(page_documents(index)) == 5
+    # A long-running indexer starts first (as the README has it), then the crawlers. It
+    # runs beside them here, in a thread, until the crawler is done and the stream drained.
+    crawled = threading.Event()
+    outcome: list[object] = []
+
+    def indexer() -> None:
+        try:
+            stop = lambda: crawled.is_set() and r.xlen(ingest.KEYS.stream) == 0  # noqa: E731
+            outcome.append(
+                ingest.ingest(redis_url, str(index), block_ms=100, stop=stop, options=WriterOptions(procs=1))
+            )
+        except BaseException as exc:  # noqa: BLE001 (raised in the test below)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=indexer)
+    thread.start()
+    try:
+        wait_for(lambda: r.get(ingest.KEYS.state_epoch) is not None or not thread.is_alive())
+        enqueue(redis_url, str(pages))
+        assert no_stat(crawl(redis_url), "pages/unchanged")
+    finally:
+        crawled.set()
+        thread.join(timeout=60)
+    [stats] = outcome
+    assert isinstance(stats, ingest.IngestStats), stats
+    assert stats.pages == 5 and len(page_documents(index)) == 5
 
 
 def _page(url: str, content_hash: str) -> dict:

@@ -172,8 +172,11 @@ def ingest(
         cursor = "0"
         idle_since = time.monotonic()
         while not (stop and stop()):
+            block = block_ms
+            if idle_exit is not None:  # exit at idle_exit, not at the end of a longer read
+                block = max(1, min(block_ms, round((idle_exit - (time.monotonic() - idle_since)) * 1000)))
             reply = r.xreadgroup(
-                keys.group, consumer, {keys.stream: cursor}, count=batch - len(pending.ids), block=block_ms
+                keys.group, consumer, {keys.stream: cursor}, count=batch - len(pending.ids), block=block
             )
             entries = reply[0][1] if reply else []
             if cursor == "0" and not entries:
