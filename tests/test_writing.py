@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from whoosh import index as whoosh_index
 
-from conftest import SEED, crawl_in_process, image_documents, page_documents
+from conftest import SEED, crawl_in_process, fuzz, image_documents, page_documents
 from helpers import item, write
 from index.admin import check
 from index.api import IndexMissing, QueryError
@@ -217,19 +221,72 @@ def test_search_during_a_write_sees_the_last_commit_without_waiting(tmp_path):
     assert sorted(h["caption"] for h in search(index, "stretch").hits) == ["committed stretch", "uncommitted stretch"]
 
 
-def test_commits_never_build_a_segment_above_the_bound(tmp_path):
-    from whoosh import index as wi
+@dataclass
+class FakeSegment:
+    docs: int
+    deleted: int = 0
 
+    def doc_count_all(self) -> int:
+        return self.docs
+
+    def doc_count(self) -> int:
+        return self.docs - self.deleted
+
+    def deleted_count(self) -> int:
+        return self.deleted
+
+    def has_deletions(self) -> bool:
+        return self.deleted > 0
+
+
+_SEGMENT = st.integers(1, 200).flatmap(lambda n: st.builds(FakeSegment, st.just(n), st.integers(0, n)))
+
+
+@settings(max_examples=fuzz(200), deadline=None)
+@given(max_docs=st.integers(10, 150), segments=st.lists(_SEGMENT, max_size=12))
+def test_the_merge_policy_never_builds_a_segment_above_the_bound(max_docs, segments):
+    """Whatever segments an index has, a commit's merge adds at most ``max_docs`` live
+    documents (to the writer's own batch), keeps every segment it does not merge, and
+    merges once four are small."""
+    import whoosh.reading
+
+    from index.writing.merging import merge_bounded
+
+    merged: list[FakeSegment] = []
+
+    class Reader:
+        def __init__(self, storage, schema, segment) -> None:
+            merged.append(segment)
+
+        def close(self) -> None:
+            pass
+
+    class Writer:
+        storage = schema = None
+
+        def add_reader(self, reader: Reader) -> None:
+            pass
+
+    with mock.patch.object(whoosh.reading, "SegmentReader", Reader):
+        kept = merge_bounded(max_docs)(Writer(), list(segments))
+    assert sum(seg.doc_count() for seg in merged) <= max_docs
+    assert sorted(map(id, kept + merged)) == sorted(map(id, segments))  # nothing lost, nothing twice
+    small = [seg for seg in segments if seg.doc_count_all() < max(1, max_docs // 10)]
+    if len(small) >= 4 and sum(seg.doc_count() for seg in sorted(small, key=FakeSegment.doc_count)[:2]) <= max_docs:
+        assert len(merged) >= 2
+
+
+def test_commits_merge_small_segments(tmp_path):
     index = tmp_path / "ix"
-    pages = [item(f"file:///p{i}.md", ["x"] * 10) for i in range(30)]
+    pages = [item(f"file:///p{i}.md", ["x"] * 2) for i in range(30)]
     # One plain writer: the merge policy is the same for both, and two sub-writers started
     # at each of the 15 commits made this test 20 times slower.
-    write(index, *pages, commit_docs=22, segment_max_docs=60, procs=1)
-    segments = wi.open_dir(str(index))._segments()
-    assert len(segments) >= 4
-    # A merge adds at most the bound to the writer's own uncommitted batch.
-    assert max(s.doc_count_all() for s in segments) <= 60 + 22 + 11
-    assert len(image_documents(index)) == 300
+    write(index, *pages, commit_docs=4, segment_max_docs=100, procs=1)
+    sizes = [s.doc_count_all() for s in whoosh_index.open_dir(str(index))._segments()]
+    # 15 commits of 6 documents (two pages and their images), each under a tenth of the
+    # bound: merged once four wait, never past the bound (its every case: the test above).
+    assert len(sizes) < 15 and max(sizes) <= 100
+    assert len(image_documents(index)) == 60
 
 
 def test_a_small_refresh_does_not_rewrite_big_segments(tmp_path):
