@@ -94,7 +94,10 @@ PAGE_SIZE = 24
 # others in the slow lane, one at a time, so that they cannot take every core (and the
 # interpreter lock) from the cheap ones. Of all of them, SLOW_LANES at most walk matches
 # in Whoosh's one-by-one searcher (index.search.budget.Budget.slow_lane). Per process;
-# more processes with `serve --workers N`.
+# more processes with `serve --workers N`, which share the cores: each worker's fast lane
+# then has cores / N threads (at least one). More threads than that in one process share
+# its interpreter lock (a search is mostly Python) and make every cheap query slower
+# without answering more of them.
 FAST_THREADS = os.cpu_count() or 2
 SLOW_THREADS = 1
 SLOW_LANES = 1
@@ -366,13 +369,15 @@ def create_app(
     secret: str | None = None,
     token: str | None = None,
     slow_lock: str | None = None,
+    workers: int = 1,
 ) -> Starlette:
     """The page over ``index_dir``, answering only requests whose Host is one of
     ``hosts`` (default: the loopback names). With ``secret``, an API request that brings
     a challenge gets its proof (:mod:`index.serve.remote`: how the command line knows it asks
     the server it read about). With ``token``, only requests that bring it (header or
     cookie) are answered; ``?token=`` on the page sets the cookie. With ``slow_lock`` (a
-    file the workers of one server share), the slow lane is one for all of them."""
+    file the workers of one server share), the slow lane is one for all of them; the fast
+    lane's threads are the cores shared by ``workers`` processes."""
     index_dir = str(index_dir)
     sys.setswitchinterval(SWITCH_INTERVAL)
     few_arenas()
@@ -380,10 +385,11 @@ def create_app(
     templates.env.filters["marked"] = marked
     templates.env.globals["safe_href"] = safe_href
     templates.env.globals["search_link"] = search_link
-    lanes = {"fast": FairLane(FAST_THREADS, FAST_QUEUE), "slow": FairLane(SLOW_THREADS, SLOW_QUEUE)}
+    fast_threads = max(1, FAST_THREADS // max(1, workers))
+    lanes = {"fast": FairLane(fast_threads, FAST_QUEUE), "slow": FairLane(SLOW_THREADS, SLOW_QUEUE)}
     # The threads themselves: as many as the lanes hand out (FairLane decides who runs).
-    threads = anyio.CapacityLimiter(FAST_THREADS + SLOW_THREADS)
-    start_pages = anyio.CapacityLimiter(FAST_THREADS)
+    threads = anyio.CapacityLimiter(fast_threads + SLOW_THREADS)
+    start_pages = anyio.CapacityLimiter(fast_threads)
     slow_lane = threading.BoundedSemaphore(SLOW_LANES)
 
     def price_of(query: str, options: dict[str, Any]) -> int:
@@ -608,6 +614,7 @@ def app_from_env() -> Starlette:
         os.environ.get("PAGES_SERVE_SECRET"),
         os.environ.get("PAGES_SERVE_TOKEN"),
         os.environ.get("PAGES_SERVE_SLOW_LOCK"),
+        int(os.environ.get("PAGES_SERVE_WORKERS") or 1),
     )
 
 
@@ -633,6 +640,7 @@ def serve(
         fd, slow_lock = tempfile.mkstemp(prefix="pages-serve-slow-", suffix=".lock")  # 0600, ours
         os.close(fd)
         os.environ["PAGES_SERVE_SLOW_LOCK"] = slow_lock
+        os.environ["PAGES_SERVE_WORKERS"] = str(workers)
         os.environ.setdefault("MALLOC_ARENA_MAX", str(MALLOC_ARENAS))  # read as each worker starts
         options = {"factory": True, "workers": workers, "fd": sock.fileno(), "log_level": "info"}
         config = uvicorn.Config("index.serve.web:app_from_env", **options)
