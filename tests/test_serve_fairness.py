@@ -221,3 +221,36 @@ def test_a_light_client_is_not_queued_behind_clients_that_send_back_to_back(serv
     # At most the one that got the thread while the light search was on its way in (the
     # first search of the light connection, new, waits like any flooder's).
     assert max(ahead[1:]) <= 1, ahead
+
+
+def test_waiting_for_the_other_workers_slow_lane_is_queueing_too(tmp_path, monkeypatch):
+    """`serve --workers N`: an expensive search whose thread waits for another worker's
+    slow lane (the shared lock file) is turned away after MAX_QUEUED_SECONDS like any
+    other, not left to wait out that search and then run its own whole budget."""
+    import fcntl
+    import os
+
+    from starlette.testclient import TestClient
+
+    def slow_search(index_dir, query, *, budget, **options):
+        budget.start()
+        return Results(query=query, total=0, hits=[], elapsed_ms=0.0)
+
+    monkeypatch.setattr(web, "search", slow_search)
+    monkeypatch.setattr(web, "MAX_QUEUED_SECONDS", 0.3)
+    lock = tmp_path / "slow.lock"
+    lock.touch()
+    held = os.open(lock, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # the other worker's expensive search, running
+    client = TestClient(web.create_app(tmp_path, slow_lock=str(lock)), base_url="http://127.0.0.1")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            began = time.monotonic()
+            asked = pool.submit(client.get, "/api/search", params={"q": "chair NOT text:[a TO z]"})
+            answer = asked.result(timeout=10)  # before: waited for as long as the lock was held
+            took = time.monotonic() - began
+        finally:
+            os.close(held)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == str(web.RETRY_AFTER)
+    assert took >= 0.3
+    assert client.get("/api/search", params={"q": "chair NOT text:[a TO z]"}).status_code == 200  # lock free

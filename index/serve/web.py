@@ -430,12 +430,16 @@ def create_app(
                 done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL)
                 if done:
                     return task.result()
+                if budget.started is None and budget.queued > MAX_QUEUED_SECONDS:
+                    # Its thread waits for the other workers' slow lane (_across_processes):
+                    # queued all the same, and turned away like any search left waiting.
+                    raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
                 if not budget.cancel.is_set() and await request.is_disconnected():
                     budget.cancel.set()
         finally:
             if task is not None and not task.done():
-                # This handler was cancelled under a running search: the thread is the
-                # lane's until the search (told to stop) gives it back.
+                # Turned away, or this handler cancelled, while its thread runs: the
+                # thread is the lane's until the search (told to stop) gives it back.
                 budget.cancel.set()
                 task.add_done_callback(_discard)
                 task.add_done_callback(lambda _: lane.leave(turn))
