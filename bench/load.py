@@ -47,6 +47,10 @@ WORDS = (
 ).split()
 PAIRS = [f"{a} {b}" for i, a in enumerate(WORDS) for b in WORDS[i + 1 :]]
 random.Random(1).shuffle(PAIRS)
+# The crowd's: the same pairs the other way round, the same work under another results-cache
+# key (the crowd asks every pair many times over; with the probe's own strings, the probe
+# was mostly answered from that cache under the crowd, its "search" 0.2 ms).
+CROWD_PAIRS = [" ".join(reversed(pair.split())) for pair in PAIRS]
 _rng = random.Random(30)
 EXPENSIVE = [
     {"q": "chair " + " ".join(f"-text:>{i}" for i in range(1, 16))},
@@ -70,7 +74,7 @@ def start_server(index: Path, workers: int, code: Path, runtime: Path) -> tuple[
         for path in (runtime / "pages-crawler").glob("serve-*.json"):
             found = json.loads(path.read_text())
             try:
-                status, _, _ = request(Client(found), {"q": "warm"})
+                status = request(Client(found), {"q": "warm"})[0]
             except (OSError, http.client.HTTPException):
                 continue
             if status == 200:
@@ -136,21 +140,23 @@ class Client:
         raise AssertionError("unreachable")
 
 
-def request(client: Client, params: dict[str, str]) -> tuple[int, float, float | None]:
-    """(status, seconds over HTTP, the server's own milliseconds when it says)."""
+def request(client: Client, params: dict[str, str]) -> tuple[int, float, float | None, float | None]:
+    """(status, seconds over HTTP, the server's own milliseconds and the milliseconds it
+    waited for a thread, when it says)."""
     began = time.perf_counter()
     status, body = client.get(params)
     took = time.perf_counter() - began
-    own = None
+    own = queued = None
     if status == 200:
-        own = json.loads(body).get("elapsed_ms")
-    return status, took, own
+        answer = json.loads(body)
+        own, queued = answer.get("elapsed_ms"), answer.get("queued_ms")
+    return status, took, own, queued
 
 
 _PROBES = iter(PAIRS)
 
 
-def probe(found: dict, seconds: float) -> list[tuple[int, float, float | None]]:
+def probe(found: dict, seconds: float) -> list[tuple[int, float, float | None, float | None]]:
     client = Client(found)
     out = []
     deadline = time.monotonic() + seconds
@@ -173,9 +179,9 @@ def crowd(found: dict, clients: int, seconds: float, results: Any, expensive_eve
         # A person gives up after half a minute (older code kept some queries for minutes).
         client, rng = Client(found, timeout=30.0), random.Random(k)
         while time.monotonic() < stop:
-            params = dict(rng.choice(EXPENSIVE)) if kind == "expensive" else {"q": rng.choice(PAIRS)}
+            params = dict(rng.choice(EXPENSIVE)) if kind == "expensive" else {"q": rng.choice(CROWD_PAIRS)}
             try:
-                status, took, _ = request(client, params)
+                status, took, _, _ = request(client, params)
             except (OSError, http.client.HTTPException):
                 status, took = -1, 0.0
             with lock:
@@ -273,11 +279,23 @@ def run(
 
 
 def report(r: dict[str, Any], index: Path, label: str) -> str:
-    def probe_times(samples: list[tuple[int, float, float | None]]) -> list[float]:
-        return [took for status, took, _ in samples if status == 200]
+    def probe_times(samples: list[tuple[int, float, float | None, float | None]]) -> list[float]:
+        return [took for status, took, _, _ in samples if status == 200]
+
+    def parts(samples: list[tuple[int, float, float | None, float | None]]) -> str:
+        """Where the probe's time went: waiting for a thread, its search, the rest (HTTP,
+        the event loop, the interpreter lock), each p50 / p99 on its own."""
+        known = [
+            (t, own / 1000, q / 1000) for s, t, own, q in samples if s == 200 and own is not None and q is not None
+        ]
+        if not known:
+            return "not reported by this server"
+        queued, own = [q for _, _, q in known], [o for _, o, _ in known]
+        rest = [t - o - q for t, o, q in known]
+        return f"queued {ms(queued)} ms, searching {ms(own)} ms, the rest (HTTP, event loop) {ms(rest)} ms"
 
     alone_http = probe_times(r["alone"])
-    alone_own = [own / 1000 for status, _, own in r["alone"] if status == 200 and own is not None]
+    alone_own = [own / 1000 for status, _, own, _ in r["alone"] if status == 200 and own is not None]
     lines = [
         f"{label}: `serve --workers {r['workers']}` on {index.name}, {r['clients']} clients for {r['seconds']:g} s "
         f"(3/4 cheap, 1/4 expensive), a cheap probe (two common words, never the same) every {PROBE_EVERY} s "
@@ -290,7 +308,7 @@ def report(r: dict[str, Any], index: Path, label: str) -> str:
         f"| alone, after | {ms(probe_times(r['after']))} | {len(probe_times(r['after']))}/{len(r['after'])} |",
         "",
         f"Probe alone over HTTP p50 {pct(alone_http, 0.5) * 1000:.1f} ms against the server's own "
-        f"{pct(alone_own, 0.5) * 1000:.1f} ms.",
+        f"{pct(alone_own, 0.5) * 1000:.1f} ms. Under the crowd, p50 / p99 of each part: {parts(r['under'])}.",
         "",
         "| crowd | answers | 200 | 400 | 503 | other | p50 / p99 (ms) | slowest (s) |",
         "|---|---|---|---|---|---|---|---|",
@@ -343,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         opts.expensive_every,
     )
     if opts.probe_only:
-        times = [took for status, took, _ in result["alone"] if status == 200]
-        own = [o / 1000 for status, _, o in result["alone"] if status == 200 and o is not None]
+        times = [took for status, took, _, _ in result["alone"] if status == 200]
+        own = [o / 1000 for status, _, o, _ in result["alone"] if status == 200 and o is not None]
         print(
             f"{opts.label}: probe alone p50 / p99 {ms(times)} ms over HTTP, server's own p50 {pct(own, 0.5) * 1000:.1f} ms"
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -216,11 +217,22 @@ _SEGMENT_KEYS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def segment_key(reader: Any) -> str:
-    """A segment reader's identity across searchers: its storage and segment id (a
-    segment's files never change once written; deletions are applied per reader)."""
+    """A segment reader's identity across searchers: its index folder and segment id (a
+    segment's files never change once written; deletions are applied per reader).
+
+    Not the storage object's repr: a compound segment reads through an overlay storage
+    made anew by each searcher, whose repr is its address, so every searcher (one per
+    server thread, and a thread pool replaces idle threads) had keys of its own and
+    decoded and cached every array again, a server's memory growing storm after storm."""
     key = _SEGMENT_KEYS.get(reader)
     if key is None:
-        key = _SEGMENT_KEYS[reader] = f"{reader.storage()!r}:{reader.segment().segment_id()}"
+        location = segment_location(reader)
+        if location is not None:
+            key = f"{os.path.abspath(location[0])}:{location[1]}"
+        else:  # in memory (tests): the index's own storage object, shared by its searchers
+            storage = reader.storage()
+            key = f"{getattr(storage, 'b', storage)!r}:{reader.segment().segment_id()}"
+        _SEGMENT_KEYS[reader] = key
     return key
 
 

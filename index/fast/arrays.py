@@ -78,6 +78,10 @@ class Unsupported(Exception):
 # Bounded by $PAGES_SEARCH_CACHE_MB (1 GiB): at a million documents 256 MiB was too
 # small, typo and word-start queries evicted each other's arrays (bench/RESULTS.md).
 _CACHE: Cache[Any] = Cache("arrays", megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16))
+# What an entry costs beyond its arrays' data (its key, the tuples, the array headers, the
+# LRU's node; measured with tracemalloc: 600 bytes for a 3-posting word). Charged as 64, a
+# range walk that kept every word of the index held five times what the bound said.
+_ENTRY = 560
 # How many values were read one by one per (segment, field), and which index states
 # have had a distinct count: small, but bounded like everything a server keeps.
 _LOOKED_UP: Cache[int] = Cache("lookups", 2**20, sizer=lambda _: 200)
@@ -119,18 +123,20 @@ def _compact(ids: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
 
 
 def _read_postings(
-    reader: Any, fieldname: str, btext: bytes, keep: bool = True, budget: Budget = UNBOUNDED
+    reader: Any, fieldname: str, btext: bytes, keep: bool = True, budget: Budget = UNBOUNDED, keep_from: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """All (docnum, weight) pairs of a term in one segment, deletions included; kept in
-    the cache unless ``keep`` is false (the caller keeps what it derives from them).
-    Decoding a common word's blocks checks ``budget`` as it goes."""
+    the cache unless ``keep`` is false (the caller keeps what it derives from them) or the
+    word has fewer than ``keep_from`` postings. Decoding a common word's blocks checks
+    ``budget`` as it goes."""
     key = ("p", _segment_key(reader), fieldname, btext)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
     frequency = _whoosh.term_doc_frequency(reader, fieldname, btext)
+    keep = keep and frequency >= keep_from
     if not frequency:
-        return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), 64)
+        return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), _ENTRY) if keep else (_EMPTY_IDS, _EMPTY_SCORES)
     stored = _store(reader) if frequency >= STORE_MIN_POSTINGS else None
     found = None if stored is None else stored[0].get(stored[1], "p", fieldname, btext)
     if found is not None:
@@ -141,7 +147,7 @@ def _read_postings(
             stored[0].put(stored[1], "p", fieldname, btext, _compact(ids, weights))
     if not keep:
         return ids, weights
-    return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
+    return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + _ENTRY)
 
 
 def _decode_postings(
@@ -184,11 +190,11 @@ def _deleted(reader: Any) -> np.ndarray | None:
 
 
 def _live_postings(
-    seg: _Segment, fieldname: str, btext: bytes, keep: bool = True, budget: Budget = UNBOUNDED
+    seg: _Segment, fieldname: str, btext: bytes, keep: bool = True, budget: Budget = UNBOUNDED, keep_from: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """A term's (docnum, weight) pairs in a segment, its deleted documents left out
-    (``keep``, ``budget``: as in :func:`_read_postings`)."""
-    ids, weights = _read_postings(seg.reader, fieldname, btext, keep=keep, budget=budget)
+    (``keep``, ``budget``, ``keep_from``: as in :func:`_read_postings`)."""
+    ids, weights = _read_postings(seg.reader, fieldname, btext, keep=keep, budget=budget, keep_from=keep_from)
     if seg.deleted is not None and len(ids):
         live = ~_positions(ids, seg.deleted)[0]
         ids, weights = ids[live], weights[live]
@@ -415,7 +421,7 @@ class _Evaluator:
                 score_parts.append(weights)
             # Segments are in offset order, so the concatenation is sorted.
             ids, weights = np.concatenate(ids_parts), np.concatenate(score_parts)
-            found = _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + 64)
+            found = _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + _ENTRY)
         ids, scores = found
         return ids, scores * q.boost if q.boost != 1.0 else scores
 
@@ -482,7 +488,11 @@ class _Evaluator:
             if fieldname not in seg.reader.schema:
                 continue
             for btext in self.budget.walk(q._btexts(seg.reader), every=16):
-                ids = _live_postings(seg, fieldname, btext, budget=self.budget)[0]
+                # Only its common words are kept: a range over most of the index's words
+                # would otherwise keep a little more of the whole lexicon after each query
+                # the budget stops, and a server's memory grow storm after storm. A rare
+                # word's few blocks decode about as fast as they are looked up.
+                ids = _live_postings(seg, fieldname, btext, budget=self.budget, keep_from=STORE_MIN_POSTINGS)[0]
                 if len(ids):
                     self.budget.charge(ids.nbytes)
                     parts.append(ids + seg.offset)
@@ -593,7 +603,7 @@ def live_docnums(searcher: Any, fieldname: str, text: str) -> np.ndarray:
         return cached
     parts = [_EMPTY_IDS, *(_live_postings(seg, fieldname, btext)[0] + seg.offset for seg in segments)]
     ids = np.concatenate(parts)
-    return _CACHE.put(key, ids, ids.nbytes + 64)
+    return _CACHE.put(key, ids, ids.nbytes + _ENTRY)
 
 
 def doc_count(searcher: Any, fieldname: str, text: str) -> int:
@@ -614,7 +624,7 @@ def doc_count(searcher: Any, fieldname: str, text: str) -> int:
         else len(_live_postings(seg, fieldname, btext)[0])
         for seg in segments
     )
-    return _CACHE.put(key, total, 64)
+    return _CACHE.put(key, total, _ENTRY)
 
 
 def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
@@ -631,7 +641,7 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
         bounds = [0, *np.cumsum(sizes).tolist()]
         data = joined.tobytes()
         shown_values = [data[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(sizes))]
-        return _CACHE.put(key, (ords, shown_values), ords.nbytes + 64 * len(shown_values))
+        return _CACHE.put(key, (ords, shown_values), ords.nbytes + _ENTRY + 64 * len(shown_values))
     stored = _store(reader)
     ords = np.full(reader.doc_count_all(), -1, dtype=np.int32)
     values: list[str] = []
@@ -647,7 +657,7 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
         encoded = [v.encode("utf-8") for v in values]
         sizes = np.array([len(e) for e in encoded], dtype=np.int32)
         stored[0].put(stored[1], "o", fieldname, b"", [ords, sizes, np.frombuffer(b"".join(encoded), dtype=np.uint8)])
-    return _CACHE.put(key, (ords, values), ords.nbytes + 64 * len(values))
+    return _CACHE.put(key, (ords, values), ords.nbytes + _ENTRY + 64 * len(values))
 
 
 # Per segment reader (so they go when it goes): its raw column readers. Opening one reads
@@ -706,7 +716,7 @@ def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray
     hashes = np.fromiter((_value_hash(v) for v in seen), dtype=np.int64, count=len(seen))
     if stored is not None:
         stored[0].put(stored[1], "v", fieldname, b"", [ords, hashes])
-    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes + 64)
+    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes + _ENTRY)
 
 
 def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -715,7 +725,7 @@ def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.n
     if cached is not None or found is None:
         return cached
     ords, hashes = found
-    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes + 64)
+    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes + _ENTRY)
 
 
 def _kept(reader: Any, kind: str, fieldname: str) -> tuple[Any, list[np.ndarray] | None]:
@@ -776,7 +786,7 @@ def _global_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarr
         out.append(to_global[ords])  # ords == -1 picks the appended "none"
     # Segments are in offset order and their numbers contiguous: one array for all.
     ordinals = np.concatenate(out)
-    return _CACHE.put(key, (ordinals, len(distinct)), ordinals.nbytes + 64)
+    return _CACHE.put(key, (ordinals, len(distinct)), ordinals.nbytes + _ENTRY)
 
 
 def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str) -> int:
@@ -857,7 +867,7 @@ def _facet_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarra
         parts.append(to_global[ords])  # ords == -1 picks the appended -1
     values = list(index)
     ordinals = np.concatenate(parts)
-    return _CACHE.put(key, (ordinals, values), ordinals.nbytes + 64 * len(values))
+    return _CACHE.put(key, (ordinals, values), ordinals.nbytes + _ENTRY + 64 * len(values))
 
 
 def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str) -> dict[str, int]:

@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import heapq
 import hmac
 import ipaddress
+import itertools
 import logging
 import math
 import os
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +94,10 @@ PAGE_SIZE = 24
 # others in the slow lane, one at a time, so that they cannot take every core (and the
 # interpreter lock) from the cheap ones. Of all of them, SLOW_LANES at most walk matches
 # in Whoosh's one-by-one searcher (index.search.budget.Budget.slow_lane). Per process;
-# more processes with `serve --workers N`.
+# more processes with `serve --workers N`, which share the cores: each worker's fast lane
+# then has cores / N threads (at least one). More threads than that in one process share
+# its interpreter lock (a search is mostly Python) and make every cheap query slower
+# without answering more of them.
 FAST_THREADS = os.cpu_count() or 2
 SLOW_THREADS = 1
 SLOW_LANES = 1
@@ -102,6 +108,10 @@ SLOW_QUEUE = 2
 # ...and how long one may wait for it: past that, 503 as well, so that no answer takes
 # much longer than the budget however full the lanes are (waiting is not charged to it).
 MAX_QUEUED_SECONDS = 0.25
+# Who waits least (FairLane): a connection's recent service halves this often, and so
+# many connections are remembered (the one heard from longest ago forgotten first).
+USAGE_HALF_LIFE = 2.0
+USAGE_CONNECTIONS = 1024
 # The bytes of intermediate arrays one query may build (index.search.budget.Budget.charge).
 SEARCH_BYTES = 512 * 2**20
 RETRY_AFTER = math.ceil(SERVER_SEARCH_SECONDS)
@@ -109,6 +119,13 @@ RETRY_AFTER = math.ceil(SERVER_SEARCH_SECONDS)
 # in Python loops then holds up a cheap one in the fast lane by at most this much per turn.
 SWITCH_INTERVAL = 0.001
 DISCONNECT_POLL = 0.05
+# glibc malloc arenas per process. Its default (8 per core) gives each search thread its
+# own arena, which keeps the peak of that thread's biggest query as free but unreturned
+# memory; two arenas (the event loop's and the searches') keep a server's memory at what
+# its caches hold. `serve` sets MALLOC_ARENA_MAX for its worker processes (read when they
+# start); create_app sets it in its own process with mallopt before any thread exists.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # glibc's malloc.h
 SORT_LABELS = {"relevance": "relevance", "-date": "newest", "date": "oldest", "domain": "domain"}
 _MARKED = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]*){MARK_END}")
 LINK_SCHEMES = frozenset({"http", "https", "file"})
@@ -234,6 +251,71 @@ class Overloaded(SearchError):
     """The query's lane has as many searches waiting as it may: try again later."""
 
 
+class FairLane:
+    """One lane's threads, handed to the waiting search whose connection has used the
+    least service lately.
+
+    A first-come queue lets every client that sends back to back keep a search in it at
+    all times, so that a light client (a person typing, a probe) waits behind one search
+    of each of them. Here each connection's recent service is the prices
+    (:func:`index.search.budget.cost`) of its searches, halved every USAGE_HALF_LIFE
+    seconds; a free thread takes the waiting search whose connection had the least when
+    it arrived (first come first among equals). A client that sends back to back then
+    waits behind the light ones, not they behind it. A connection seen for the first time
+    starts at the mean of the known ones, so that opening new connections buys nothing.
+    Per process and on its event loop: no lock."""
+
+    def __init__(self, threads: int, queue: int) -> None:
+        self.threads = threads
+        self.queue = queue
+        self.running = 0
+        self._usage: OrderedDict[Any, tuple[float, float]] = OrderedDict()  # who: (usage, when)
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def usage(self, who: Any, now: float | None = None) -> float:
+        """The connection's recent service as of ``now``: what it was charged, decayed."""
+        now = time.monotonic() if now is None else now
+        found = self._usage.get(who)
+        if found is None:
+            known = [self.usage(k, now) for k in self._usage]
+            return sum(known) / len(known) if known else 0.0
+        used, when = found
+        return used * 0.5 ** ((now - when) / USAGE_HALF_LIFE)
+
+    def admit(self, who: Any, price: float) -> asyncio.Future[None]:
+        """A future that is done when the search of connection ``who`` has a thread;
+        :class:`Overloaded` at once when the lane already has ``queue`` searches waiting."""
+        if self.running >= self.threads and len(self._waiting) >= self.queue:
+            raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
+        now = time.monotonic()
+        used = self.usage(who, now)
+        self._usage[who] = (used + max(1.0, price), now)
+        self._usage.move_to_end(who)
+        while len(self._usage) > USAGE_CONNECTIONS:
+            self._usage.popitem(last=False)  # the connection heard from longest ago
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (used, next(self._order), turn))
+        self._dispatch()
+        return turn
+
+    def leave(self, turn: asyncio.Future[None]) -> None:
+        """A search that had its thread is done, or one still waiting gives up its place."""
+        if turn.done() and not turn.cancelled():
+            self.running -= 1
+        else:
+            turn.cancel()
+            self._waiting = [w for w in self._waiting if w[2] is not turn]
+            heapq.heapify(self._waiting)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.running < self.threads and self._waiting:
+            turn = heapq.heappop(self._waiting)[2]
+            self.running += 1
+            turn.set_result(None)
+
+
 def _across_processes(lock_path: str, call: Any, budget: Budget) -> Any:
     """``call`` once this process holds the lock file shared by the server's workers: the
     slow lane is one thread for the whole server, not one per worker (each would take a
@@ -258,6 +340,22 @@ def _across_processes(lock_path: str, call: Any, budget: Budget) -> Any:
     return run
 
 
+def few_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Bound this process's malloc arenas (see MALLOC_ARENAS); False where the C library
+    is not glibc or the environment already decided (MALLOC_ARENA_MAX set by the user)."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
 def _cookie_name(token: str) -> str:
     """The token's cookie, named after the token: browsers keep one cookie jar per host,
     not per port, so two servers on one host would replace each other's cookie (and send
@@ -271,64 +369,82 @@ def create_app(
     secret: str | None = None,
     token: str | None = None,
     slow_lock: str | None = None,
+    workers: int = 1,
 ) -> Starlette:
     """The page over ``index_dir``, answering only requests whose Host is one of
     ``hosts`` (default: the loopback names). With ``secret``, an API request that brings
     a challenge gets its proof (:mod:`index.serve.remote`: how the command line knows it asks
     the server it read about). With ``token``, only requests that bring it (header or
     cookie) are answered; ``?token=`` on the page sets the cookie. With ``slow_lock`` (a
-    file the workers of one server share), the slow lane is one for all of them."""
+    file the workers of one server share), the slow lane is one for all of them; the fast
+    lane's threads are the cores shared by ``workers`` processes."""
     index_dir = str(index_dir)
     sys.setswitchinterval(SWITCH_INTERVAL)
+    few_arenas()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["marked"] = marked
     templates.env.globals["safe_href"] = safe_href
     templates.env.globals["search_link"] = search_link
-    lanes = {
-        "fast": (anyio.CapacityLimiter(FAST_THREADS), FAST_QUEUE),
-        "slow": (anyio.CapacityLimiter(SLOW_THREADS), SLOW_QUEUE),
-    }
+    fast_threads = max(1, FAST_THREADS // max(1, workers))
+    lanes = {"fast": FairLane(fast_threads, FAST_QUEUE), "slow": FairLane(SLOW_THREADS, SLOW_QUEUE)}
+    # The threads themselves: as many as the lanes hand out (FairLane decides who runs).
+    threads = anyio.CapacityLimiter(fast_threads + SLOW_THREADS)
+    start_pages = anyio.CapacityLimiter(fast_threads)
     slow_lane = threading.BoundedSemaphore(SLOW_LANES)
-    waiting: dict[str, list[Budget]] = {"fast": [], "slow": []}  # admitted, not yet started
 
-    def lane_of(query: str, options: dict[str, Any]) -> str:
-        price = cost(
+    def price_of(query: str, options: dict[str, Any]) -> int:
+        return cost(
             query,
             page=options.get("page", 1),
             limit=options.get("limit", 10),
             sort=options.get("sort", "relevance"),
             exact=options.get("exact", False),
         )
-        return "fast" if price <= CHEAP_COST else "slow"
 
     async def off_loop(request: Request, query: str, **options: Any) -> Results:
         """The search in a worker thread of its lane, so that the event loop keeps
         answering, with the query's budget (started when the thread starts), cancelled
         inside the search when the client goes away meanwhile, turned away when its lane
         is full or has not given it a thread within MAX_QUEUED_SECONDS."""
-        lane = lane_of(query, options)
-        limiter, queue = lanes[lane]
-        # Counted here, on the event loop, not by the limiter: a search admitted a moment
-        # ago may not have reached the limiter yet.
-        waiting[lane] = [b for b in waiting[lane] if b.started is None and not b.cancel.is_set()]
-        if len(waiting[lane]) >= queue:
-            raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
+        price = price_of(query, options)
+        lane = lanes["fast" if price <= CHEAP_COST else "slow"]
+        # The connection, not the address: every local client is 127.0.0.1.
+        who = tuple(request.scope.get("client") or ())
+        turn = lane.admit(who, price)
         budget = Budget(SERVER_SEARCH_SECONDS, max_bytes=SEARCH_BYTES, slow_lane=slow_lane)
-        waiting[lane].append(budget)
-        call = functools.partial(search, index_dir, query, budget=budget, **options)
-        if lane == "slow" and slow_lock is not None:
-            call = _across_processes(slow_lock, call, budget)
-        task = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=limiter))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL)
-            if done:
-                return task.result()
-            if budget.started is None and budget.queued > MAX_QUEUED_SECONDS:
-                budget.cancel.set()  # it stops at once when it gets its thread
-                task.add_done_callback(_discard)
-                raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
-            if not budget.cancel.is_set() and await request.is_disconnected():
+        task: asyncio.Future[Results] | None = None
+        try:
+            while not turn.done():
+                await asyncio.wait({turn}, timeout=DISCONNECT_POLL)
+                if turn.done():
+                    break
+                if budget.queued > MAX_QUEUED_SECONDS:
+                    raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
+                if await request.is_disconnected():
+                    raise SearchCancelled("the client went away while its search waited")
+            call = functools.partial(search, index_dir, query, budget=budget, **options)
+            if lane is lanes["slow"] and slow_lock is not None:
+                call = _across_processes(slow_lock, call, budget)
+            task = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=threads))
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL)
+                if done:
+                    return task.result()
+                if budget.started is None and budget.queued > MAX_QUEUED_SECONDS:
+                    # Its thread waits for the other workers' slow lane (_across_processes):
+                    # queued all the same, and turned away like any search left waiting.
+                    raise Overloaded(f"the server is busy: try again in {RETRY_AFTER} s")
+                if not budget.cancel.is_set() and await request.is_disconnected():
+                    budget.cancel.set()
+        finally:
+            if task is not None and not task.done():
+                # Turned away, or this handler cancelled, while its thread runs: the
+                # thread is the lane's until the search (told to stop) gives it back.
                 budget.cancel.set()
+                task.add_done_callback(_discard)
+                task.add_done_callback(lambda _: lane.leave(turn))
+            else:
+                lane.leave(turn)
 
     def authorized(request: Request) -> bool:
         if token is None:
@@ -385,7 +501,7 @@ def create_app(
         }
         if not query:  # the start page: the index at a glance (index.serve.overview)
             try:
-                context.update(await anyio.to_thread.run_sync(start_page, index_dir, limiter=lanes["fast"][0]))
+                context.update(await anyio.to_thread.run_sync(start_page, index_dir, limiter=start_pages))
             except SearchError as exc:
                 error, status = str(exc), _status(exc)
                 context.update(error=error, hint=exc.hint)
@@ -454,7 +570,7 @@ def _json(body: dict[str, Any], status: int) -> JSONResponse:
 
 
 def _discard(task: asyncio.Future[Any]) -> None:
-    """Retrieve a turned-away search's outcome (its cancellation), which nobody awaits."""
+    """Retrieve an abandoned search's outcome (its cancellation), which nobody awaits."""
     if not task.cancelled():
         task.exception()
 
@@ -502,6 +618,7 @@ def app_from_env() -> Starlette:
         os.environ.get("PAGES_SERVE_SECRET"),
         os.environ.get("PAGES_SERVE_TOKEN"),
         os.environ.get("PAGES_SERVE_SLOW_LOCK"),
+        int(os.environ.get("PAGES_SERVE_WORKERS") or 1),
     )
 
 
@@ -527,6 +644,8 @@ def serve(
         fd, slow_lock = tempfile.mkstemp(prefix="pages-serve-slow-", suffix=".lock")  # 0600, ours
         os.close(fd)
         os.environ["PAGES_SERVE_SLOW_LOCK"] = slow_lock
+        os.environ["PAGES_SERVE_WORKERS"] = str(workers)
+        os.environ.setdefault("MALLOC_ARENA_MAX", str(MALLOC_ARENAS))  # read as each worker starts
         options = {"factory": True, "workers": workers, "fd": sock.fileno(), "log_level": "info"}
         config = uvicorn.Config("index.serve.web:app_from_env", **options)
     else:
