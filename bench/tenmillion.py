@@ -32,10 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.coldstart import COLD_QUERIES, timed_run
 from bench.common import DEFAULT_WORK, ROOT, machine, percentiles, queries, uptime
 from bench.load import Client, rss_mb
 from bench.replicate import replicate
-from bench.search import typo_queries
+from bench.search import clear_results, latency, typo_queries
 
 SOURCE_PAGES = 1250
 QUERIES = 100
@@ -135,7 +136,6 @@ def inproc(work: Path, facet: bool, n: int) -> dict[str, Any]:
     then timed: bench.search.typo_latency's loop, with or without ``--facet domain``.
     Memory: the process's RSS after the warm-up pass and after the timed ones (steady),
     and its peak."""
-    from bench.search import clear_results, latency
     from index.search import run as search_module
 
     index = work / "index-10m"
@@ -246,7 +246,6 @@ def cold(work: Path, n: int) -> dict[str, Any]:
     same process answering the exact query list once, result cache off) and its size on
     disk; then a fresh `serve` with the store filled, to its first answer; and a new
     `python -m index search` process answered by that server (bench.coldstart)."""
-    from bench.coldstart import COLD_QUERIES, timed_run
     from index.fast.store import FILENAME
 
     index = work / "index-10m"
