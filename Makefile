@@ -78,6 +78,7 @@ bench-10m: install
 	$(BIN)/python -m bench.tenmillion inproc
 	$(BIN)/python -m bench.tenmillion inproc --facet
 	$(BIN)/python -m bench.tenmillion http
+	$(BIN)/python -m bench.tenmillion http --facet
 	$(BIN)/python -m bench.tenmillion cold
 	$(BIN)/python -m bench.tenmillion report
 

@@ -2,7 +2,7 @@
 
     python -m bench.tenmillion build    [--work DIR]          # the 10M index, once
     python -m bench.tenmillion inproc   [--work DIR] [--facet]  # exact / typo / word start in a process
-    python -m bench.tenmillion http     [--work DIR]           # the same through `serve`, keep-alive
+    python -m bench.tenmillion http     [--work DIR] [--facet]  # the same through `serve`, keep-alive
     python -m bench.tenmillion cold     [--work DIR]           # a fresh `serve` to its first answer; the store
     python -m bench.tenmillion report   [--work DIR]           # the figures so far, as Markdown
 
@@ -198,14 +198,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def http_latency(work: Path, n: int) -> dict[str, Any]:
+def http_latency(work: Path, facet: bool, n: int) -> dict[str, Any]:
     """The same three query lists through one `serve` process (one worker) on a kept-alive
-    connection, with and without ``facet=domain``: p50 / p99 over HTTP and as the server
+    connection, with or without ``facet=domain``: p50 / p99 over HTTP and as the server
     counts its own time, each list run once before (warm arrays; the result cache cannot
     answer: the timed pass asks for 11 results instead of 10). Statuses other than 200
     (a query over the server's 3 s budget answers 400) are counted. The server's RSS
     (all, anonymous) after each list."""
     index = work / "index-10m"
+    label = "facet" if facet else "plain"
     out: dict[str, Any] = {"load_before": uptime(), "queries": n}
     with tempfile.TemporaryDirectory(prefix="bench-10m-") as runtime:
         os.chmod(runtime, 0o700)
@@ -213,30 +214,29 @@ def http_latency(work: Path, n: int) -> dict[str, Any]:
         out["start_to_first_answer_s"] = started
         out["rss_start_mb"] = rss_mb(proc.pid)
         client = Client(found, timeout=600)
+        params = {"facet": "domain"} if facet else {"facet": ""}
         try:
-            for facet in ("", "domain"):
-                label = "facet" if facet else "plain"
-                for kind, items in typo_queries(queries(n)).items():
-                    for limit in ("10", "11"):
-                        took, own, bad = [], [], {}
-                        for q in items:
-                            t0 = time.perf_counter()
-                            status, body = client.get({"q": q, "limit": limit, "facet": facet})
-                            took.append((time.perf_counter() - t0) * 1000)
-                            if status == 200:
-                                own.append(json.loads(body)["elapsed_ms"])
-                            else:
-                                bad[str(status)] = bad.get(str(status), 0) + 1
-                    key = f"{kind}_{label}"
-                    out[f"{key}_http_p50"], out[f"{key}_http_p99"] = percentiles(took)
-                    out[f"{key}_own_p50"], out[f"{key}_own_p99"] = percentiles(own) if own else (0.0, 0.0)
-                    out[f"{key}_not_200"] = bad
-                    out[f"{key}_rss_mb"] = rss_mb(proc.pid)
+            for kind, items in typo_queries(queries(n)).items():
+                for limit in ("10", "11"):  # warm, then timed
+                    took, own, bad = [], [], {}
+                    for q in items:
+                        t0 = time.perf_counter()
+                        status, body = client.get({**params, "q": q, "limit": limit})
+                        took.append((time.perf_counter() - t0) * 1000)
+                        if status == 200:
+                            own.append(json.loads(body)["elapsed_ms"])
+                        else:
+                            bad[str(status)] = bad.get(str(status), 0) + 1
+                key = f"{kind}_{label}"
+                out[f"{key}_http_p50"], out[f"{key}_http_p99"] = percentiles(took)
+                out[f"{key}_own_p50"], out[f"{key}_own_p99"] = percentiles(own) if own else (0.0, 0.0)
+                out[f"{key}_not_200"] = bad
+                out[f"{key}_rss_mb"] = rss_mb(proc.pid)
             out["rss_peak_mb"] = _status_mb("VmHWM", proc.pid)
         finally:
             _stop(proc)
     out["load_after"] = uptime()
-    _record(work, "http", out)
+    _record(work, f"http_{label}", out)
     return out
 
 
@@ -321,7 +321,7 @@ def report(work: Path) -> str:
 
     def http_row(what: str) -> Any:
         def figure(kind: str, facet: str) -> tuple[float, float] | None:
-            r = runs.get("http", {})
+            r = runs.get(f"http_{facet}", {})
             key = f"{kind}_{facet}_{what}"
             return (r[f"{key}_p50"], r[f"{key}_p99"]) if f"{key}_p50" in r else None
 
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("step", choices=("build", "inproc", "http", "cold", "report"))
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK / "tenmillion")
     parser.add_argument("--queries", type=int, default=QUERIES, help=f"queries per list (default {QUERIES})")
-    parser.add_argument("--facet", action="store_true", help="inproc: with --facet domain")
+    parser.add_argument("--facet", action="store_true", help="inproc, http: with --facet domain")
     opts = parser.parse_args(argv)
     work = opts.work.resolve()
     if opts.step == "build":
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     elif opts.step == "inproc":
         inproc(work, opts.facet, opts.queries)
     elif opts.step == "http":
-        http_latency(work, opts.queries)
+        http_latency(work, opts.facet, opts.queries)
     elif opts.step == "cold":
         cold(work, opts.queries)
     else:
