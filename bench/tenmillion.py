@@ -147,15 +147,22 @@ def inproc(work: Path, facet: bool, n: int) -> dict[str, Any]:
     search_module.search(index, "chair yoga", facets=facets)
     out["open_first_ms"] = (time.perf_counter() - t0) * 1000
 
+    cpu: list[float] = []  # CPU ms per query: what other users of a shared machine change least
+
     def call(q: str) -> object:
-        return search_module.search(index, q, limit=10, facets=facets)
+        c0 = time.process_time()
+        found = search_module.search(index, q, limit=10, facets=facets)
+        cpu.append((time.process_time() - c0) * 1000)
+        return found
 
     for kind, items in typo_queries(queries(n)).items():
         t0 = time.perf_counter()
         latency(call, items, clear_results)
         out[f"{kind}_{label}_warmup_s"] = time.perf_counter() - t0
         out[f"{kind}_{label}_rss_after_warmup_mb"] = _rss_now_mb()
+        cpu.clear()
         out[f"{kind}_{label}_p50"], out[f"{kind}_{label}_p99"] = latency(call, items, clear_results)
+        out[f"{kind}_{label}_cpu_p50"], out[f"{kind}_{label}_cpu_p99"] = percentiles(cpu)
         out[f"{kind}_{label}_rss_mb"] = _rss_now_mb()
     out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["load_after"] = uptime()
@@ -315,9 +322,13 @@ def report(work: Path) -> str:
                 cells.append("–" if got is None else f"{got[0]:.1f} / {got[1]:.1f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    def inproc_row(kind: str, facet: str) -> tuple[float, float] | None:
-        r = runs.get(f"inproc_{facet}", {})
-        return (r[f"{kind}_{facet}_p50"], r[f"{kind}_{facet}_p99"]) if f"{kind}_{facet}_p50" in r else None
+    def inproc_row(what: str) -> Any:
+        def figure(kind: str, facet: str) -> tuple[float, float] | None:
+            r = runs.get(f"inproc_{facet}", {})
+            key = f"{kind}_{facet}{what}"
+            return (r[f"{key}_p50"], r[f"{key}_p99"]) if f"{key}_p50" in r else None
+
+        return figure
 
     def http_row(what: str) -> Any:
         def figure(kind: str, facet: str) -> tuple[float, float] | None:
@@ -327,7 +338,8 @@ def report(work: Path) -> str:
 
         return figure
 
-    row("in the process", inproc_row)
+    row("in the process", inproc_row(""))
+    row("in the process, CPU ms", inproc_row("_cpu"))
     row("`serve`, its own time", http_row("own"))
     row("`serve`, over HTTP (keep-alive)", http_row("http"))
     return "\n".join(lines)
