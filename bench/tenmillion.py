@@ -193,6 +193,7 @@ def _start(index: Path, runtime: Path, query: str) -> tuple[subprocess.Popen[byt
             if status == 200:
                 return proc, found, time.perf_counter() - t0, json.loads(body).get("elapsed_ms"), stopped
             if status != 400:
+                _stop(proc)
                 raise SystemExit(f"`index serve` answered {status}: {body[:300]!r}")
             stopped += 1
         time.sleep(0.05)
