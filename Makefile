@@ -72,7 +72,7 @@ bench-load: install
 	$(BIN)/python -m bench.load --index $(LOAD_INDEX)
 
 # Issue 30's figures at 10M documents on a replicated index (bench/tenmillion.py): about
-# 40 min to build (13 GB under bench/work/tenmillion), then each step a few minutes.
+# 40 min to build (11 GB under bench/work/tenmillion, 6 GB more while merging), then each step a few minutes.
 bench-10m: install
 	$(BIN)/python -m bench.tenmillion build
 	$(BIN)/python -m bench.tenmillion inproc
