@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow fuzz serve lint format layout bench bench-large bench-load clean psl-age
+.PHONY: install demo test test-slow fuzz serve lint format layout bench bench-large bench-load bench-10m clean psl-age
 
 install: $(STAMP)
 
@@ -70,6 +70,17 @@ bench-load: install
 	test -d $(LOAD_INDEX) || { $(BIN)/python -m bench.corpus --pages 1250 --out bench/work/corpus-1250 && \
 		$(BIN)/scrapy crawl pages -a start=bench/work/corpus-1250 -s INDEX_DIR=$(LOAD_INDEX) -s LOG_LEVEL=WARNING; }
 	$(BIN)/python -m bench.load --index $(LOAD_INDEX)
+
+# Issue 30's figures at 10M documents on a replicated index (bench/tenmillion.py): about
+# 40 min to build (11 GB under bench/work/tenmillion, 6 GB more while merging), then each step a few minutes.
+bench-10m: install
+	$(BIN)/python -m bench.tenmillion build
+	$(BIN)/python -m bench.tenmillion inproc
+	$(BIN)/python -m bench.tenmillion inproc --facet
+	$(BIN)/python -m bench.tenmillion http
+	$(BIN)/python -m bench.tenmillion http --facet
+	$(BIN)/python -m bench.tenmillion cold
+	$(BIN)/python -m bench.tenmillion report
 
 clean:
 	rm -rf data bench/work .pytest_cache .ruff_cache

@@ -4,6 +4,7 @@ searching, never for writing to). Used for issue 18's 1.1M-document figures in
 bench/RESULTS.md when a `large` crawl could not finish on a loaded machine.
 
     python -m bench.replicate SOURCE_INDEX TARGET_INDEX 6
+    python -m bench.replicate OTHER_INDEX TARGET_INDEX 1 --append   # add to TARGET's segments
 
 Whoosh stores a segment as one compound file whose directory names its parts after the
 segment id, so each copy gets that directory rewritten, and the table of contents lists
@@ -27,12 +28,22 @@ from whoosh.filedb.structfile import StructFile
 from whoosh.index import TOC
 
 
-def replicate(src: Path, dst: Path, copies: int) -> int:
+def replicate(src: Path, dst: Path, copies: int, append: bool = False) -> int:
+    """``copies`` copies of ``src``'s segments in ``dst``: a new index, or (``append``) added
+    to ``dst``'s own segments (bench.tenmillion tops 10 copies of a 1M index up to 10M)."""
     toc = TOC.read(index.open_dir(str(src)).storage, "MAIN")
-    shutil.rmtree(dst, ignore_errors=True)
-    dst.mkdir(parents=True)
-    storage = FileStorage(str(dst))
     segments = []
+    if append:
+        mine = TOC.read(index.open_dir(str(dst)).storage, "MAIN")
+        if mine.schema.names() != toc.schema.names():
+            raise SystemExit(f"{src} and {dst} have different schemas")
+        segments = list(mine.segments)
+        generation = mine.generation + 1
+    else:
+        shutil.rmtree(dst, ignore_errors=True)
+        dst.mkdir(parents=True)
+        generation = 1
+    storage = FileStorage(str(dst))
     for _ in range(copies):
         for seg in toc.segments:
             if not seg.compound:
@@ -49,7 +60,7 @@ def replicate(src: Path, dst: Path, copies: int) -> int:
             out.write(raw[:dirpos])
             CompoundStorage.write_dir(out, 0, renamed, options)
             segments.append(new)
-    TOC(toc.schema, segments, 1).write(storage, "MAIN")
+    TOC(toc.schema, segments, generation).write(storage, "MAIN")
     return index.open_dir(str(dst)).doc_count_all()
 
 
@@ -58,8 +69,9 @@ def main() -> None:
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
     parser.add_argument("copies", type=int)
+    parser.add_argument("--append", action="store_true", help="add the copies to TARGET's segments")
     opts = parser.parse_args()
-    print(f"{replicate(opts.source, opts.target, opts.copies):,} documents in {opts.target}")
+    print(f"{replicate(opts.source, opts.target, opts.copies, opts.append):,} documents in {opts.target}")
 
 
 if __name__ == "__main__":

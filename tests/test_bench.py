@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import partial, report, run
+from bench import partial, report, run, tenmillion
 from bench.distributed import distributed
 from bench.page import page_render
+from bench.replicate import replicate
 from bench.search import search_latency, typo_latency
 from helpers import item, write
 
@@ -84,6 +85,27 @@ def test_typo_latency_and_page_render_run_on_the_current_search_code(small_index
     assert {f"{k}_{f}_p50" for k in ("exact", "one_typo", "prefix") for f in ("plain", "facet")} <= set(ty)
     rd = page_render(small_index, QUERIES)
     assert set(rd) == {f"{k}_{p}" for k in ("page", "api", "cli_json") for p in ("p50", "p99")}
+
+
+def test_replicate_appends_copies_that_search_finds(small_index: Path, tmp_path: Path) -> None:
+    from index.search.run import search
+
+    target = tmp_path / "big"
+    assert replicate(small_index, target, 2) == 2 * (docs := replicate(small_index, tmp_path / "one", 1))
+    assert replicate(small_index, target, 1, append=True) == 3 * docs
+    assert (
+        search(target, "chair yoga", collapse=False).total
+        == 3 * search(small_index, "chair yoga", collapse=False).total
+    )
+
+
+def test_tenmillion_measures_in_process_and_reports(small_index: Path, tmp_path: Path) -> None:
+    # The 10M steps record into the work dir; the in-process step runs on any index there.
+    shutil.copytree(small_index, tmp_path / "index-10m")
+    for facet in (False, True):
+        tenmillion.inproc(tmp_path, facet, 4)
+    table = tenmillion.report(tmp_path)
+    assert "| in the process | " in table and "–" not in table.split("| in the process | ")[1].split("\n")[0]
 
 
 class Figures(dict):
