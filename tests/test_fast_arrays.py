@@ -17,8 +17,9 @@ from whoosh import query as Q
 
 from bench.corpus import WORDS, generate
 from conftest import ROOT, crawl_in_process, fuzz
-from index.cache import Cache
+from index.cache import Cache, clear_caches
 from index.fast import arrays as fastsearch
+from index.search.budget import Budget, Cancelled
 from index.search.parse import parse_query
 
 EXAMPLES = ROOT / "examples" / "pages"
@@ -219,6 +220,19 @@ def test_distinct_count_matches_the_stored_image_urls(shared_urls, monkeypatch, 
         picked = np.sort(rng.choice(live, size=size, replace=False)).tolist()
         expected = len({by_docnum[d] for d in picked if by_docnum[d]}) + sum(1 for d in picked if not by_docnum[d])
         assert fastsearch.distinct_count(searcher, np.array(picked, dtype=np.int64), "image_url") == expected
+
+
+def test_values_looked_up_one_by_one_are_read_within_the_budget(shared_urls, monkeypatch):
+    """A collapsed total that reads each hit's value costs a read per hit (a million at
+    10M documents): a search past its budget stops there too, not after the count."""
+    searcher, urls = shared_urls
+    clear_caches()  # no global ordinals yet: the values are looked up
+    monkeypatch.setattr(fastsearch, "_lookup_instead", lambda reader, fieldname, hits: True)
+    live = np.array(sorted(searcher.document_number(id=doc_id) for doc_id in urls), dtype=np.int64)
+    gone = Budget()
+    gone.cancel.set()
+    with pytest.raises(Cancelled):
+        fastsearch.distinct_count(searcher, live, "image_url", gone)
 
 
 def test_merged_lexicon_finds_what_each_segment_finds(searcher, monkeypatch):

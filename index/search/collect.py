@@ -22,7 +22,7 @@ from whoosh.searching import Searcher
 
 from index import _whoosh
 from index.fast import arrays as fastsearch
-from index.search.budget import Budget, bounded_collector, bounded_query
+from index.search.budget import UNBOUNDED, Budget, bounded_collector, bounded_query
 from index.search.expand import expand_multiterms
 from index.search.parse import ParsedSearch
 from index.search.typos import Tolerance, tolerate
@@ -82,7 +82,7 @@ def find(
         total = len(evaluation)
         if collapse and total:
             budget.check()
-            total = _distinct_images(searcher, evaluation.docnums)
+            total = _distinct_images(searcher, evaluation.docnums, budget)
         counts = {name: fastsearch.facet_counts(searcher, evaluation, name) for name in budget.walk(facets, every=1)}
         return Found(q, top, total, True, counts, tolerance)
     top, total, total_exact, counts = _by_whoosh(searcher, q, parsed, window, collapse, facets, page_set, budget)
@@ -114,7 +114,7 @@ def _by_whoosh(
         total, total_exact = _count(searcher, q, inner, fetched, parsed.filter, page_set, budget)
         if collapse and total_exact and total:
             matched = _run(searcher, q, budget, limit=None, scored=False, filter=parsed.filter, mask=page_set or None)
-            total = _distinct_images(searcher, matched.docs())
+            total = _distinct_images(searcher, matched.docs(), budget)
         elif collapse and not total_exact:
             # The estimate counts documents; collapsed hits are images, and no query
             # finds more than the index holds: "about N" stays an upper bound.
@@ -267,13 +267,13 @@ def _count(
     return min(max(estimate, collected), searcher.doc_count() - len(mask)), False
 
 
-def _distinct_images(searcher: Searcher, docnums: Any) -> int:
-    """Hits left after collapsing: distinct image URLs among ``docnums``."""
+def _distinct_images(searcher: Searcher, docnums: Any, budget: Budget = UNBOUNDED) -> int:
+    """Hits left after collapsing: distinct image URLs among ``docnums``, within ``budget``."""
     ids = np.asarray(sorted(docnums) if not isinstance(docnums, np.ndarray) else docnums, dtype=np.int64)
     try:
-        return fastsearch.distinct_count(searcher, ids, "image_url")
+        return fastsearch.distinct_count(searcher, ids, "image_url", budget)
     except fastsearch.Unsupported:
         # What collapsing itself compares: the image URL, else the document (the
         # document ids `url#n` counted every document, not every image).
         key = _image_key(searcher)
-        return len({key(d) for d in ids.tolist()})
+        return len({key(d) for d in budget.walk(ids.tolist(), every=4096)})
