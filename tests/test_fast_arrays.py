@@ -239,7 +239,6 @@ def test_merged_lexicon_finds_what_each_segment_finds(searcher, monkeypatch):
     """Typo and word-start expansion over the words of all segments merged into one
     sorted list (what a many-segment index uses) finds the same words, with the same
     frequencies, as walking every segment's term list."""
-    from index.cache import clear_caches
     from index.search import expand, typos
 
     reader = searcher.reader()
