@@ -329,26 +329,20 @@ def report(work: Path) -> str:
                 cells.append("–" if got is None else f"{got[0]:.1f} / {got[1]:.1f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    def inproc_row(what: str) -> Any:
+    def step_row(step: str, what: str) -> Any:
+        """The p50 / p99 of ``what`` (a key suffix) in the runs of ``step`` (inproc, http)."""
+
         def figure(kind: str, facet: str) -> tuple[float, float] | None:
-            r = runs.get(f"inproc_{facet}", {})
+            r = runs.get(f"{step}_{facet}", {})
             key = f"{kind}_{facet}{what}"
             return (r[f"{key}_p50"], r[f"{key}_p99"]) if f"{key}_p50" in r else None
 
         return figure
 
-    def http_row(what: str) -> Any:
-        def figure(kind: str, facet: str) -> tuple[float, float] | None:
-            r = runs.get(f"http_{facet}", {})
-            key = f"{kind}_{facet}_{what}"
-            return (r[f"{key}_p50"], r[f"{key}_p99"]) if f"{key}_p50" in r else None
-
-        return figure
-
-    row("in the process", inproc_row(""))
-    row("in the process, CPU ms", inproc_row("_cpu"))
-    row("`serve`, its own time", http_row("own"))
-    row("`serve`, over HTTP (keep-alive)", http_row("http"))
+    row("in the process", step_row("inproc", ""))
+    row("in the process, CPU ms", step_row("inproc", "_cpu"))
+    row("`serve`, its own time", step_row("http", "_own"))
+    row("`serve`, over HTTP (keep-alive)", step_row("http", "_http"))
     return "\n".join(lines)
 
 

@@ -1,9 +1,16 @@
-"""Small indexes built in the test process: a page item from captions, and a writer run over items."""
+"""Small indexes built in the test process (a page item from captions, and a writer run over
+items), and the search page served from a thread of the test process."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from conftest import free_port
 from index.model.documents import page_documents as build_documents
 from index.writing.pagewriter import PageWriter
 
@@ -45,3 +52,24 @@ def write(index: Path, *items: dict, **options) -> dict:
     for it in items:
         writer.add_page(build_documents(it))
     return writer.close()
+
+
+@contextlib.contextmanager
+def served_app(app: Any) -> Iterator[int]:
+    """``app`` (index.serve.web.create_app) served by uvicorn on 127.0.0.1 from a thread of
+    this process, for the block: its port."""
+    import uvicorn
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    try:
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

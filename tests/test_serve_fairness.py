@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import index.serve.web as web
-from conftest import free_port
+from helpers import served_app
 from index.api import Results
 
 CHEAP_SECONDS = 0.02
@@ -169,22 +169,11 @@ def fake_search(index_dir, query, *, budget, **options):
 
 @pytest.fixture
 def server(tmp_path, monkeypatch) -> Iterator[int]:
-    import uvicorn
-
     monkeypatch.setattr(web, "search", fake_search)
     monkeypatch.setattr(web, "FAST_THREADS", 1)
     monkeypatch.setattr(web, "MAX_QUEUED_SECONDS", 30.0)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(web.create_app(tmp_path), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield port
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with served_app(web.create_app(tmp_path)) as port:
+        yield port
 
 
 def test_a_light_client_is_not_queued_behind_clients_that_send_back_to_back(server):

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 
 import index.serve.web as web
-from conftest import free_port
+from helpers import served_app
 from index.api import Results
 from index.search.budget import CHEAP_COST, cost
 
@@ -37,22 +37,11 @@ def fake_search(index_dir, query, *, budget, **options):
 
 @pytest.fixture
 def server(tmp_path, monkeypatch) -> Iterator[int]:
-    import uvicorn
-
     monkeypatch.setattr(web, "search", fake_search)
     monkeypatch.setattr(web, "SLOW_QUEUE", 1)
     monkeypatch.setattr(web, "MAX_QUEUED_SECONDS", 5.0)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(web.create_app(tmp_path), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield port
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with served_app(web.create_app(tmp_path)) as port:
+        yield port
 
 
 def get(port: int, query: str) -> tuple[int, dict, float]:

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import threading
 import time
 from argparse import Namespace
 from collections.abc import Iterator
@@ -17,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import FIXTURES, HIT_KEYS, ROOT, crawl_in_process, free_port
+from conftest import FIXTURES, HIT_KEYS, ROOT, crawl_in_process
+from helpers import served_app
 from index.cli import run_search
 from index.serve.web import CSP, create_app, marked, safe_href
 
@@ -157,20 +157,8 @@ def test_new_commits_show_up_without_a_restart(tmp_path):
 
 @pytest.fixture(scope="module")
 def server(index) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(create_app(index), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=5)
+    with served_app(create_app(index)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
