@@ -208,9 +208,7 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
         procs = ["-s", f"INDEX_WRITER_PROCS={2 if round_ % 2 == 0 else 1}"]
         proc = subprocess.Popen(args + procs, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.8, 3.0))
-        family = _descendants(proc.pid)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        family = _kill_9(proc)
         for pid in family:  # each notices its parent is gone and exits by itself
             assert _wait_gone(pid), f"process {pid} outlived the crawl that started it"
         if list(index.glob("*.toc")):
@@ -245,8 +243,7 @@ def test_kill_9_while_sub_writers_write(tmp_path):
         time.sleep(0.02)
     else:
         pytest.fail("the crawl never started a sub-writer")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    family = _kill_9(proc)
     for pid in family:
         assert _wait_gone(pid), f"process {pid} outlived the crawl that started it"
     # The command's writer (a writer process, two sub-writers) on the index they left:
@@ -268,6 +265,27 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):  # the process or thread is gone
             found += [int(p) for p in task.read_text().split()]
     return found
+
+
+def _kill_9(proc: subprocess.Popen) -> list[int]:
+    """kill -9 the crawl; its descendants, all of them, to wait for. A look at them before
+    the kill can miss a sub-writer started just after it, which then outlives the look
+    (and left its sort folder in the index after the next crawl had cleaned it): the
+    family is stopped first, level by level until no new process appears, the crawl
+    killed, the others let go on to notice it."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    family: list[int] = []
+    while new := [pid for pid in _descendants(proc.pid) if pid not in family]:
+        for pid in new:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        family += new
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    return family
 
 
 def _descendants(pid: int, depth: int = 5) -> list[int]:
