@@ -27,6 +27,13 @@ def folder_of(root: Path, n: int, tag: str = "p") -> list[Path]:
     return files
 
 
+def sitemap_site(www: Path, base: str, n: int) -> list[Path]:
+    """``folder_of`` pages served from ``www`` at ``base``, and ``/sitemap.xml`` listing them."""
+    files = folder_of(www, n)
+    (www / "sitemap.xml").write_text(sitemap([f"{base}/{f.name}" for f in files]))
+    return files
+
+
 def strip(docs: list[dict]) -> list[dict]:
     return sorted(({k: v for k, v in d.items() if k not in ("score", "indexed_at")} for d in docs), key=str)
 
@@ -46,17 +53,14 @@ def assert_clean(index: Path, tmp: Path, *starts: str) -> None:
 # -- finding 1: pages that come back empty --------------------------------------------------
 def test_pages_answering_empty_200_are_refused_like_a_mass_deletion(tmp_path, http_root):
     www, base, _ = http_root
-    names = [f"p{i}.md" for i in range(10)]
-    for i, name in enumerate(names):
-        (www / name).write_text(page(i))
-    (www / "sitemap.xml").write_text(sitemap([f"{base}/{n}" for n in names]))
+    files = sitemap_site(www, base, 10)
     index = tmp_path / "index"
     crawl_in_process(index, f"{base}/sitemap.xml")
     before = strip(image_documents(index))
-    later = os.stat(www / names[0]).st_mtime + 2  # If-Modified-Since has a resolution of seconds
-    for name in names:
-        (www / name).write_text("")  # a maintenance page served as 200
-        os.utime(www / name, (later, later))
+    later = os.stat(files[0]).st_mtime + 2  # If-Modified-Since has a resolution of seconds
+    for f in files:
+        f.write_text("")  # a maintenance page served as 200
+        os.utime(f, (later, later))
     result = crawl_in_process(index, f"{base}/sitemap.xml")
     assert result.returncode == EXIT_DELETE_REFUSED
     assert stat(result, "pages/kept/collapsed") == 10 and stat(result, "pages/delete_refused") == 10
@@ -106,10 +110,7 @@ def test_collapse_and_vanishing_count_together():
 # -- finding 3: redirects ------------------------------------------------------------------
 def test_a_page_moved_as_is_behind_a_redirect_is_indexed_under_its_target(tmp_path, http_root):
     www, base, server = http_root
-    names = [f"p{i}.md" for i in range(6)]
-    for i, name in enumerate(names):
-        (www / name).write_text(page(i))
-    (www / "sitemap.xml").write_text(sitemap([f"{base}/{n}" for n in names]))
+    sitemap_site(www, base, 6)
     index = tmp_path / "index"
     crawl_in_process(index, f"{base}/sitemap.xml")
     (www / "p0.md").rename(www / "p0-new.md")  # same bytes, same modification time
@@ -123,9 +124,7 @@ def test_a_page_moved_as_is_behind_a_redirect_is_indexed_under_its_target(tmp_pa
 
 def test_a_redirect_to_a_failing_target_keeps_the_listed_page(tmp_path, http_root):
     www, base, server = http_root
-    for i in range(6):
-        (www / f"p{i}.md").write_text(page(i))
-    (www / "sitemap.xml").write_text(sitemap([f"{base}/p{i}.md" for i in range(6)]))
+    sitemap_site(www, base, 6)
     index = tmp_path / "index"
     crawl_in_process(index, f"{base}/sitemap.xml")
     server.redirects["/p0.md"] = "/moved.md"
@@ -187,13 +186,11 @@ def test_one_place_one_start(a, b):
 
 def test_a_differently_spelled_sitemap_start_still_deletes(tmp_path, http_root):
     www, base, _ = http_root
-    for i in range(6):
-        (www / f"p{i}.md").write_text(page(i))
-    (www / "sitemap.xml").write_text(sitemap([f"{base}/p{i}.md" for i in range(6)]))
+    sitemap_site(www, base, 6)
     index = tmp_path / "index"
     crawl_in_process(index, f"{base}/sitemap.xml")
     (www / "sitemap.xml").write_text(sitemap([f"{base}/p{i}.md" for i in range(1, 6)]))
-    result = crawl_in_process(index, f"{base.upper().replace('127.0.0.1', '127.0.0.1')}/sitemap.xml#")
+    result = crawl_in_process(index, f"{base.upper()}/sitemap.xml#")
     assert stat(result, "pages/deleted") == 1
     assert_clean(index, tmp_path, f"{base}/sitemap.xml")
 
@@ -257,9 +254,7 @@ def test_stale_temporary_segments_are_removed_when_the_writer_opens(tmp_path):
 # -- finding 6: robots.txt and pages that turn invalid ----------------------------------------
 def test_a_page_robots_txt_now_disallows_is_gone(tmp_path, http_root):
     www, base, _ = http_root
-    for i in range(6):
-        (www / f"p{i}.md").write_text(page(i))
-    (www / "sitemap.xml").write_text(sitemap([f"{base}/p{i}.md" for i in range(6)]))
+    sitemap_site(www, base, 6)
     index = tmp_path / "index"
     crawl_in_process(index, f"{base}/sitemap.xml")
     (www / "robots.txt").write_text("User-agent: *\nDisallow: /p0.md\n")
