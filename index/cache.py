@@ -30,11 +30,16 @@ class Cache(Generic[V]):
     """Least recently used entries dropped first once their bytes pass ``max_bytes``.
 
     Thread-safe: the search page's worker threads share one process's caches. A value
-    larger than the whole bound is returned but not kept."""
+    larger than the whole bound is returned but not kept. Each entry is charged
+    ``entry_bytes`` on top of its value's size: what keeping it costs beyond its data
+    (key, tuples, array headers, the LRU's node), which for small values is most of it."""
 
-    def __init__(self, name: str, max_bytes: int, sizer: Callable[[Any], int] | None = None) -> None:
+    def __init__(
+        self, name: str, max_bytes: int, sizer: Callable[[Any], int] | None = None, entry_bytes: int = 0
+    ) -> None:
         self.name = name
         self.max_bytes = max_bytes
+        self.entry_bytes = entry_bytes
         self.bytes = 0
         self._sizer = sizer or sizeof
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
@@ -50,7 +55,7 @@ class Cache(Generic[V]):
             return found[0]
 
     def put(self, key: Hashable, value: V, nbytes: int | None = None) -> V:
-        size = self._sizer(value) if nbytes is None else nbytes
+        size = (self._sizer(value) if nbytes is None else nbytes) + self.entry_bytes
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:

@@ -77,11 +77,11 @@ class Unsupported(Exception):
 # The same letters name the kinds kept on disk by index.fast.store ("m": merged word lists).
 # Bounded by $PAGES_SEARCH_CACHE_MB (1 GiB): at a million documents 256 MiB was too
 # small, typo and word-start queries evicted each other's arrays (bench/RESULTS.md).
-_CACHE: Cache[Any] = Cache("arrays", megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16))
-# What an entry costs beyond its arrays' data (its key, the tuples, the array headers, the
-# LRU's node; measured with tracemalloc: 600 bytes for a 3-posting word). Charged as 64, a
-# range walk that kept every word of the index held five times what the bound said.
-_ENTRY = 560
+# Each entry is charged 560 bytes beyond its arrays' data (its key, the tuples, the array
+# headers, the LRU's node; measured with tracemalloc: 600 bytes for a 3-posting word).
+# Charged as 64, a range walk that kept every word of the index held five times what the
+# bound said.
+_CACHE: Cache[Any] = Cache("arrays", megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16), entry_bytes=560)
 # How many values were read one by one per (segment, field), and which index states
 # have had a distinct count: small, but bounded like everything a server keeps.
 _LOOKED_UP: Cache[int] = Cache("lookups", 2**20, sizer=lambda _: 200)
@@ -136,7 +136,7 @@ def _read_postings(
     frequency = _whoosh.term_doc_frequency(reader, fieldname, btext)
     keep = keep and frequency >= keep_from
     if not frequency:
-        return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), _ENTRY) if keep else (_EMPTY_IDS, _EMPTY_SCORES)
+        return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), 0) if keep else (_EMPTY_IDS, _EMPTY_SCORES)
     stored = _store(reader) if frequency >= STORE_MIN_POSTINGS else None
     found = None if stored is None else stored[0].get(stored[1], "p", fieldname, btext)
     if found is not None:
@@ -147,7 +147,7 @@ def _read_postings(
             stored[0].put(stored[1], "p", fieldname, btext, _compact(ids, weights))
     if not keep:
         return ids, weights
-    return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + _ENTRY)
+    return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes)
 
 
 def _decode_postings(
@@ -421,7 +421,7 @@ class _Evaluator:
                 score_parts.append(weights)
             # Segments are in offset order, so the concatenation is sorted.
             ids, weights = np.concatenate(ids_parts), np.concatenate(score_parts)
-            found = _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes + _ENTRY)
+            found = _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes)
         ids, scores = found
         return ids, scores * q.boost if q.boost != 1.0 else scores
 
@@ -603,7 +603,7 @@ def live_docnums(searcher: Any, fieldname: str, text: str) -> np.ndarray:
         return cached
     parts = [_EMPTY_IDS, *(_live_postings(seg, fieldname, btext)[0] + seg.offset for seg in segments)]
     ids = np.concatenate(parts)
-    return _CACHE.put(key, ids, ids.nbytes + _ENTRY)
+    return _CACHE.put(key, ids, ids.nbytes)
 
 
 def doc_count(searcher: Any, fieldname: str, text: str) -> int:
@@ -624,7 +624,7 @@ def doc_count(searcher: Any, fieldname: str, text: str) -> int:
         else len(_live_postings(seg, fieldname, btext)[0])
         for seg in segments
     )
-    return _CACHE.put(key, total, _ENTRY)
+    return _CACHE.put(key, total, 0)
 
 
 def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
@@ -641,7 +641,7 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
         bounds = [0, *np.cumsum(sizes).tolist()]
         data = joined.tobytes()
         shown_values = [data[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(sizes))]
-        return _CACHE.put(key, (ords, shown_values), ords.nbytes + _ENTRY + 64 * len(shown_values))
+        return _CACHE.put(key, (ords, shown_values), ords.nbytes + 64 * len(shown_values))
     stored = _store(reader)
     ords = np.full(reader.doc_count_all(), -1, dtype=np.int32)
     values: list[str] = []
@@ -657,7 +657,7 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
         encoded = [v.encode("utf-8") for v in values]
         sizes = np.array([len(e) for e in encoded], dtype=np.int32)
         stored[0].put(stored[1], "o", fieldname, b"", [ords, sizes, np.frombuffer(b"".join(encoded), dtype=np.uint8)])
-    return _CACHE.put(key, (ords, values), ords.nbytes + _ENTRY + 64 * len(values))
+    return _CACHE.put(key, (ords, values), ords.nbytes + 64 * len(values))
 
 
 # Per segment reader (so they go when it goes): its raw column readers. Opening one reads
@@ -716,7 +716,7 @@ def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray
     hashes = np.fromiter((_value_hash(v) for v in seen), dtype=np.int64, count=len(seen))
     if stored is not None:
         stored[0].put(stored[1], "v", fieldname, b"", [ords, hashes])
-    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes + _ENTRY)
+    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes)
 
 
 def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -725,7 +725,7 @@ def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.n
     if cached is not None or found is None:
         return cached
     ords, hashes = found
-    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes + _ENTRY)
+    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes)
 
 
 def _kept(reader: Any, kind: str, fieldname: str) -> tuple[Any, list[np.ndarray] | None]:
@@ -786,7 +786,7 @@ def _global_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarr
         out.append(to_global[ords])  # ords == -1 picks the appended "none"
     # Segments are in offset order and their numbers contiguous: one array for all.
     ordinals = np.concatenate(out)
-    return _CACHE.put(key, (ordinals, len(distinct)), ordinals.nbytes + _ENTRY)
+    return _CACHE.put(key, (ordinals, len(distinct)), ordinals.nbytes)
 
 
 def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str, budget: Budget = UNBOUNDED) -> int:
@@ -870,7 +870,7 @@ def _facet_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarra
         parts.append(to_global[ords])  # ords == -1 picks the appended -1
     values = list(index)
     ordinals = np.concatenate(parts)
-    return _CACHE.put(key, (ordinals, values), ordinals.nbytes + _ENTRY + 64 * len(values))
+    return _CACHE.put(key, (ordinals, values), ordinals.nbytes + 64 * len(values))
 
 
 def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str) -> dict[str, int]:
