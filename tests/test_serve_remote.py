@@ -94,7 +94,7 @@ class FellBack(Exception):
     """The command searched in its own process: the server's answer was not taken."""
 
 
-def served(index: Path, *args: str, out: io.StringIO | None = None) -> tuple[int, str, str]:
+def served(index: Path, *args: str, tty: bool = False) -> tuple[int, str, str]:
     """``run`` where the answer must come from the server. A server may turn a search away
     when it cannot give it a thread within its queue wait (a 503, which a starved CI
     machine can cause with nothing else asked): the command then searches in its own
@@ -108,7 +108,7 @@ def served(index: Path, *args: str, out: io.StringIO | None = None) -> tuple[int
         with pytest.MonkeyPatch.context() as m:
             m.setattr(search_module, "search", refuse)
             try:
-                return run(index, *args, out=out if out is None else type(out)())
+                return run(index, *args, out=Tty() if tty else None)
             except FellBack:
                 continue
     pytest.fail("searched in the process: the server's answer was never taken")
@@ -133,7 +133,7 @@ def test_the_server_answers_exactly_as_the_process(index, server, args):
     local_tty = run(index, "--local", *args, out=Tty())
     answer = served(index, *args)
     answer_json = served(index, "--json", *args)
-    answer_tty = served(index, *args, out=Tty())
+    answer_tty = served(index, *args, tty=True)
     assert local[0] == answer[0] == 0
     assert without_timing(answer[1]) == without_timing(local[1])
     assert answer_json == local_json
