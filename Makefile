@@ -57,8 +57,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The small preset, then the load benchmark on an index of the same corpus (issue 30 asks
+# for both in `make bench`).
 bench: install
 	$(BIN)/python -m bench.run --preset small
+	$(MAKE) bench-load
 
 bench-large: install
 	$(BIN)/python -m bench.run --preset large
