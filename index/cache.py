@@ -69,6 +69,13 @@ class Cache(Generic[V]):
                 self.bytes -= dropped
         return value
 
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` if it is there."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -10,7 +10,6 @@ their grammar."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import random
 import string
 import time
@@ -24,7 +23,7 @@ from conftest import fuzz
 from helpers import item, write
 from index.cache import clear_caches
 from index.fast import arrays as fastsearch
-from index.search.budget import CHEAP_COST, Budget, cost
+from index.search.budget import CHEAP_COST, Budget, Recording, cost
 from index.search.run import QueryError, SearchCancelled, search
 
 # The longest stretch of work (CPU time) allowed between two checks of the budget: a search
@@ -66,50 +65,12 @@ def index(tmp_path_factory) -> Path:
     return index
 
 
-class Recording(Budget):
-    """A budget that remembers when it was asked (in this thread's CPU time: the
-    machine's other work does not count; and on the clock its deadline is on), and can
-    trip after some checks."""
-
-    def __init__(self, seconds: float | None = None, trip_after: int | None = None, **kw) -> None:
-        super().__init__(seconds, **kw)
-        self.times: list[float] = []
-        self.clock: list[float] = []
-        self.trip_after = trip_after
-
-    def check(self) -> None:
-        self.times.append(time.thread_time())
-        self.clock.append(time.monotonic())
-        if self.trip_after is not None and len(self.times) > self.trip_after:
-            self.cancel.set()
-        super().check()
-
-
-def longest_gap(budget: Recording, began: float, ended: float) -> float:
-    """The most CPU time the search spent between two looks at its budget."""
-    marks = [began, *budget.times, ended]
-    return max(b - a for a, b in itertools.pairwise(marks))
-
-
-def spent_after_deadline(budget: Recording, ended: float) -> float:
-    """The CPU time the search spent after its first look at the budget past the
-    deadline (0 if it ended before one): what stopping costs once it knows. The work
-    before that look is longest_gap's."""
-    if budget.started is None or budget.seconds is None:
-        return 0.0
-    deadline = budget.started + budget.seconds
-    for cpu, clock in zip(budget.times, budget.clock, strict=True):
-        if clock > deadline:
-            return ended - cpu
-    return 0.0
-
-
 def assert_ends_within_its_budget(budget: Recording, began: float, ended: float, query: str) -> None:
     """A search ends within MARGIN of its deadline: it looks at the budget at least every
     MAX_GAP of work, and stops within STOP once it sees the deadline passed."""
-    gap = longest_gap(budget, began, ended)
+    gap = budget.longest_gap(began, ended)
     assert gap < MAX_GAP, f"{query}: {gap:.2f} s of work without a look at the budget"
-    stop = spent_after_deadline(budget, ended)
+    stop = budget.spent_after_deadline(ended)
     assert stop < STOP, f"{query}: {stop:.2f} s of work after the deadline was seen"
 
 
@@ -126,7 +87,7 @@ def test_each_shape_checks_its_budget_while_it_works(index, shape):
     began = time.thread_time()
     with contextlib.suppress(QueryError):
         search(index, SHAPES[shape], budget=budget)
-    gap = longest_gap(budget, began, time.thread_time())
+    gap = budget.longest_gap(began, time.thread_time())
     assert gap < MAX_GAP, f"{shape}: {gap:.2f} s of work without a look at the budget"
 
 

@@ -198,19 +198,26 @@ def column_reader(reader: Any, fieldname: str) -> Any:
     return reader.column_reader(fieldname, column=_fast_varbytes_column()() if own else None, translate=False)
 
 
-def raw_column_values(column: Any, count: int) -> list[bytes] | None:
-    """Every value of a variable-bytes column reader (``column_reader``) from one read
-    of its data, sliced here, instead of a file read per document; None when the column
-    is of another kind (read it value by value)."""
+def raw_column_values(column: Any, count: int, start: int = 0, stop: int | None = None) -> list[bytes] | None:
+    """Values ``start`` to ``stop`` (default: all ``count``) of a variable-bytes column
+    reader (``column_reader``) from one read of their data, sliced here, instead of a
+    file read per document; None when the column is of another kind (read it value by
+    value)."""
     import numpy as np
 
     lengths = getattr(column, "_lengths", None)
-    if lengths is None or not hasattr(column, "_basepos") or len(lengths) != count:
+    offsets = getattr(column, "_offsets", None)
+    if lengths is None or offsets is None or not hasattr(column, "_basepos") or len(lengths) != count:
         return None
-    sizes = np.frombuffer(lengths, dtype=lengths.typecode) if hasattr(lengths, "typecode") else np.asarray(lengths)
-    starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)[:-1]]).tolist()
-    data = column._dbfile.get(column._basepos, int(sizes.sum()))
-    return [data[o : o + n] if n else b"" for o, n in zip(starts, sizes.tolist(), strict=True)]
+    stop = count if stop is None else min(stop, count)
+    if start >= stop:
+        return []
+    sizes = np.asarray(lengths[start:stop], dtype=np.int64)
+    begins = np.asarray(offsets[start:stop], dtype=np.int64)
+    first = int(begins[0])
+    data = column._dbfile.get(column._basepos + first, int(begins[-1] + sizes[-1]) - first)
+    begins -= first
+    return [data[o : o + n] if n else b"" for o, n in zip(begins.tolist(), sizes.tolist(), strict=True)]
 
 
 _SEGMENT_KEYS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()

@@ -47,7 +47,7 @@ from index import _whoosh
 from index.cache import Cache, on_clear
 from index.fast import store as arraystore
 from index.options import megabytes_from_env
-from index.search.budget import UNBOUNDED, Budget
+from index.search.budget import UNBOUNDED, Budget, resumable
 
 __all__ = ["Evaluation", "Unsupported", "distinct_count", "doc_count", "evaluate", "facet_counts", "live_docnums"]
 
@@ -407,21 +407,9 @@ class _Evaluator:
         key = ("s", self.state, fieldname, btext, params)
         found = _CACHE.get(key)
         if found is None:
-            ids_parts, score_parts = [_EMPTY_IDS], [_EMPTY_SCORES]
-            for seg in self.segments:
-                self.budget.check()
-                # Not kept twice: the live documents and their scores are what is kept.
-                ids, weights = _live_postings(seg, fieldname, btext, keep=False, budget=self.budget)
-                if params is not None and len(ids):
-                    idf, avgfl = self._stats(fieldname, q.text, btext)
-                    B, K1 = params
-                    lengths = _lengths(seg.reader, fieldname)[ids]
-                    weights = idf * ((weights * (K1 + 1)) / (weights + K1 * ((1 - B) + B * lengths / avgfl)))
-                ids_parts.append(ids + seg.offset)
-                score_parts.append(weights)
-            # Segments are in offset order, so the concatenation is sorted.
-            ids, weights = np.concatenate(ids_parts), np.concatenate(score_parts)
-            found = _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes)
+            # A common word at 10M documents decodes for seconds: a segment at a time,
+            # resumed by the next search if this one stops.
+            found = resumable(_CACHE, key, lambda: _TermArrays(fieldname, q.text, btext, params), self, self.budget)
         ids, scores = found
         return ids, scores * q.boost if q.boost != 1.0 else scores
 
@@ -528,6 +516,38 @@ class _Evaluator:
         return ids
 
 
+class _TermArrays:
+    """A term's live documents and unboosted scores over the index state (what
+    ``_Evaluator._term`` keeps), a segment per step."""
+
+    def __init__(self, fieldname: str, text: Any, btext: bytes, params: tuple[float, float] | None) -> None:
+        self.fieldname, self.text, self.btext, self.params = fieldname, text, btext, params
+        self.ids: list[np.ndarray] = [_EMPTY_IDS]
+        self.scores: list[np.ndarray] = [_EMPTY_SCORES]
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.ids) + sum(a.nbytes for a in self.scores)
+
+    def step(self, evaluator: _Evaluator, budget: Budget) -> bool:
+        fieldname, btext, params = self.fieldname, self.btext, self.params
+        seg = evaluator.segments[len(self.ids) - 1]
+        # Not kept twice: the live documents and their scores are what is kept.
+        ids, weights = _live_postings(seg, fieldname, btext, keep=False, budget=budget)
+        if params is not None and len(ids):
+            idf, avgfl = evaluator._stats(fieldname, self.text, btext)
+            B, K1 = params
+            lengths = _lengths(seg.reader, fieldname)[ids]
+            weights = idf * ((weights * (K1 + 1)) / (weights + K1 * ((1 - B) + B * lengths / avgfl)))
+        self.ids.append(ids + seg.offset)
+        self.scores.append(weights)
+        return len(self.ids) - 1 == len(evaluator.segments)
+
+    def result(self) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+        # Segments are in offset order, so the concatenation is sorted.
+        ids, scores = np.concatenate(self.ids), np.concatenate(self.scores)
+        return (ids, scores), ids.nbytes + scores.nbytes
+
+
 def _difference(ids: np.ndarray, remove: np.ndarray) -> np.ndarray:
     """The sorted ``ids`` less the sorted ``remove``."""
     return _without(ids, ids, remove)[0]
@@ -586,22 +606,23 @@ def _tiers(
     for group in groups:
         best = np.full(len(ids), np.inf)
         for fieldname, word, cost in budget.walk(group, every=1):
-            found, pos = _positions(live_docnums(searcher, fieldname, word), ids)
+            found, pos = _positions(live_docnums(searcher, fieldname, word, budget), ids)
             np.minimum.at(best, pos[found], float(cost))
         best[np.isinf(best)] = 0.0
         total += best
     return total
 
 
-def live_docnums(searcher: Any, fieldname: str, text: str) -> np.ndarray:
-    """Sorted global numbers of the live documents holding ``text`` in ``fieldname``."""
+def live_docnums(searcher: Any, fieldname: str, text: str, budget: Budget = UNBOUNDED) -> np.ndarray:
+    """Sorted global numbers of the live documents holding ``text`` in ``fieldname``
+    (postings decoded within ``budget``)."""
     btext = searcher.schema[fieldname].to_bytes(text)
     segments = _segments(searcher)
     key = ("L", _state(segments), fieldname, btext)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    parts = [_EMPTY_IDS, *(_live_postings(seg, fieldname, btext)[0] + seg.offset for seg in segments)]
+    parts = [_EMPTY_IDS, *(_live_postings(seg, fieldname, btext, budget=budget)[0] + seg.offset for seg in segments)]
     ids = np.concatenate(parts)
     return _CACHE.put(key, ids, ids.nbytes)
 
@@ -627,11 +648,12 @@ def doc_count(searcher: Any, fieldname: str, text: str) -> int:
     return _CACHE.put(key, total, 0)
 
 
-def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
+def _ordinals(reader: Any, fieldname: str, budget: Budget = UNBOUNDED) -> tuple[np.ndarray, list[str]]:
     """Per document of a segment, the index of its value of ``fieldname`` in the returned
     list (-1: none), built from the field's postings (one value per document). Values are
     shown as first written (``YouTube``), as Whoosh's own facets show them, not as the
-    lower-cased terms."""
+    lower-cased terms. Built a value at a time within ``budget``, resumed by the next
+    search when it stops (:func:`~index.search.budget.resumable`)."""
     key = ("o", _segment_key(reader), fieldname)
     cached, found = _kept(reader, "o", fieldname)
     if cached is not None:
@@ -642,22 +664,57 @@ def _ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, list[str]]:
         data = joined.tobytes()
         shown_values = [data[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(sizes))]
         return _CACHE.put(key, (ords, shown_values), ords.nbytes + 64 * len(shown_values))
-    stored = _store(reader)
-    ords = np.full(reader.doc_count_all(), -1, dtype=np.int32)
-    values: list[str] = []
-    column = reader.column_reader(fieldname) if reader.has_column(fieldname) else None
-    for btext in reader.lexicon(fieldname):
-        ids, _ = _read_postings(reader, fieldname, btext)
-        if not len(ids):
-            continue
-        ords[ids] = len(values)
-        shown = column[int(ids[0])] if column is not None else None
-        values.append(shown if isinstance(shown, str) and shown else btext.decode("utf-8"))
-    if stored is not None:
-        encoded = [v.encode("utf-8") for v in values]
-        sizes = np.array([len(e) for e in encoded], dtype=np.int32)
-        stored[0].put(stored[1], "o", fieldname, b"", [ords, sizes, np.frombuffer(b"".join(encoded), dtype=np.uint8)])
-    return _CACHE.put(key, (ords, values), ords.nbytes + 64 * len(values))
+    return resumable(_CACHE, key, lambda: _FacetOrdinals(fieldname, reader.doc_count_all()), reader, budget)
+
+
+# A step of a segment's facet ordinals reads at least one value's postings, and more
+# until this many documents are done.
+FACET_STEP_POSTINGS = 262_144
+
+
+class _FacetOrdinals:
+    """``_ordinals`` in steps: the field's values are walked in order, each value's
+    documents marked with its index once its postings are read (a step stopped inside a
+    value's postings leaves the partial as it was)."""
+
+    def __init__(self, fieldname: str, count: int) -> None:
+        self.fieldname = fieldname
+        self.ords = np.full(count, -1, dtype=np.int32)
+        self.values: list[str] = []
+        self.terms: list[bytes] | None = None
+        self.next = 0
+
+    def nbytes(self) -> int:
+        return self.ords.nbytes + 64 * len(self.values) + 80 * len(self.terms or ())
+
+    def step(self, reader: Any, budget: Budget) -> bool:
+        fieldname = self.fieldname
+        if self.terms is None:
+            self.terms = list(budget.walk(reader.lexicon(fieldname), every=1024))
+            return False
+        column = reader.column_reader(fieldname) if reader.has_column(fieldname) else None
+        done = 0
+        while self.next < len(self.terms) and done < FACET_STEP_POSTINGS:
+            btext = self.terms[self.next]
+            ids, _ = _read_postings(reader, fieldname, btext, budget=budget)
+            if len(ids):
+                shown = column[int(ids[0])] if column is not None else None
+                self.ords[ids] = len(self.values)
+                self.values.append(shown if isinstance(shown, str) and shown else btext.decode("utf-8"))
+            self.next += 1
+            done += len(ids)
+        if self.next < len(self.terms):
+            return False
+        stored = _store(reader)
+        if stored is not None:
+            encoded = [v.encode("utf-8") for v in self.values]
+            sizes = np.array([len(e) for e in encoded], dtype=np.int32)
+            joined = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+            stored[0].put(stored[1], "o", fieldname, b"", [self.ords, sizes, joined])
+        return True
+
+    def result(self) -> tuple[tuple[np.ndarray, list[str]], int]:
+        return (self.ords, self.values), self.ords.nbytes + 64 * len(self.values)
 
 
 # Per segment reader (so they go when it goes): its raw column readers. Opening one reads
@@ -699,24 +756,67 @@ def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
 DISTINCT_LOOKUP_LIMIT = 256
 
 
-def _value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray]:
+def _value_ordinals(reader: Any, fieldname: str, budget: Budget = UNBOUNDED) -> tuple[np.ndarray, np.ndarray]:
     """Per document of a segment, the index of its stored column value (-1: none), and
-    per index the value's hash, from the raw column: one pass, no posting lists."""
+    per index the value's hash, from the raw column: one pass, no posting lists, in
+    steps of :data:`VALUE_STEP` documents within ``budget`` (a million documents' values
+    take seconds; a search stopped meanwhile leaves the next one to resume)."""
     known = _known_value_ordinals(reader, fieldname)
     if known is not None:
         return known
-    stored = _store(reader)
-    column = _column(reader, fieldname)
-    count = reader.doc_count_all()
-    seen: dict[bytes, int] = {}
-    values = _whoosh.raw_column_values(column, count)
-    if values is None:
-        values = [column[d] for d in range(count)]
-    ords = np.fromiter((seen.setdefault(v, len(seen)) if v else -1 for v in values), dtype=np.int32, count=count)
-    hashes = np.fromiter((_value_hash(v) for v in seen), dtype=np.int64, count=len(seen))
-    if stored is not None:
-        stored[0].put(stored[1], "v", fieldname, b"", [ords, hashes])
-    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes)
+    key = ("v", _segment_key(reader), fieldname)
+    return resumable(_CACHE, key, lambda: _ValueOrdinals(fieldname, reader.doc_count_all()), reader, budget)
+
+
+# Documents whose column values one step of ``_value_ordinals`` reads and hashes (about
+# 50 ms of CPU).
+VALUE_STEP = 65_536
+
+
+class _ValueOrdinals:
+    """``_value_ordinals`` in steps of :data:`VALUE_STEP` documents."""
+
+    def __init__(self, fieldname: str, count: int) -> None:
+        self.fieldname = fieldname
+        self.count = count
+        self.ords = np.full(count, -1, dtype=np.int32)
+        self.seen: dict[bytes, int] = {}
+        self.hashes: list[int] = []
+        self.done = 0
+
+    def nbytes(self) -> int:
+        # A value's bytes object, its dict slot and its hash: about 200 bytes for an URL.
+        return self.ords.nbytes + 200 * len(self.seen)
+
+    def step(self, reader: Any, budget: Budget) -> bool:
+        column = _column(reader, self.fieldname)
+        start, stop = self.done, min(self.done + VALUE_STEP, self.count)
+        values = _whoosh.raw_column_values(column, self.count, start, stop)
+        if values is None:
+            values = [column[d] for d in range(start, stop)]
+        seen, hashes = self.seen, self.hashes
+
+        def ordinal(value: bytes) -> int:
+            found = seen.get(value)
+            if found is None:
+                found = seen[value] = len(hashes)
+                hashes.append(_value_hash(value))
+            return found
+
+        self.ords[start:stop] = np.fromiter(
+            (ordinal(v) if v else -1 for v in values), dtype=np.int32, count=stop - start
+        )
+        self.done = stop
+        if stop < self.count:
+            return False
+        stored = _store(reader)
+        if stored is not None:
+            stored[0].put(stored[1], "v", self.fieldname, b"", list(self.result()[0]))
+        return True
+
+    def result(self) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+        hashes = np.array(self.hashes, dtype=np.int64)
+        return (self.ords, hashes), self.ords.nbytes + hashes.nbytes
 
 
 def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -766,7 +866,7 @@ def _segments_key(segments: list[_Segment]) -> tuple[str, ...]:
     return tuple(_segment_key(seg.reader) for seg in segments)
 
 
-def _global_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarray, int]:
+def _global_ordinals(segments: list[_Segment], fieldname: str, budget: Budget = UNBOUNDED) -> tuple[np.ndarray, int]:
     """Per global document number, the index of its value among all the searcher's
     distinct values, and how many there are (that number itself marks a document without
     a value): counting the distinct values of a result set is then one gather and a
@@ -775,12 +875,13 @@ def _global_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarr
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    per = [_value_ordinals(seg.reader, fieldname) for seg in segments]
+    per = [_value_ordinals(seg.reader, fieldname, budget) for seg in segments]
+    budget.check()
     hashes = np.concatenate([_EMPTY_IDS, *(h for _, h in per)])
     distinct, inverse = np.unique(hashes, return_inverse=True)
     out: list[np.ndarray] = [np.zeros(0, dtype=np.int32)]
     start = 0
-    for ords, seg_hashes in per:
+    for ords, seg_hashes in budget.walk(per, every=1):
         to_global = np.append(inverse[start : start + len(seg_hashes)], len(distinct)).astype(np.int32)
         start += len(seg_hashes)
         out.append(to_global[ords])  # ords == -1 picks the appended "none"
@@ -813,7 +914,7 @@ def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str, budget: B
             return _distinct_by_lookup(segments, spans, fieldname, budget)
         if not all(seg.reader.has_column(fieldname) for seg in segments):
             raise Unsupported(f"no column {fieldname}")
-    ordinals, size = _global_ordinals(segments, fieldname)
+    ordinals, size = _global_ordinals(segments, fieldname, budget)
     picked = ordinals[docnums]
     present = np.zeros(size + 1, dtype=bool)
     present[picked] = True
@@ -835,10 +936,11 @@ def _distinct_by_lookup(
             _LOOKED_UP.put(key, _LOOKED_UP.get(key, 0) + len(local))
             column = _column(reader, fieldname)
             found = [column[d] for d in budget.walk(local.tolist(), every=4096)]
-            parts.append(np.array([_value_hash(v) for v in found if v], dtype=np.int64))
-            alone += sum(1 for v in found if not v)
+            hashed = [_value_hash(v) for v in budget.walk(found, every=4096) if v]
+            parts.append(np.array(hashed, dtype=np.int64))
+            alone += len(found) - len(hashed)
         else:
-            ords, hashes = _value_ordinals(reader, fieldname)
+            ords, hashes = _value_ordinals(reader, fieldname, budget)
             picked = ords[local]
             parts.append(hashes[picked[picked >= 0]])
             alone += int(np.count_nonzero(picked < 0))
@@ -853,7 +955,9 @@ def _count_distinct(values: np.ndarray) -> int:
     return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
 
 
-def _facet_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarray, list[str]]:
+def _facet_ordinals(
+    segments: list[_Segment], fieldname: str, budget: Budget = UNBOUNDED
+) -> tuple[np.ndarray, list[str]]:
     """Per global document number, the index of its value of ``fieldname`` among all
     the searcher's shown values (-1: none): counting a result set's facet is then one
     gather and one ``bincount``, not a pass over the result set per segment."""
@@ -864,7 +968,7 @@ def _facet_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarra
     index: dict[str, int] = {}
     parts = [np.zeros(0, dtype=np.int32)]
     for seg in segments:
-        ords, shown = _ordinals(seg.reader, fieldname)
+        ords, shown = _ordinals(seg.reader, fieldname, budget)
         # Values are merged by what is shown, as counting them segment by segment did.
         to_global = np.array([index.setdefault(v, len(index)) for v in shown] + [-1], dtype=np.int32)
         parts.append(to_global[ords])  # ords == -1 picks the appended -1
@@ -873,12 +977,13 @@ def _facet_ordinals(segments: list[_Segment], fieldname: str) -> tuple[np.ndarra
     return _CACHE.put(key, (ordinals, values), ordinals.nbytes + 64 * len(values))
 
 
-def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str) -> dict[str, int]:
-    """How many documents of the result set have each value of ``fieldname``."""
+def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str, budget: Budget = UNBOUNDED) -> dict[str, int]:
+    """How many documents of the result set have each value of ``fieldname`` (the
+    per-index ordinals built, or resumed, within ``budget``)."""
     docnums = evaluation.docnums
     if not len(docnums):
         return {}
-    ordinals, values = _facet_ordinals(_segments(searcher), fieldname)
+    ordinals, values = _facet_ordinals(_segments(searcher), fieldname, budget)
     picked = ordinals[docnums]
     tally = np.bincount(picked[picked >= 0], minlength=len(values))
     return {values[i]: int(tally[i]) for i in np.flatnonzero(tally).tolist()}

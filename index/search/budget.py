@@ -15,18 +15,21 @@ before any of them runs, so that a server can keep them apart.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+import traceback
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from whoosh import collectors, matching
 from whoosh import query as Q
 
 from index import _whoosh  # noqa: F401  (applies the project's Whoosh fixes)
 from index.api import QueryError
+from index.cache import Cache
 
 __all__ = [
     "CHEAP_COST",
@@ -35,10 +38,12 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "Cancelled",
+    "Recording",
     "bounded_collector",
     "bounded_query",
     "check_size",
     "cost",
+    "resumable",
 ]
 
 MAX_QUERY_CHARS = 1_000
@@ -109,6 +114,19 @@ class Budget:
             )
         self.check()
 
+    def part(self, share: float) -> Budget:
+        """A budget for work a search can do without (an exact count where an estimate
+        will do): this one's looks, and a deadline of its own at ``share`` of the time this
+        one has left. Past that deadline it raises :class:`BudgetExceeded` while this one
+        may still have time: the caller catches it, looks at this budget, and answers
+        without that work."""
+        return _Part(self, share)
+
+    def between(self) -> None:
+        """A look at the budget where the work holds nothing another search waits for
+        (between two steps of a resumable build): where a background warm-up gives way."""
+        self.check()
+
     def walk(self, items: Iterable[T], every: int = CHECK_EVERY) -> Iterator[T]:
         """``items``, checking the budget every ``every`` of them (and before the first)."""
         check = self.check
@@ -144,6 +162,150 @@ class Budget:
 
 
 UNBOUNDED = Budget()  # what a loop checks when its caller gave no budget (never stops)
+
+
+class _Part(Budget):
+    """:meth:`Budget.part`."""
+
+    def __init__(self, whole: Budget, share: float) -> None:
+        whole.start()
+        left = None
+        if whole.seconds is not None:
+            left = max(0.0, whole.seconds - (time.monotonic() - whole.started)) * share  # type: ignore[operator]
+        super().__init__(left, cancel=whole.cancel, slow_lane=whole.slow_lane)
+        self.whole = whole
+        self.started = time.monotonic()
+
+    def check(self) -> None:
+        self.whole.check()
+        super().check()
+
+    def charge(self, nbytes: int) -> None:
+        self.whole.charge(nbytes)
+        super().check()
+
+    def between(self) -> None:
+        self.whole.between()
+        super().check()
+
+
+class Partial(Protocol):
+    """A build done in steps (:func:`resumable`): each :meth:`step` does a bounded chunk
+    and commits it only at its end (it may look at the budget; stopped inside, the
+    partial is as it was before the step)."""
+
+    def step(self, source: Any, budget: Budget) -> bool:
+        """Do the next chunk, reading ``source`` (the caller's reader: a partial keeps no
+        reader alive); True when the build is complete."""
+        ...
+
+    def nbytes(self) -> int:
+        """What the partial state keeps alive (charged to the cache)."""
+        ...
+
+    def result(self) -> tuple[Any, int]:
+        """The complete value and its size in bytes (only after a step returned True)."""
+        ...
+
+
+# Two threads must never advance the same partial at once: a build holds one of these
+# locks (picked by its key) for one step, so builds of different keys rarely wait.
+_BUILDING = [threading.Lock() for _ in range(64)]
+
+
+def resumable(cache: Cache[Any], key: Any, start: Callable[[], Partial], source: Any, budget: Budget) -> Any:
+    """The value kept in ``cache`` under ``key``, built if it is not there by the
+    :class:`Partial` ``start()`` makes, a step at a time within ``budget``.
+
+    A build longer than one query's budget makes progress across queries: its partial
+    state is kept in the same byte-bounded cache under ``("partial", key)``, and the next
+    query (or the server's warm-up, :func:`index.search.run.warm`) resumes it. An evicted
+    partial starts again from nothing (memory stays bounded); a partial is never kept
+    under ``key``, so it is never read as complete; a step that fails for any reason
+    other than the budget drops the partial."""
+    partial_key = ("partial", key)
+    held: Partial | None = None  # kept by this call if the cache evicts it meanwhile
+    while True:
+        found = cache.get(key)
+        if found is not None:
+            return found
+        budget.between()
+        lock = _BUILDING[hash(key) % len(_BUILDING)]
+        while not lock.acquire(timeout=0.02):
+            budget.check()
+        try:
+            found = cache.get(key)
+            if found is not None:
+                return found
+            partial = cache.get(partial_key) or held or start()
+            held = partial
+            try:
+                done = partial.step(source, budget)
+            except (BudgetExceeded, Cancelled):
+                cache.put(partial_key, partial, partial.nbytes())
+                raise
+            except BaseException:
+                cache.discard(partial_key)
+                raise
+            if done:
+                value, nbytes = partial.result()
+                cache.discard(partial_key)
+                return cache.put(key, value, nbytes)
+            cache.put(partial_key, partial, partial.nbytes())
+        finally:
+            lock.release()
+
+
+class Recording(Budget):
+    """A budget that remembers when it was asked (in this thread's CPU time: the
+    machine's other work does not count; and on the clock its deadline is on), and can
+    trip after some checks: what the tests (tests/test_search_bounds.py) and the gap
+    scanner (bench/gaps.py) measure the longest stretch of work between two looks with.
+    With ``stacks``, it keeps the call stack of the look that ended the longest stretch so
+    far (where the unchecked work was)."""
+
+    def __init__(
+        self, seconds: float | None = None, trip_after: int | None = None, *, stacks: bool = False, **kw: Any
+    ) -> None:
+        super().__init__(seconds, **kw)
+        self.times: list[float] = []
+        self.clock: list[float] = []
+        self.trip_after = trip_after
+        self.stacks = stacks
+        self.began = time.thread_time()
+        self.worst = 0.0
+        self.worst_stack: list[str] = []
+
+    def check(self) -> None:
+        now = time.thread_time()
+        if self.stacks:
+            gap = now - (self.times[-1] if self.times else self.began)
+            if gap > self.worst:
+                self.worst = gap
+                self.worst_stack = traceback.format_list(traceback.extract_stack(limit=14)[:-1])
+        self.times.append(now)
+        self.clock.append(time.monotonic())
+        if self.trip_after is not None and len(self.times) > self.trip_after:
+            self.cancel.set()
+        super().check()
+
+    def longest_gap(self, began: float, ended: float) -> float:
+        """The most CPU time the search spent between two looks at its budget (or its
+        start ``began`` and first look, or its last look and its end ``ended``)."""
+        marks = [began, *self.times, ended]
+        return max(b - a for a, b in itertools.pairwise(marks))
+
+    def spent_after_deadline(self, ended: float) -> float:
+        """The CPU time the search spent after its first look at the budget past the
+        deadline (0 if it ended before one): what stopping costs once it knows. The work
+        before that look is ``longest_gap``'s."""
+        if self.started is None or self.seconds is None:
+            return 0.0
+        deadline = self.started + self.seconds
+        for cpu, clock in zip(self.times, self.clock, strict=True):
+            if clock > deadline:
+                return ended - cpu
+        return 0.0
 
 
 class _Bounded(collectors.WrappingCollector):

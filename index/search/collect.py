@@ -22,7 +22,7 @@ from whoosh.searching import Searcher
 
 from index import _whoosh
 from index.fast import arrays as fastsearch
-from index.search.budget import UNBOUNDED, Budget, bounded_collector, bounded_query
+from index.search.budget import UNBOUNDED, Budget, BudgetExceeded, bounded_collector, bounded_query
 from index.search.expand import expand_multiterms
 from index.search.parse import ParsedSearch
 from index.search.typos import Tolerance, tolerate
@@ -33,6 +33,8 @@ __all__ = ["Found", "find"]
 EXACT_COUNT_LIMIT = 5_000
 # Collapsing looks at this many times the hits it needs, then more if repeats ate them.
 COLLAPSE_OVERSAMPLE = 4
+# The share of a search's time left that counting distinct images may take.
+COUNT_SHARE = 0.5
 
 
 @dataclass
@@ -45,6 +47,9 @@ class Found:
     total_exact: bool
     facets: dict[str, Any]  # facet name → {value: count}, unordered
     tolerance: Tolerance
+    # Not what an unbounded search would answer (the budget cut an exact count short):
+    # never remembered as the query's results.
+    provisional: bool = False
 
 
 def find(
@@ -79,12 +84,21 @@ def find(
             q = expand_multiterms(tolerant, reader, budget=budget)
             evaluation, top = _evaluate(searcher, q, tolerance.groups, parsed, page_docs, window, collapse, budget)
     if evaluation is not None:
-        total = len(evaluation)
+        total, exact_total = len(evaluation), True
         if collapse and total:
             budget.check()
-            total = _distinct_images(searcher, evaluation.docnums, budget)
-        counts = {name: fastsearch.facet_counts(searcher, evaluation, name) for name in budget.walk(facets, every=1)}
-        return Found(q, top, total, True, counts, tolerance)
+            try:
+                # Counting distinct images may need a per-index build (each segment's
+                # image ordinals): given half the time left, it is resumed by the next
+                # search if it does not finish, and this one answers "about N".
+                total = _distinct_images(searcher, evaluation.docnums, budget.part(COUNT_SHARE))
+            except BudgetExceeded:
+                budget.check()  # the search's own time: stopped if it is spent too
+                exact_total = False  # documents, not images: an upper bound
+        counts = {
+            name: fastsearch.facet_counts(searcher, evaluation, name, budget) for name in budget.walk(facets, every=1)
+        }
+        return Found(q, top, total, exact_total, counts, tolerance, provisional=not exact_total)
     top, total, total_exact, counts = _by_whoosh(searcher, q, parsed, window, collapse, facets, page_set, budget)
     return Found(q, top, total, total_exact, counts, tolerance)
 

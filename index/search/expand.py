@@ -25,7 +25,7 @@ from index import _whoosh
 from index.cache import Cache
 from index.fast import store as arraystore
 from index.model.schema import SURFACE_FIELD
-from index.search.budget import UNBOUNDED, Budget
+from index.search.budget import UNBOUNDED, Budget, resumable
 
 __all__ = ["MAX_EXPANSIONS", "expand_multiterms", "lexicon_key", "most_frequent", "prefix_terms", "terms_within"]
 
@@ -87,7 +87,7 @@ class _Lexicon:
         return self.words[i:j]
 
 
-def _merged_lexicon(reader: Any, fieldname: str) -> _Lexicon | None:
+def _merged_lexicon(reader: Any, fieldname: str, budget: Budget | None = None) -> _Lexicon | None:
     leaves = _leaves(reader)
     key = lexicon_key(reader)
     few = len(leaves) <= MERGE_LEXICON_SEGMENTS and fieldname not in ALWAYS_MERGED
@@ -99,23 +99,44 @@ def _merged_lexicon(reader: Any, fieldname: str) -> _Lexicon | None:
         return found
     row = _lexicon_row(leaves, fieldname)
     lexicon = None if row is None else _stored_lexicon(row, fieldname)
-    if lexicon is None:
-        lexicon = _merge_lexicons(leaves, fieldname)
-        if lexicon is not None and row is not None:
-            _store_lexicon(row, fieldname, lexicon)
-    # A field too big to merge is remembered as such (None), at the cost of a key.
-    return _LEXICONS.put(key, lexicon, None if lexicon is not None else 64)
+    if lexicon is not None:
+        return _LEXICONS.put(key, lexicon)
+    # A segment's words per step, resumed by the next search if this one stops. A field
+    # too big to merge is remembered as such (None), at the cost of a key.
+    lexicon = resumable(_LEXICONS, key, lambda: _MergedWords(fieldname), leaves, budget or UNBOUNDED)
+    if lexicon is not None and row is not None:
+        _store_lexicon(row, fieldname, lexicon)
+    return lexicon
 
 
-def _merge_lexicons(leaves: list[Any], fieldname: str) -> _Lexicon | None:
-    frequency: dict[str, int] = {}
-    for leaf in leaves:
-        for btext, info in leaf.iter_field(fieldname):
-            word = _text(btext)
-            frequency[word] = frequency.get(word, 0) + info.doc_frequency()
-        if len(frequency) > MERGED_LEXICON_WORDS:
-            return None
-    return _Lexicon(sorted(frequency), frequency)
+class _MergedWords:
+    """A merged word list in steps (``resumable``): one segment's words per step."""
+
+    def __init__(self, fieldname: str) -> None:
+        self.fieldname = fieldname
+        self.frequency: dict[str, int] = {}
+        self.next = 0
+        self.too_big = False
+
+    def nbytes(self) -> int:
+        return 100 * len(self.frequency)
+
+    def step(self, leaves: list[Any], budget: Budget) -> bool:
+        walked = budget.walk(leaves[self.next].iter_field(self.fieldname), every=4096)
+        words = [(_text(btext), info.doc_frequency()) for btext, info in walked]
+        # Merged only once the segment's words are all read: stopped before, the
+        # partial is as it was.
+        frequency = self.frequency
+        for word, count in words:
+            frequency[word] = frequency.get(word, 0) + count
+        self.next += 1
+        self.too_big = len(frequency) > MERGED_LEXICON_WORDS
+        return self.too_big or self.next == len(leaves)
+
+    def result(self) -> tuple[_Lexicon | None, int]:
+        if self.too_big:
+            return None, 64
+        return _Lexicon(sorted(self.frequency), self.frequency), 100 * len(self.frequency)
 
 
 # Merging a field's words walks every segment's term file (seconds at a million
@@ -168,7 +189,7 @@ def terms_within(
     if maxdist <= 0:
         return {word} if (fieldname, word) in reader else set()
     dfa = _dfa(word, maxdist, min(prefix, len(word)))
-    merged = _merged_lexicon(reader, fieldname)
+    merged = _merged_lexicon(reader, fieldname, budget)
     if merged is not None:
         return set(fsa.find_all_matches(dfa, _checked(merged.lookup, budget)))
     found: set[str] = set()
@@ -225,7 +246,7 @@ def prefix_terms(
 ) -> list[str]:
     """The ``limit`` most frequent index words starting with ``prefix`` (Whoosh's
     ``iter_prefix``: one pass over that range of the sorted term list, bounded)."""
-    merged = _merged_lexicon(reader, fieldname)
+    merged = _merged_lexicon(reader, fieldname, budget)
     if merged is not None:
         scanned = _scanned(merged.starting_with(prefix), budget)
         return heapq.nlargest(limit, scanned, key=lambda w: (merged.frequency[w], w))

@@ -150,7 +150,8 @@ def search(
         corrections=corrections,
         queued_ms=budget.queued * 1000,
     )
-    _remember(key, results)
+    if not found.provisional:
+        _remember(key, results)
     return results
 
 
