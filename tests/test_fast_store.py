@@ -90,7 +90,9 @@ def test_a_new_process_reads_the_arrays_back_and_finds_the_same(index, every_arr
     real_decode = fastsearch._decode_postings
     monkeypatch.setattr(fastsearch, "_decode_postings", lambda *a: decoded.append(a) or real_decode(*a))
     monkeypatch.setattr(fastsearch, "_value_hash", lambda v: pytest.fail(f"image URL {v!r} hashed again"))
-    monkeypatch.setattr(expand._MergedWords, "step", lambda self, *a: pytest.fail(f"{self.fieldname} words merged again"))
+    monkeypatch.setattr(
+        expand._MergedWords, "step", lambda self, *a: pytest.fail(f"{self.fieldname} words merged again")
+    )
     second = answers(index)
     assert decoded == []
     assert second == first == without
