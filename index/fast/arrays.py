@@ -49,7 +49,16 @@ from index.fast import store as arraystore
 from index.options import megabytes_from_env
 from index.search.budget import UNBOUNDED, Budget, resumable
 
-__all__ = ["Evaluation", "Unsupported", "distinct_count", "doc_count", "evaluate", "facet_counts", "live_docnums"]
+__all__ = [
+    "Evaluation",
+    "Unsupported",
+    "distinct_count",
+    "doc_count",
+    "evaluate",
+    "facet_counts",
+    "live_docnums",
+    "warm",
+]
 
 
 _BYTE_TO_LENGTH = np.array([byte_to_length(b) for b in range(256)], dtype=np.float64)
@@ -987,3 +996,20 @@ def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str, budget: 
     picked = ordinals[docnums]
     tally = np.bincount(picked[picked >= 0], minlength=len(values))
     return {values[i]: int(tally[i]) for i in np.flatnonzero(tally).tolist()}
+
+
+def warm(searcher: Any, facets: tuple[str, ...], budget: Budget) -> None:
+    """Build, within ``budget``, the per-index arrays the first searches of a process
+    would otherwise build (or resume) themselves: each segment's image URL ordinals and
+    the global ones (collapsed totals), the facets' ordinals, the text fields' lengths."""
+    segments = _segments(searcher)
+    for seg in segments:
+        for fieldname, field in searcher.schema.items():
+            if field.scorable:
+                budget.between()
+                _lengths(seg.reader, fieldname)
+    if all(seg.reader.has_column("image_url") for seg in segments):
+        _global_ordinals(segments, "image_url", budget)
+    for fieldname in facets:
+        if fieldname in searcher.schema:
+            _facet_ordinals(segments, fieldname, budget)

@@ -27,7 +27,7 @@ from index.search.expand import expand_multiterms
 from index.search.parse import ParsedSearch
 from index.search.typos import Tolerance, tolerate
 
-__all__ = ["Found", "find"]
+__all__ = ["Found", "find", "page_docs"]
 
 # Above this estimated number of matches, the total is reported as "about N".
 EXACT_COUNT_LIMIT = 5_000
@@ -71,8 +71,8 @@ def find(
     # Page documents hold a page's state (front matter, file facts), never a hit, whatever
     # the query's shape (`*:*`, `-word`, `url:*`). Masked rather than filtered: there are
     # far fewer pages than images, and Whoosh builds a set of its filter on each search.
-    page_docs, page_set = _page_docs(searcher)
-    evaluation, top = _evaluate(searcher, q, None, parsed, page_docs, window, collapse, budget)
+    pages, page_set = page_docs(searcher)
+    evaluation, top = _evaluate(searcher, q, None, parsed, pages, window, collapse, budget)
     # Typo tolerance and word starts widen the search only when the words as typed do
     # not fill the page asked for (Typesense's typo_tokens_threshold, in effect): their
     # results rank below every exact one anyway, so the page is the same, and a common
@@ -82,7 +82,7 @@ def find(
         tolerant, tolerance = tolerate(parsed.words, reader, searcher.schema["text"].analyzer, text, budget=budget)
         if tolerance.groups:
             q = expand_multiterms(tolerant, reader, budget=budget)
-            evaluation, top = _evaluate(searcher, q, tolerance.groups, parsed, page_docs, window, collapse, budget)
+            evaluation, top = _evaluate(searcher, q, tolerance.groups, parsed, pages, window, collapse, budget)
     if evaluation is not None:
         total, exact_total = len(evaluation), True
         if collapse and total:
@@ -148,7 +148,7 @@ def _images_in_index(searcher: Searcher, page_set: set[int]) -> int:
     return _whoosh.per_searcher(searcher, "images_in_index", build)
 
 
-def _page_docs(searcher: Searcher) -> tuple[np.ndarray, set[int]]:
+def page_docs(searcher: Searcher) -> tuple[np.ndarray, set[int]]:
     """The page documents, as sorted numbers for the fast path and as a set for
     Whoosh's ``mask=``; worked out once per searcher."""
 

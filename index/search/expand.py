@@ -27,7 +27,15 @@ from index.fast import store as arraystore
 from index.model.schema import SURFACE_FIELD
 from index.search.budget import UNBOUNDED, Budget, resumable
 
-__all__ = ["MAX_EXPANSIONS", "expand_multiterms", "lexicon_key", "most_frequent", "prefix_terms", "terms_within"]
+__all__ = [
+    "MAX_EXPANSIONS",
+    "expand_multiterms",
+    "lexicon_key",
+    "merge_words",
+    "most_frequent",
+    "prefix_terms",
+    "terms_within",
+]
 
 MAX_FUZZY_DISTANCE = 2
 # Index words one query word may stand for (the most frequent), and how many candidate
@@ -107,6 +115,13 @@ def _merged_lexicon(reader: Any, fieldname: str, budget: Budget | None = None) -
     if lexicon is not None and row is not None:
         _store_lexicon(row, fieldname, lexicon)
     return lexicon
+
+
+def merge_words(reader: Any, fieldnames: tuple[str, ...], budget: Budget) -> None:
+    """Merge (or read back from the store) the word lists typo tolerance and word starts
+    walk, within ``budget``: what a server's warm-up does before the first search."""
+    for fieldname in fieldnames:
+        _merged_lexicon(reader, fieldname, budget)
 
 
 class _MergedWords:

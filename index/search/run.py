@@ -31,12 +31,14 @@ from whoosh.searching import Searcher
 from index import _whoosh
 from index.api import IndexMissing, IndexUnreadable, QueryError, Results, SearchCancelled, SearchError
 from index.cache import Cache, on_clear
+from index.fast import arrays as fastsearch
 from index.fast.arrays import flush_store
-from index.search import collect, decorate
+from index.model.schema import SURFACE_FIELD
+from index.search import collect, decorate, expand
 from index.search.budget import Budget, BudgetExceeded, Cancelled, check_size
 from index.search.parse import check_options, parse
 
-__all__ = ["as_search_errors", "search"]
+__all__ = ["as_search_errors", "search", "start_warming", "warm"]
 
 R = TypeVar("R")
 
@@ -66,6 +68,7 @@ def as_search_errors(fn: Callable[..., R]) -> Callable[..., R]:
 
     @functools.wraps(fn)
     def wrapper(index_dir: str | Path, *args: Any, **kwargs: Any) -> R:
+        _in_flight(+1)
         try:
             return fn(index_dir, *args, **kwargs)
         except SearchError:
@@ -80,6 +83,7 @@ def as_search_errors(fn: Callable[..., R]) -> Callable[..., R]:
             logger.debug("search of %s failed", index_dir, exc_info=True)
             raise unreadable_index(index_dir, exc) from None
         finally:
+            _in_flight(-1)
             # What this search decoded, kept for the next process (a cut-short search's too).
             flush_store()
 
@@ -243,3 +247,74 @@ def _cached(key: tuple[Any, ...]) -> Results | None:
 
 def _remember(key: tuple[Any, ...], results: Results) -> None:
     _RESULTS.put(key, replace(results, hits=[dict(h) for h in results.hits]))
+
+
+# -- the server's warm-up ----------------------------------------------------------------------
+
+# Searches running in this process now: the warm-up gives way to them.
+_RUNNING = [0]
+_RUNNING_LOCK = threading.Lock()
+# How often the warm-up looks for a new commit of the index (seconds).
+WARM_EVERY = 2.0
+
+
+def _in_flight(change: int = 0) -> int:
+    with _RUNNING_LOCK:
+        _RUNNING[0] += change
+        return _RUNNING[0]
+
+
+class _GivingWay(Budget):
+    """The warm-up's budget: no deadline, stopped by its ``cancel`` flag, and between two
+    steps of a build (where it holds nothing a search waits for) it waits while any
+    search runs, so that it takes no search's time (nor the interpreter lock) for longer
+    than one step."""
+
+    def between(self) -> None:
+        while _in_flight() and not self.cancel.is_set():
+            time.sleep(0.005)
+        self.check()
+
+
+def warm(index_dir: str | Path, facets: tuple[str, ...] = (), budget: Budget | None = None) -> None:
+    """Build the per-index arrays and word lists the first searches on ``index_dir``
+    need (each resumable: :func:`index.search.budget.resumable`), within ``budget``, and
+    keep them in the array store for the next process."""
+    budget = budget or Budget()
+    searcher = _searcher(index_dir)
+    collect.page_docs(searcher)
+    fastsearch.warm(searcher, tuple(facets), budget)
+    fields = tuple(f for f in ("text", SURFACE_FIELD) if f in searcher.schema)
+    expand.merge_words(searcher.reader(), fields, budget)
+    flush_store()
+
+
+def start_warming(index_dir: str | Path, facets: tuple[str, ...] = ()) -> threading.Event:
+    """A daemon thread that warms ``index_dir`` (:func:`warm`) now and after each new
+    commit, giving way to searches; set the returned event to stop it."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        seen = None
+        try:
+            while not stop.is_set():
+                try:
+                    searcher = _searcher(index_dir)
+                    serial = _whoosh.searcher_serial(searcher)
+                    if serial != seen:
+                        seen = serial
+                        t0 = time.perf_counter()
+                        warm(index_dir, facets, _GivingWay(cancel=stop))
+                        logger.info("warmed %s in %.1f s", index_dir, time.perf_counter() - t0)
+                except Cancelled:
+                    return
+                except Exception:  # searches report a damaged or missing index themselves
+                    logger.debug("warming %s failed", index_dir, exc_info=True)
+                stop.wait(WARM_EVERY)
+        finally:
+            searcher = _SEARCHERS.pop((os.path.abspath(index_dir), threading.get_ident()), None)
+            if searcher is not None:
+                searcher.close()
+
+    threading.Thread(target=loop, name="warm-up", daemon=True).start()
+    return stop

@@ -20,6 +20,7 @@ many threads as cores) or the slow lane (one); a lane whose queue is full answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import heapq
@@ -38,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -71,7 +72,7 @@ from index.api import (
     to_api,
 )
 from index.search.budget import CHEAP_COST, Budget, cost
-from index.search.run import search
+from index.search.run import search, start_warming
 from index.serve.overview import search_link, start_page
 from index.serve.remote import (
     CHALLENGE_HEADER,
@@ -559,10 +560,28 @@ def create_app(
             Middleware(_SecurityHeaders),
             Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts or LOOPBACK_HOSTS), www_redirect=False),
         ],
+        lifespan=_warming(index_dir),
     )
     # `/api/search/` would redirect to a URL built from the Host header: a 404 instead.
     app.router.redirect_slashes = False
     return app
+
+
+def _warming(index_dir: str) -> Any:
+    """The app's lifespan: while it serves, its index is warmed in the background (the
+    per-index arrays and word lists its first searches need; again after each commit),
+    giving way to searches (index.search.run.start_warming). PAGES_SERVE_WARM=0: off."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        stop = start_warming(index_dir, SIDEBAR_FACETS) if os.environ.get("PAGES_SERVE_WARM") != "0" else None
+        try:
+            yield
+        finally:
+            if stop is not None:
+                stop.set()
+
+    return lifespan
 
 
 def _json(body: dict[str, Any], status: int) -> JSONResponse:
