@@ -14,36 +14,33 @@ saw the deadline pass, the answer (200 / 400) and its wall time. Goal: no stretc
     python -m bench.gaps --index IX --store off --only 'exact, facet'  --profile
 
 Each phase runs in a fresh process (``--store empty``: the array store deleted before
-every shape; ``filled``: as the empty phase left it, not deleted; ``off``:
-PAGES_ARRAY_STORE_MB=0). ``--profile`` adds a cProfile of the shape with the longest
+every shape; ``filled``: every shape run once first, unrecorded, with time to finish,
+then recorded with the store as that pass left it; ``off``: PAGES_ARRAY_STORE_MB=0). ``--profile`` adds a cProfile of the shape with the longest
 stretch (its top functions by cumulative time).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from bench.common import queries
+from bench.load import EXPENSIVE
+from bench.search import typo_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_SECONDS = 3.0  # index.api.SERVER_SEARCH_SECONDS, not imported: --code may be older code
 MAX_GAP = 0.4
 MARGIN = 0.5
-MAX_BYTES = 512 * 2**20  # the server's SEARCH_BYTES
 
 
 def shapes() -> list[tuple[str, str, dict[str, Any]]]:
     """(name, query, search options) of every shape scanned: two queries of each list."""
-    from bench.common import queries
-    from bench.load import EXPENSIVE
-    from bench.search import typo_queries
-
     lists = typo_queries(queries(40))
     # The first two queries of each list with two or more words (the common case).
     picked = {kind: [q for q in items if " " in q][:2] for kind, items in lists.items()}
@@ -66,119 +63,18 @@ def shapes() -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def _recording_budget() -> type:
-    """The recording budget of the code under test (index.search.budget; older code kept
-    it in its tests)."""
-    try:
-        from index.search.budget import Recording
-    except ImportError:
-        import index
-
-        sys.path.insert(0, str(Path(index.__file__).resolve().parent.parent / "tests"))
-        from test_search_bounds import Recording  # type: ignore[no-redef]
-    return Recording
-
-
-def worker(index: Path, store: str, only: str | None, profile: bool) -> None:
-    """Run every shape cold in this process; one JSON line per shape on stdout."""
-    from index.api import QueryError
-    from index.cache import clear_caches
-    from index.fast.store import FILENAME
-    from index.search.run import search
-
-    recording = _recording_budget()
-    worst: tuple[float, str, str, dict[str, Any]] | None = None
-    for name, q, opts in shapes():
-        if only and only != name:
-            continue
-        clear_caches()
-        if store == "empty":
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{index / FILENAME}{suffix}").unlink(missing_ok=True)
-        budget = recording(BUDGET_SECONDS, max_bytes=MAX_BYTES)
-        budget.stacks = True  # older code's Recording: set by hand, unused
-        budget.worst, budget.worst_stack = 0.0, []
-        t0, began = time.perf_counter(), time.thread_time()
-        try:
-            found = search(index, q, budget=budget, **opts)
-            status, total = 200, found.total
-        except QueryError as exc:
-            status, total = 400, str(exc)[:60]
-        ended, wall = time.thread_time(), time.perf_counter() - t0
-        gap = budget.longest_gap(began, ended) if hasattr(budget, "longest_gap") else _gap(budget, began, ended)
-        last = ended - (budget.times[-1] if budget.times else began)
-        where = "the search's end (after its last look)" if last >= gap else "".join(budget.worst_stack[-6:])
-        row = {
-            "shape": name,
-            "query": q[:60],
-            "status": status,
-            "total": total,
-            "wall_s": round(wall, 3),
-            "cpu_s": round(ended - began, 3),
-            "looks": len(budget.times),
-            "longest_gap_s": round(gap, 3),
-            "after_deadline_s": round(_after_deadline(budget, ended), 3),
-            "where": where,
-        }
-        print(json.dumps(row), flush=True)
-        if worst is None or gap > worst[0]:
-            worst = (gap, name, q, opts)
-    if profile and worst is not None:
-        _profile(index, store, *worst[1:])
-
-
-def _gap(budget: Any, began: float, ended: float) -> float:
-    import itertools
-
-    return max(b - a for a, b in itertools.pairwise([began, *budget.times, ended]))
-
-
-def _after_deadline(budget: Any, ended: float) -> float:
-    if budget.started is None:
-        return 0.0
-    deadline = budget.started + budget.seconds
-    for cpu, clock in zip(budget.times, budget.clock, strict=True):
-        if clock > deadline:
-            return ended - cpu
-    return 0.0
-
-
-def _profile(index: Path, store: str, name: str, q: str, opts: dict[str, Any]) -> None:
-    import cProfile
-    import io
-    import pstats
-
-    from index.api import QueryError
-    from index.cache import clear_caches
-    from index.fast.store import FILENAME
-    from index.search.budget import Budget
-    from index.search.run import search
-
-    clear_caches()
-    if store == "empty":
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{index / FILENAME}{suffix}").unlink(missing_ok=True)
-    prof = cProfile.Profile()
-    prof.enable()
-    with contextlib.suppress(QueryError):
-        search(index, q, budget=Budget(BUDGET_SECONDS, max_bytes=MAX_BYTES), **opts)
-    prof.disable()
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
-    print(json.dumps({"profile": name, "text": out.getvalue()}), flush=True)
-
-
 def scan(index: Path, code: Path, store: str, only: str | None, profile: bool) -> list[dict[str, Any]]:
     # This bench module runs; ``code``'s index package is put first by the worker.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GAPS_CODE": str(code)}
     if store == "off":
         env["PAGES_ARRAY_STORE_MB"] = "0"
-    args = [sys.executable, "-m", "bench.gaps", "--index", str(index), "--store", store, "--worker"]
-    if only:
-        args += ["--only", only]
+    args = [sys.executable, "-m", "bench.gaps_worker", "--index", str(index), "--store", store]
     if profile:
         args.append("--profile")
-    proc = subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    picked = [s for s in shapes() if not only or s[0] == only]
+    proc = subprocess.run(
+        args, cwd=ROOT, env=env, input=json.dumps(picked), stdout=subprocess.PIPE, text=True, check=True
+    )
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
@@ -208,15 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="one shape's name")
     parser.add_argument("--profile", action="store_true", help="cProfile the shape with the longest stretch")
     parser.add_argument("--where", action="store_true", help="print each shape's stack too")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     index = opts.index.resolve()
-    if opts.worker:
-        code = os.environ.get("GAPS_CODE")
-        if code:
-            sys.path.insert(0, code)
-        worker(index, opts.store, opts.only, opts.profile)
-        return 0
     phases = ("empty", "filled") if opts.store == "both" else (opts.store,)
     for phase in phases:
         rows = scan(index, opts.code.resolve(), phase, opts.only, opts.profile)

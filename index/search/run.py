@@ -38,7 +38,7 @@ from index.search import collect, decorate, expand
 from index.search.budget import Budget, BudgetExceeded, Cancelled, check_size
 from index.search.parse import check_options, parse
 
-__all__ = ["as_search_errors", "search", "start_warming", "warm"]
+__all__ = ["as_search_errors", "search", "start_warming", "stop_warming", "warm"]
 
 R = TypeVar("R")
 
@@ -84,8 +84,10 @@ def as_search_errors(fn: Callable[..., R]) -> Callable[..., R]:
             raise unreadable_index(index_dir, exc) from None
         finally:
             _in_flight(-1)
-            # What this search decoded, kept for the next process (a cut-short search's too).
-            flush_store()
+            # What this search decoded, kept for the next process (a cut-short search's
+            # too); in a server, by its warm-up thread, not in the answer's time.
+            if not _FLUSHERS[0]:
+                flush_store()
 
     return wrapper
 
@@ -254,8 +256,12 @@ def _remember(key: tuple[Any, ...], results: Results) -> None:
 # Searches running in this process now: the warm-up gives way to them.
 _RUNNING = [0]
 _RUNNING_LOCK = threading.Lock()
-# How often the warm-up looks for a new commit of the index (seconds).
+# How often the warm-up looks for a new commit of the index and writes what searches
+# decoded to the array store (seconds).
 WARM_EVERY = 2.0
+# Warm-up threads running in this process: while there is one, searches leave the
+# writing of the array store to it.
+_FLUSHERS = [0]
 
 
 def _in_flight(change: int = 0) -> int:
@@ -291,7 +297,9 @@ def warm(index_dir: str | Path, facets: tuple[str, ...] = (), budget: Budget | N
 
 def start_warming(index_dir: str | Path, facets: tuple[str, ...] = ()) -> threading.Event:
     """A daemon thread that warms ``index_dir`` (:func:`warm`) now and after each new
-    commit, giving way to searches; set the returned event to stop it."""
+    commit, giving way to searches, and writes what the searches decoded to the array
+    store every WARM_EVERY seconds (so that no answer waits for it); set the returned
+    event to stop it."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -299,6 +307,8 @@ def start_warming(index_dir: str | Path, facets: tuple[str, ...] = ()) -> thread
         try:
             while not stop.is_set():
                 try:
+                    if not _in_flight():
+                        flush_store()
                     searcher = _searcher(index_dir)
                     serial = _whoosh.searcher_serial(searcher)
                     if serial != seen:
@@ -312,9 +322,21 @@ def start_warming(index_dir: str | Path, facets: tuple[str, ...] = ()) -> thread
                     logger.debug("warming %s failed", index_dir, exc_info=True)
                 stop.wait(WARM_EVERY)
         finally:
+            with _RUNNING_LOCK:
+                _FLUSHERS[0] -= 1
+            flush_store()
             searcher = _SEARCHERS.pop((os.path.abspath(index_dir), threading.get_ident()), None)
             if searcher is not None:
                 searcher.close()
 
+    with _RUNNING_LOCK:
+        _FLUSHERS[0] += 1
     threading.Thread(target=loop, name="warm-up", daemon=True).start()
     return stop
+
+
+def stop_warming(stop: threading.Event) -> None:
+    """Stop the warm-up :func:`start_warming` started, and write what the searches
+    decoded since its last write (a server that exits keeps it for the next one)."""
+    stop.set()
+    flush_store()

@@ -72,7 +72,7 @@ from index.api import (
     to_api,
 )
 from index.search.budget import CHEAP_COST, Budget, cost
-from index.search.run import search, start_warming
+from index.search.run import search, start_warming, stop_warming
 from index.serve.overview import search_link, start_page
 from index.serve.remote import (
     CHALLENGE_HEADER,
@@ -579,7 +579,7 @@ def _warming(index_dir: str) -> Any:
             yield
         finally:
             if stop is not None:
-                stop.set()
+                stop_warming(stop)
 
     return lifespan
 
