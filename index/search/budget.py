@@ -317,6 +317,13 @@ class _Bounded(collectors.WrappingCollector):
         super().__init__(child)
         self.budget = budget
 
+    def set_subsearcher(self, subsearcher: Any, offset: int) -> None:
+        # Moving to the next segment makes its matcher and, for a sorted search, reads
+        # the segment's sort column: a look on each side of it.
+        self.budget.check()
+        super().set_subsearcher(subsearcher, offset)
+        self.budget.check()
+
     def matches(self) -> Any:
         return self.budget.walk(self.child.matches())
 
