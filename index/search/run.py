@@ -253,9 +253,13 @@ def _remember(key: tuple[Any, ...], results: Results) -> None:
 
 # -- the server's warm-up ----------------------------------------------------------------------
 
-# Searches running in this process now: the warm-up gives way to them.
-_RUNNING = [0]
+# Searches running in this process now, and when the last one ended: the warm-up gives
+# way to them, and works only once the process has had no search for IDLE seconds (a
+# server's first query, asked as it starts, had to share the interpreter with the
+# warm-up and was stopped at 3 s; alone it answered in 2.4 s).
+_RUNNING = [0, time.monotonic()]
 _RUNNING_LOCK = threading.Lock()
+IDLE = 0.5
 # How often the warm-up looks for a new commit of the index and writes what searches
 # decoded to the array store (seconds).
 WARM_EVERY = 2.0
@@ -267,18 +271,25 @@ _FLUSHERS = [0]
 def _in_flight(change: int = 0) -> int:
     with _RUNNING_LOCK:
         _RUNNING[0] += change
+        if change < 0:
+            _RUNNING[1] = time.monotonic()
         return _RUNNING[0]
+
+
+def _idle() -> bool:
+    with _RUNNING_LOCK:
+        return not _RUNNING[0] and time.monotonic() - _RUNNING[1] >= IDLE
 
 
 class _GivingWay(Budget):
     """The warm-up's budget: no deadline, stopped by its ``cancel`` flag, and between two
-    steps of a build (where it holds nothing a search waits for) it waits while any
-    search runs, so that it takes no search's time (nor the interpreter lock) for longer
-    than one step."""
+    steps of a build (where it holds nothing a search waits for) it waits until no
+    search has run for IDLE seconds, so that it takes no search's time (nor the
+    interpreter lock) for longer than one step."""
 
     def between(self) -> None:
-        while _in_flight() and not self.cancel.is_set():
-            time.sleep(0.005)
+        while not _idle() and not self.cancel.is_set():
+            time.sleep(0.01)
         self.check()
 
 
@@ -287,6 +298,7 @@ def warm(index_dir: str | Path, facets: tuple[str, ...] = (), budget: Budget | N
     need (each resumable: :func:`index.search.budget.resumable`), within ``budget``, and
     keep them in the array store for the next process."""
     budget = budget or Budget()
+    budget.between()  # opening the index is work too
     searcher = _searcher(index_dir)
     collect.page_docs(searcher)
     fastsearch.warm(searcher, tuple(facets), budget)
@@ -304,17 +316,18 @@ def start_warming(index_dir: str | Path, facets: tuple[str, ...] = ()) -> thread
 
     def loop() -> None:
         seen = None
+        budget = _GivingWay(cancel=stop)
         try:
             while not stop.is_set():
                 try:
-                    if not _in_flight():
-                        flush_store()
+                    budget.between()
+                    flush_store()
                     searcher = _searcher(index_dir)
                     serial = _whoosh.searcher_serial(searcher)
                     if serial != seen:
                         seen = serial
                         t0 = time.perf_counter()
-                        warm(index_dir, facets, _GivingWay(cancel=stop))
+                        warm(index_dir, facets, budget)
                         logger.info("warmed %s in %.1f s", index_dir, time.perf_counter() - t0)
                 except Cancelled:
                     return
@@ -331,6 +344,7 @@ def start_warming(index_dir: str | Path, facets: tuple[str, ...] = ()) -> thread
 
     with _RUNNING_LOCK:
         _FLUSHERS[0] += 1
+        _RUNNING[1] = time.monotonic()  # idle from now on, not since the import
     threading.Thread(target=loop, name="warm-up", daemon=True).start()
     return stop
 
