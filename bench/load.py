@@ -145,10 +145,11 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICK
 
 
-def machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (all cores, every process's)."""
+def machine_busy() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy (all cores, every process's), and of
+    them the time the host took its virtual cores away (steal)."""
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / TICK
+    return (user + nice + system + irq + softirq + steal) / TICK, steal / TICK
 
 
 # -- the baseline ----------------------------------------------------------------------------
@@ -354,7 +355,7 @@ def storm(
     # The bench's own process alone: its descendants are the servers and the crowd.
     trees = {name: [pid] if name == "bench" else family(pid) for name, pid in pids.items()}
     cpu_before = {name: cpu_seconds(tree) for name, tree in trees.items()}
-    busy_before, wall_before = machine_busy(), time.monotonic()
+    (busy_before, steal_before), wall_before = machine_busy(), time.monotonic()
     crowd_proc.start()
     sampler_stop = threading.Event()
 
@@ -369,7 +370,8 @@ def storm(
     crowd_proc.join()
     cpu = {name: cpu_seconds(tree) - cpu_before[name] for name, tree in trees.items()}
     cpu["crowd"] = crowd_cpu
-    cpu["machine"] = machine_busy() - busy_before
+    busy, steal = machine_busy()
+    cpu["machine"], cpu["steal"] = busy - busy_before, steal - steal_before
     cpu["wall"] = time.monotonic() - wall_before
     sampler_stop.set()
     sampler.join()
@@ -478,9 +480,12 @@ def cpu_shares(cpu: dict[str, float]) -> str:
     """Who used the cores during the storms, in cores (CPU seconds per second)."""
     wall = cpu["wall"]
     names = {"ours": "our server", "crowd": "the crowd", "baseline": "the baseline", "bench": "the probes"}
-    others = cpu["machine"] - sum(cpu[k] for k in names)
+    others = cpu["machine"] - cpu["steal"] - sum(cpu[k] for k in names)
     shown = ", ".join(f"{label} {cpu[k] / wall:.2f}" for k, label in names.items())
-    return f"machine {cpu['machine'] / wall:.2f} of {os.cpu_count()}: {shown}, the neighbours {others / wall:.2f}"
+    return (
+        f"machine {cpu['machine'] / wall:.2f} of {os.cpu_count()}: {shown}, the neighbours {others / wall:.2f}, "
+        f"taken by the host (steal) {cpu['steal'] / wall:.2f}"
+    )
 
 
 def report(r: dict[str, Any], index: Path, label: str) -> str:
