@@ -5,6 +5,7 @@
     python -m bench.tenmillion http     [--work DIR] [--facet]  # the same through `serve`, keep-alive
     python -m bench.tenmillion cold     [--work DIR]           # a fresh `serve` to its first answer; the store
     python -m bench.tenmillion report   [--work DIR]           # the figures so far, as Markdown
+    python -m bench.tenmillion memory   [--work DIR] [--index IX] [--code TREE]  # a `serve`'s memory, storms
 
 Each measuring step is a few minutes, so a shared machine can take turns between them (run
 each under `flock`); each appends its figures, with the date and load average, to
@@ -28,15 +29,17 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.coldstart import COLD_QUERIES, timed_run
 from bench.common import DEFAULT_WORK, ROOT, machine, percentiles, queries, uptime
-from bench.load import Client, rss_mb
+from bench.load import EXPENSIVE, Client, rss_mb, start_server
 from bench.replicate import replicate
 from bench.search import clear_results, latency, typo_queries
+from index.options import ARRAY_STORE_FILE
 
 SOURCE_PAGES = 1250
 QUERIES = 100
@@ -266,6 +269,59 @@ def http_latency(work: Path, facet: bool, n: int) -> dict[str, Any]:
     return out
 
 
+SETTLE_SECONDS = 5.0
+
+
+def serve_memory(index: Path, code: Path, n: int, clients: int = 3, storms: int = 2) -> dict[str, Any]:
+    """A `serve` (one worker, the code at ``code``)'s memory through storms of the bench's
+    lists (exact, one typo, word start: ``n`` queries each) and bench.load's expensive
+    shapes, sent by ``clients`` kept-alive clients at once: RSS, all and anonymous, MB,
+    after its first answer and after each storm (SETTLE_SECONDS after the last answer:
+    a search whose client was answered 400 or 503 may still be running), with its peak; answers by status. The array store is
+    emptied first, so that every run starts alike."""
+    (index / ARRAY_STORE_FILE).unlink(missing_ok=True)
+    work: list[dict[str, str]] = [{"q": q} for items in typo_queries(queries(n)).values() for q in items]
+    work += [dict(shape) for shape in EXPENSIVE]
+    out: dict[str, Any] = {"load_before": uptime(), "queries_per_storm": len(work), "code": str(code)}
+    with tempfile.TemporaryDirectory(prefix="bench-10m-") as runtime:
+        os.chmod(runtime, 0o700)
+        t0 = time.perf_counter()
+        proc, found = start_server(index, 1, code, Path(runtime))
+        out["start_to_first_answer_s"] = time.perf_counter() - t0
+        out["rss_before_mb"] = rss_mb(proc.pid)
+        try:
+            lock = threading.Lock()
+
+            def one(share: list[dict[str, str]], statuses: dict[str, int]) -> None:
+                client = Client(found, timeout=600)
+                for params in share:
+                    try:
+                        status = str(client.get(params)[0])
+                    except (OSError, http.client.HTTPException):
+                        status = "error"
+                    with lock:
+                        statuses[status] = statuses.get(status, 0) + 1
+
+            for k in range(1, storms + 1):
+                statuses: dict[str, int] = {}
+                t0 = time.perf_counter()
+                threads = [threading.Thread(target=one, args=(work[c::clients], statuses)) for c in range(clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                time.sleep(SETTLE_SECONDS)
+                out[f"storm{k}_s"] = time.perf_counter() - t0
+                out[f"storm{k}_statuses"] = statuses
+                out[f"rss_after_storm{k}_mb"] = rss_mb(proc.pid)
+            out["rss_peak_mb"] = _status_mb("VmHWM", proc.pid)
+        finally:
+            _stop(proc)
+    out["load_after"] = uptime()
+    print(json.dumps(out, indent=1), flush=True)
+    return out
+
+
 def cold(work: Path, n: int) -> dict[str, Any]:
     """Cold start with a server, and the array store (index.fast.store) at 10M: a fresh
     `serve` to its first answer with the store emptied; the time to fill the store (the
@@ -380,11 +436,13 @@ def report(work: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("build", "inproc", "http", "cold", "report"))
+    parser.add_argument("step", choices=("build", "inproc", "http", "cold", "report", "memory"))
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK / "tenmillion")
     parser.add_argument("--queries", type=int, default=QUERIES, help=f"queries per list (default {QUERIES})")
     parser.add_argument("--facet", action="store_true", help="inproc, http: with --facet domain")
     parser.add_argument("--index", type=Path, help="measure this index instead of the one `build` made")
+    parser.add_argument("--code", type=Path, default=ROOT, help="memory: the code tree `serve` runs")
+    parser.add_argument("--out", type=Path, help="memory: also write the figures here (JSON)")
     opts = parser.parse_args(argv)
     work = opts.work.resolve()
     if opts.index:
@@ -397,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
         http_latency(work, opts.facet, opts.queries)
     elif opts.step == "cold":
         cold(work, opts.queries)
+    elif opts.step == "memory":
+        index = _index(work).resolve()
+        figures = serve_memory(index, opts.code.resolve(), opts.queries)
+        if opts.out:
+            opts.out.write_text(json.dumps(figures, indent=1))
     else:
         print(report(work))
     return 0
