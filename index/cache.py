@@ -10,15 +10,28 @@ itself when it is made; :func:`clear_caches` (tests, benchmarks' cold runs) and
 
 from __future__ import annotations
 
+import ctypes
+import os
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-__all__ = ["Cache", "cache_stats", "clear_caches", "on_clear", "sizeof"]
+__all__ = [
+    "KEEP_FREE_BYTES",
+    "Cache",
+    "cache_stats",
+    "clear_caches",
+    "free_unused",
+    "held_bytes",
+    "malloc_free_bytes",
+    "on_clear",
+    "sizeof",
+]
 
 V = TypeVar("V")
 
@@ -107,7 +120,7 @@ def cache_stats() -> dict[str, dict[str, int]]:
     return {c.name: {"entries": len(c), "bytes": c.bytes, "max_bytes": c.max_bytes} for c in _CACHES}
 
 
-_MAX_DEPTH = 4
+_MAX_DEPTH = 6
 # Big containers are measured on a sample of their items and scaled: measuring a merged
 # word list of two million words item by item would cost more than the query it serves.
 _SAMPLE = 256
@@ -136,3 +149,143 @@ def _items_size(items: list[Any], depth: int) -> int:
     sample = items if len(items) <= _SAMPLE else items[:: len(items) // _SAMPLE][:_SAMPLE]
     measured = sum(sizeof(item, depth + 1) for item in sample)
     return round(measured * len(items) / len(sample))
+
+
+def held_bytes(value: Any) -> int:
+    """What ``value`` really keeps alive, in bytes, walked whole (no sampling, each object
+    counted once, an array's buffer counted with its owner): slow, for tests and the
+    memory bench (``bench.memory``) to check :func:`sizeof` and the caches' sizers."""
+    seen: set[int] = set()
+    total = 0
+    todo = [value]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            total += sys.getsizeof(obj) - (obj.nbytes if obj.base is None else 0)
+            if obj.base is None:
+                total += obj.nbytes
+            else:
+                todo.append(obj.base)
+            continue
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            todo.extend(obj.keys())
+            todo.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            todo.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            todo.append(obj.__dict__)
+    return total
+
+
+# -- memory freed but kept by the C allocator ------------------------------------------------
+
+# Past this many bytes freed but kept by glibc's malloc, :func:`free_unused` gives them back
+# to the system. A query's intermediate arrays (up to its Budget's max_bytes) are freed when
+# it ends, but glibc keeps freed chunks below its mmap threshold (which grows up to 32 MiB)
+# in its arenas for reuse, scattered between live ones, and only gives back the top of the
+# heap: at 10M documents 1.0-1.4 GB of a search process's 2.2-2.6 GB of anonymous memory
+# was such free memory (bench/RESULTS.md, "memory at 10M"). malloc_trim(0) returns every
+# free page of every arena.
+KEEP_FREE_BYTES = 64 * 2**20
+# How often free_unused looks (mallinfo2 walks the arenas' free lists).
+FREE_CHECK_SECONDS = 0.5
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _glibc() -> Any:
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = _Mallinfo2
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # not glibc (or older than 2.33): nothing to give back
+        return None
+
+
+_LIBC = _glibc()
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# [when last looked, what the process's anonymous memory held beyond malloc's live bytes
+# right after the last trim (the interpreter's own arenas, thread stacks)]
+_trim_state = [0.0, 0]
+_free_lock = threading.Lock()
+
+
+def malloc_free_bytes() -> int | None:
+    """Bytes glibc's malloc holds freed in its arenas, resident or not (None: not glibc)."""
+    return None if _LIBC is None else int(_LIBC.mallinfo2().fordblks)
+
+
+def _resident_free() -> int:
+    """The process's resident anonymous bytes that malloc does not count as live: freed
+    memory it kept, plus what is not malloc's (a baseline taken after each trim)."""
+    with open("/proc/self/statm", "rb") as statm:
+        fields = statm.read().split()
+    anonymous = (int(fields[1]) - int(fields[2])) * _PAGE
+    info = _LIBC.mallinfo2()
+    return anonymous - int(info.uordblks) - int(info.hblkhd)
+
+
+_later: list[threading.Timer] = []
+_later_lock = threading.Lock()
+
+
+def _look_later(every: float) -> None:
+    """One look ``every`` seconds from now, unless one is due: what the last searches
+    before a quiet spell freed is given back then, not at the next search."""
+    with _later_lock:
+        if _later and _later[0].is_alive():
+            return
+        timer = threading.Timer(every, free_unused, kwargs={"every": 0.0})
+        timer.daemon = True
+        _later[:] = [timer]
+    timer.start()
+
+
+def free_unused(keep: int = KEEP_FREE_BYTES, every: float = FREE_CHECK_SECONDS, now: bool = False) -> int:
+    """Give the C allocator's freed memory back to the system once more than ``keep``
+    bytes of it have become resident since the last time. Called after each search:
+    looked at most once per ``every`` seconds (a look reads /proc, about a millisecond
+    here), or at once when ``now`` (a search that built ``keep`` bytes of arrays or more).
+    Returns the bytes it found, else 0."""
+    if _LIBC is None:
+        return 0
+    when = time.monotonic()
+    if when - _trim_state[0] < every and not now:
+        _look_later(every)
+        return 0
+    if not _free_lock.acquire(blocking=False):
+        return 0  # another thread is looking now
+    try:
+        _trim_state[0] = when
+        try:
+            excess = _resident_free() - _trim_state[1]
+        except (OSError, ValueError, IndexError):  # no /proc: nothing to measure by
+            return 0
+        if excess <= keep:
+            return 0
+        _LIBC.malloc_trim(0)
+        _trim_state[1] = _resident_free()
+    finally:
+        _free_lock.release()
+    return excess

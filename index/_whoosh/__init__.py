@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -26,6 +27,8 @@ from typing import Any, TypeVar
 __all__ = [
     "apply",
     "bm25_params",
+    "bound_searcher_caches",
+    "column_bytes",
     "column_reader",
     "is_segment_reader",
     "length_codes",
@@ -34,6 +37,7 @@ __all__ = [
     "raw_column_values",
     "searcher_serial",
     "segment_key",
+    "shared_column",
     "wildcard_pattern",
 ]
 
@@ -82,6 +86,136 @@ def per_searcher(searcher: Any, name: str, build: Callable[[], T]) -> T:
     if name not in data:
         data[name] = build()
     return data[name]
+
+
+# Whoosh's searchers remember every term's idf in a dict of their own (shared with their
+# sub-searchers) for their whole life: a server's searcher lives until the next commit, and
+# word-start and typo queries score thousands of words each, so the dict grew with every
+# new word asked. Kept in one bounded cache instead, keyed by the searcher's serial.
+IDF_CACHE_BYTES = 16 * 2**20
+_IDF: Any = None
+_IDF_SEEN = threading.local()
+# Made on first use (the crawl imports this module too, without NumPy), once.
+_MAKING = threading.Lock()
+
+
+class _Idf:
+    """The dict protocol Whoosh's ``Searcher.idf`` uses (``in``, ``[]``, ``[]=``) over the
+    shared cache; what ``in`` found is kept for the ``[]`` that follows, so an eviction by
+    another thread in between cannot fail it."""
+
+    def __init__(self, serial: int) -> None:
+        self.serial = serial
+
+    def __contains__(self, term: Any) -> bool:
+        value = _IDF.get((self.serial, term))
+        _IDF_SEEN.last = (self.serial, term, value)
+        return value is not None
+
+    def __getitem__(self, term: Any) -> Any:
+        last = getattr(_IDF_SEEN, "last", None)
+        if last is not None and last[0] == self.serial and last[1] == term and last[2] is not None:
+            return last[2]
+        value = _IDF.get((self.serial, term))
+        if value is None:
+            raise KeyError(term)
+        return value
+
+    def __setitem__(self, term: Any, value: Any) -> None:
+        _IDF.put((self.serial, term), value, 0)
+
+
+def bound_searcher_caches(searcher: Any) -> None:
+    """Keep what ``searcher`` would remember for its whole life in the shared bounded
+    caches instead: its (and its sub-searchers') idf values, and its schema's analyzers'
+    memories of words (idempotent)."""
+    global _IDF
+    if isinstance(searcher._idf_cache, _Idf):
+        return
+    from index.cache import Cache
+
+    with _MAKING:
+        if _IDF is None:
+            # An entry: the key tuples, the term's text, a float, the LRU's node (measured).
+            _IDF = Cache("idf", IDF_CACHE_BYTES, entry_bytes=200)
+    idf = _Idf(searcher_serial(searcher))
+    searcher._idf_cache = idf
+    for sub, _ in getattr(searcher, "subsearchers", None) or ():
+        sub._idf_cache = idf
+    _bound_analyzers(searcher.schema)
+
+
+# Each searcher unpickles its own schema, and with it its own analyzers, each of which
+# remembers up to 50,000 words (index.model.schema.CachedAnalyzer's tokens, Whoosh's
+# StemFilter's stems): a copy per server thread, bounded in words, not bytes. A
+# searcher's analyzers use these two shared caches instead (the writer keeps its own).
+WORDS_CACHE_BYTES = 16 * 2**20
+_WORD_CACHES: dict[str, Any] = {}
+
+
+class _SharedWords:
+    """The part of a dict CachedAnalyzer uses, over a shared cache: never full (the
+    shared cache evicts by bytes), never cleared by one analyzer."""
+
+    def __init__(self, cache: Any, prefix: str) -> None:
+        self.cache, self.prefix = cache, prefix
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.cache.get((self.prefix, key), default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.cache.put((self.prefix, key), value)
+
+    def __len__(self) -> int:
+        return 0
+
+    def clear(self) -> None:
+        pass
+
+
+def _word_cache(name: str) -> Any:
+    from index.cache import Cache
+
+    with _MAKING:
+        if name not in _WORD_CACHES:
+            # An entry beyond its key's and value's objects: the LRU's node and tuple (measured).
+            _WORD_CACHES[name] = Cache(name, WORDS_CACHE_BYTES, entry_bytes=100)
+        return _WORD_CACHES[name]
+
+
+def _bound_analyzers(schema: Any) -> None:
+    from whoosh.analysis import StemFilter
+
+    from index.model import schema as schema_module
+
+    for name in schema.names():
+        analyzer = getattr(schema[name], "analyzer", None)
+        if isinstance(analyzer, schema_module.CachedAnalyzer):
+            if not isinstance(schema_module._CACHES.get(analyzer), _SharedWords):
+                schema_module._CACHES[analyzer] = _SharedWords(_word_cache("analyzed words"), repr(analyzer.inner))
+            analyzer = analyzer.inner
+        for part in getattr(analyzer, "items", ()):
+            if isinstance(part, StemFilter) and not getattr(part._stem, "shared", False):
+                part._stem = _shared_stem(part)
+
+
+def _shared_stem(part: Any) -> Callable[[str], str]:
+    stems = _word_cache("stems")
+    stem = part.stemfn
+    if part.lang:
+        from whoosh.lang import stemmer_for_language
+
+        stem = stemmer_for_language(part.lang)
+    prefix = f"{part.lang}:{getattr(stem, '__qualname__', stem)!r}"
+
+    def shared(word: str) -> str:
+        found = stems.get((prefix, word))
+        if found is None:
+            found = stems.put((prefix, word), stem(word))
+        return found
+
+    shared.shared = True  # type: ignore[attr-defined]
+    return shared
 
 
 # -- private parts read by the NumPy search path ---------------------------------------------
@@ -196,6 +330,58 @@ def column_reader(reader: Any, fieldname: str) -> Any:
 
     own = type(reader.schema[fieldname].column_type) is columns.VarBytesColumn
     return reader.column_reader(fieldname, column=_fast_varbytes_column()() if own else None, translate=False)
+
+
+# Variable-bytes column readers (stored fields, the raw columns collapsing reads), one per
+# segment and column for every reader of it: opening one copies the column's per-document
+# offsets and lengths out of the map (4-12 bytes a document), and each server thread has
+# its own searcher, so kept per reader they were a copy per thread (96 MB for two searchers
+# at 10M documents) and, with Whoosh's own, held for the reader's life. Bounded by
+# $PAGES_COLUMN_CACHE_MB (256 MiB: every column a search reads at 10M documents); an
+# evicted reader is opened again when next asked for. A reader reads its segment's map
+# (kept open while any reader of it exists), without a file position: safe to share.
+COLUMN_CACHE_MB = 256
+_SHARED_COLUMNS: Any = None
+
+
+def _column_cache() -> Any:
+    global _SHARED_COLUMNS
+    if _SHARED_COLUMNS is None:
+        from index.cache import Cache
+        from index.options import megabytes_from_env
+
+        with _MAKING:
+            if _SHARED_COLUMNS is None:
+                _SHARED_COLUMNS = Cache(
+                    "columns",
+                    megabytes_from_env("PAGES_COLUMN_CACHE_MB", COLUMN_CACHE_MB, minimum=1),
+                    sizer=column_bytes,
+                )
+    return _SHARED_COLUMNS
+
+
+def shared_column(key: tuple[Any, ...], build: Callable[[], T]) -> T:
+    """The column reader kept under ``key`` (a segment's identity and the column's), else
+    ``build()``'s, kept."""
+    cache = _column_cache()
+    found = cache.get(key)
+    if found is None:
+        found = cache.put(key, build())
+    return found
+
+
+def column_bytes(column: Any) -> int:
+    """What a column reader keeps in memory: its per-document offsets and lengths (the
+    values themselves stay in the segment's map), and the reader objects."""
+    total = 400
+    for name in ("_offsets", "_lengths"):
+        part = getattr(column, name, None)
+        if part is not None and hasattr(part, "itemsize"):
+            total += len(part) * part.itemsize + 64
+    inner = getattr(column, "_child", None)  # wrapping readers: a pickle or translating column
+    if inner is None:
+        inner = getattr(column, "_reader", None)
+    return total + (column_bytes(inner) if inner is not None else 0)
 
 
 def raw_column_values(column: Any, count: int, start: int = 0, stop: int | None = None) -> list[bytes] | None:

@@ -1,4 +1,4 @@
-"""Two performance fixes and one correctness fix for Whoosh 2.7 (whoosh-reloaded 2.7.5), applied once by
+"""Three performance fixes and one correctness fix for Whoosh 2.7 (whoosh-reloaded 2.7.5), applied once by
 :func:`index._whoosh.apply` (which importing :mod:`index._whoosh` calls).
 
 1. While flushing a segment, Whoosh asks for the field length of *every posting*. For
@@ -21,10 +21,17 @@
    (deleted pages kept showing until a restart), and whoosh-reloaded also put back the
    segments a merge had replaced (every merged document twice). Here a reader is reused
    only for a segment of the new table of contents whose deletions are the same.
+
+4. Each segment reader kept its own column readers (stored fields, lengths) for its life,
+   each holding a copy of the column's per-document offsets and lengths (4-12 bytes a
+   document); every server thread has its own searcher, so each thread held a copy. Here
+   the readers of one segment share one column reader, kept in a bounded cache
+   (``index._whoosh.shared_column``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from whoosh import index as whoosh_index
@@ -34,12 +41,41 @@ from whoosh.filedb import structfile
 _MISSING = object()
 
 
+class _Shared(tuple):
+    """In a per-document reader's own map: this column is read through
+    ``index._whoosh.shared_column``, under this key."""
+
+
 def _cached_reader(self: Any, fieldname: str, column: Any) -> Any:
     reader = self._readers.get(fieldname, _MISSING)
+    if type(reader) is _Shared:
+        return _shared(reader, self, fieldname, column)
     if reader is _MISSING:
         reader = self.column_reader(fieldname, column) if self.has_column(fieldname) else None
+        key = None if reader is None else _shared_key(self, fieldname)
+        if key is not None:
+            # Fix 4: one reader of a column per segment for all its readers, bounded.
+            self._readers[fieldname] = key
+            return _shared(key, self, fieldname, column, reader)
         self._readers[fieldname] = reader
     return reader
+
+
+def _shared_key(perdoc: Any, fieldname: str) -> _Shared | None:
+    """The segment's column across readers (its folder, segment id and column), when its
+    column file reads the segment's map (a reader then outlives its own reader's close)."""
+    storage = getattr(perdoc._storage, "b", perdoc._storage)
+    folder = getattr(storage, "folder", None)
+    colfile = perdoc._colfiles.get(fieldname, (None,))[0]
+    if not isinstance(folder, str) or not hasattr(colfile, "_buf"):
+        return None
+    return _Shared(("whoosh", os.path.abspath(folder), perdoc._segment.segment_id(), fieldname))
+
+
+def _shared(key: _Shared, perdoc: Any, fieldname: str, column: Any, built: Any = None) -> Any:
+    from index import _whoosh
+
+    return _whoosh.shared_column(key, lambda: built if built is not None else perdoc.column_reader(fieldname, column))
 
 
 class MemoryCursor:

@@ -44,7 +44,7 @@ from whoosh import query as Q
 from whoosh.util.numeric import byte_to_length
 
 from index import _whoosh
-from index.cache import Cache, on_clear
+from index.cache import Cache, on_clear, sizeof
 from index.fast import store as arraystore
 from index.options import megabytes_from_env
 from index.search.budget import UNBOUNDED, Budget, resumable
@@ -86,11 +86,13 @@ class Unsupported(Exception):
 # The same letters name the kinds kept on disk by index.fast.store ("m": merged word lists).
 # Bounded by $PAGES_SEARCH_CACHE_MB (1 GiB): at a million documents 256 MiB was too
 # small, typo and word-start queries evicted each other's arrays (bench/RESULTS.md).
-# Each entry is charged 560 bytes beyond its arrays' data (its key, the tuples, the array
-# headers, the LRU's node; measured with tracemalloc: 600 bytes for a 3-posting word).
-# Charged as 64, a range walk that kept every word of the index held five times what the
-# bound said.
-_CACHE: Cache[Any] = Cache("arrays", megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16), entry_bytes=560)
+# Each entry is charged what index.cache.sizeof finds in its value (an array's data and
+# header, the tuples, the strings of a value list) and 150 bytes more (its key and the
+# LRU's node and tuple; tests/test_cache_charges.py measures every kind with tracemalloc).
+# Charged as 64 for any entry, a range walk that kept every word of the index held five
+# times what the bound said; charged as 560 for any entry, a word's page count (an int)
+# was charged five times what it held.
+_CACHE: Cache[Any] = Cache("arrays", megabytes_from_env("PAGES_SEARCH_CACHE_MB", 1024, minimum=16), entry_bytes=150)
 # How many values were read one by one per (segment, field), and which index states
 # have had a distinct count: small, but bounded like everything a server keeps.
 _LOOKED_UP: Cache[int] = Cache("lookups", 2**20, sizer=lambda _: 200)
@@ -151,7 +153,7 @@ def _read_postings(
     frequency = _whoosh.term_doc_frequency(reader, fieldname, btext)
     keep = keep and frequency >= keep_from
     if not frequency:
-        return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), 0) if keep else (_EMPTY_IDS, _EMPTY_SCORES)
+        return _CACHE.put(key, (_EMPTY_IDS, _EMPTY_SCORES), 56) if keep else (_EMPTY_IDS, _EMPTY_SCORES)
     stored = _store(reader) if frequency >= STORE_MIN_POSTINGS else None
     found = None if stored is None else stored[0].get(stored[1], "p", fieldname, btext)
     if found is not None:
@@ -162,7 +164,7 @@ def _read_postings(
             stored[0].put(stored[1], "p", fieldname, btext, _compact(ids, weights))
     if not keep:
         return ids, weights
-    return _CACHE.put(key, (ids, weights), ids.nbytes + weights.nbytes)
+    return _CACHE.put(key, (ids, weights))
 
 
 def _decode_postings(
@@ -193,7 +195,7 @@ def _lengths(reader: Any, fieldname: str) -> np.ndarray:
     else:
         lengths = np.array([reader.doc_field_length(d, fieldname, 0) for d in range(count)], dtype=np.float64)
     lengths[lengths == 0] = 1.0  # Whoosh's scorer reads a missing length as 1
-    return _CACHE.put(key, lengths, lengths.nbytes)
+    return _CACHE.put(key, lengths)
 
 
 def _deleted(reader: Any) -> np.ndarray | None:
@@ -576,7 +578,7 @@ class _TermArrays:
     def result(self) -> tuple[tuple[np.ndarray, np.ndarray], int]:
         # Segments are in offset order, so the concatenation is sorted.
         ids, scores = np.concatenate(self.ids), np.concatenate(self.scores)
-        return (ids, scores), ids.nbytes + scores.nbytes
+        return (ids, scores), sizeof((ids, scores))
 
 
 def _difference(ids: np.ndarray, remove: np.ndarray) -> np.ndarray:
@@ -655,7 +657,7 @@ def live_docnums(searcher: Any, fieldname: str, text: str, budget: Budget = UNBO
         return cached
     parts = [_EMPTY_IDS, *(_live_postings(seg, fieldname, btext, budget=budget)[0] + seg.offset for seg in segments)]
     ids = np.concatenate(parts)
-    return _CACHE.put(key, ids, ids.nbytes)
+    return _CACHE.put(key, ids)
 
 
 def doc_count(searcher: Any, fieldname: str, text: str) -> int:
@@ -676,7 +678,7 @@ def doc_count(searcher: Any, fieldname: str, text: str) -> int:
         else len(_live_postings(seg, fieldname, btext)[0])
         for seg in segments
     )
-    return _CACHE.put(key, total, 0)
+    return _CACHE.put(key, total)
 
 
 def _ordinals(reader: Any, fieldname: str, budget: Budget = UNBOUNDED) -> tuple[np.ndarray, list[str]]:
@@ -694,7 +696,7 @@ def _ordinals(reader: Any, fieldname: str, budget: Budget = UNBOUNDED) -> tuple[
         bounds = [0, *np.cumsum(sizes).tolist()]
         data = joined.tobytes()
         shown_values = [data[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(sizes))]
-        return _CACHE.put(key, (ords, shown_values), ords.nbytes + 64 * len(shown_values))
+        return _CACHE.put(key, (ords, shown_values))
     return resumable(_CACHE, key, lambda: _FacetOrdinals(fieldname, reader.doc_count_all()), reader, budget)
 
 
@@ -745,22 +747,15 @@ class _FacetOrdinals:
         return True
 
     def result(self) -> tuple[tuple[np.ndarray, list[str]], int]:
-        return (self.ords, self.values), self.ords.nbytes + 64 * len(self.values)
-
-
-# Per segment reader (so they go when it goes): its raw column readers. Opening one reads
-# the whole column's offsets, far more than a search's lookups cost.
-_COLUMNS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
-_COLUMNS_LOCK = threading.Lock()
+        return (self.ords, self.values), sizeof((self.ords, self.values))
 
 
 def _column(reader: Any, fieldname: str) -> Any:
-    with _COLUMNS_LOCK:
-        per_reader = _COLUMNS.setdefault(reader, {})
-        column = per_reader.get(fieldname)
-        if column is None:
-            column = per_reader[fieldname] = _whoosh.column_reader(reader, fieldname)
-    return column
+    """The segment's raw column reader of ``fieldname``, shared by every reader of the
+    segment and bounded with Whoosh's own (``index._whoosh.shared_column``)."""
+    return _whoosh.shared_column(
+        ("raw", _segment_key(reader), fieldname), lambda: _whoosh.column_reader(reader, fieldname)
+    )
 
 
 def column_lookup(searcher: Any, fieldname: str) -> Callable[[int], bytes]:
@@ -847,7 +842,7 @@ class _ValueOrdinals:
 
     def result(self) -> tuple[tuple[np.ndarray, np.ndarray], int]:
         hashes = np.array(self.hashes, dtype=np.int64)
-        return (self.ords, hashes), self.ords.nbytes + hashes.nbytes
+        return (self.ords, hashes), sizeof((self.ords, hashes))
 
 
 def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -856,7 +851,7 @@ def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.n
     if cached is not None or found is None:
         return cached
     ords, hashes = found
-    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes), ords.nbytes + hashes.nbytes)
+    return _CACHE.put(("v", _segment_key(reader), fieldname), (ords, hashes))
 
 
 def _kept(reader: Any, kind: str, fieldname: str) -> tuple[Any, list[np.ndarray] | None]:
@@ -918,7 +913,7 @@ def _global_ordinals(segments: list[_Segment], fieldname: str, budget: Budget = 
         out.append(to_global[ords])  # ords == -1 picks the appended "none"
     # Segments are in offset order and their numbers contiguous: one array for all.
     ordinals = np.concatenate(out)
-    return _CACHE.put(key, (ordinals, len(distinct)), ordinals.nbytes)
+    return _CACHE.put(key, (ordinals, len(distinct)))
 
 
 def distinct_count(searcher: Any, docnums: np.ndarray, fieldname: str, budget: Budget = UNBOUNDED) -> int:
@@ -1005,7 +1000,7 @@ def _facet_ordinals(
         parts.append(to_global[ords])  # ords == -1 picks the appended -1
     values = list(index)
     ordinals = np.concatenate(parts)
-    return _CACHE.put(key, (ordinals, values), ordinals.nbytes + 64 * len(values))
+    return _CACHE.put(key, (ordinals, values))
 
 
 def facet_counts(searcher: Any, evaluation: Evaluation, fieldname: str, budget: Budget = UNBOUNDED) -> dict[str, int]:

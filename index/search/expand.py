@@ -13,6 +13,7 @@ import hashlib
 import heapq
 import itertools
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from whoosh.automata import fsa, lev
 from whoosh.codec.base import Automata
 
 from index import _whoosh
-from index.cache import Cache
+from index.cache import Cache, sizeof
 from index.fast import store as arraystore
 from index.model.schema import SURFACE_FIELD
 from index.search.budget import UNBOUNDED, Budget, resumable
@@ -75,8 +76,16 @@ MERGE_LEXICON_SEGMENTS = 2
 ALWAYS_MERGED = frozenset({SURFACE_FIELD})
 # ...unless the field has more words than this (memory: roughly 100 bytes a word).
 MERGED_LEXICON_WORDS = 2_000_000
+
+
 # Merged word lists per index state and field (roughly 100 bytes a word).
-_LEXICONS: Cache[Any] = Cache("word lists", 256 * 2**20)
+def _lexicon_bytes(lexicon: Any) -> int:
+    # The words are both the list's items and the dict's keys: counted once (sizeof on
+    # the whole object counted them twice, 2.6 times what a list held).
+    return sizeof(lexicon.words) + sys.getsizeof(lexicon.frequency) + 28 * len(lexicon.frequency)
+
+
+_LEXICONS: Cache[Any] = Cache("word lists", 256 * 2**20, sizer=_lexicon_bytes)
 _UNKNOWN = object()
 
 

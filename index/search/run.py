@@ -12,6 +12,7 @@ and the caches of searchers and recent results.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -30,7 +31,7 @@ from whoosh.searching import Searcher
 
 from index import _whoosh
 from index.api import IndexMissing, IndexUnreadable, QueryError, Results, SearchCancelled, SearchError
-from index.cache import Cache, on_clear
+from index.cache import KEEP_FREE_BYTES, Cache, free_unused, on_clear
 from index.fast import arrays as fastsearch
 from index.fast.arrays import flush_store
 from index.model.schema import SURFACE_FIELD
@@ -68,26 +69,36 @@ def as_search_errors(fn: Callable[..., R]) -> Callable[..., R]:
 
     @functools.wraps(fn)
     def wrapper(index_dir: str | Path, *args: Any, **kwargs: Any) -> R:
+        error: SearchError
         _in_flight(+1)
         try:
             return fn(index_dir, *args, **kwargs)
-        except SearchError:
-            raise
+        except SearchError as exc:
+            error = exc
         except BudgetExceeded as exc:
-            raise QueryError(str(exc)) from None
+            error = QueryError(str(exc))
         except Cancelled as exc:
-            raise SearchCancelled(str(exc)) from None
+            error = SearchCancelled(str(exc))
         except RecursionError:
-            raise QueryError("query nested too deeply: remove some brackets or minus signs") from None
+            error = QueryError("query nested too deeply: remove some brackets or minus signs")
         except DAMAGE as exc:
             logger.debug("search of %s failed", index_dir, exc_info=True)
-            raise unreadable_index(index_dir, exc) from None
+            error = unreadable_index(index_dir, exc)
         finally:
             _in_flight(-1)
             # What this search decoded, kept for the next process (a cut-short search's
             # too); in a server, by its warm-up thread, not in the answer's time.
             if not _FLUSHERS[0]:
                 flush_store()
+            # And what it freed, given back to the system once it adds up (index.cache).
+            budget = kwargs.get("budget")
+            free_unused(now=budget is not None and budget.spent_bytes >= KEEP_FREE_BYTES)
+        # Raised out here, bare: an error raised in the handler, or one carrying its
+        # traceback, keeps every frame of the stopped search and their arrays (up to the
+        # budget's 512 MiB) for as long as anything holds the error, and a server's idle
+        # worker thread holds its last one.
+        error.__context__ = error.__cause__ = None
+        raise error.with_traceback(None)
 
     return wrapper
 
@@ -216,6 +227,18 @@ def _close_searchers() -> None:
     _SEARCHERS.clear()
 
 
+def _forget_ended_threads() -> None:
+    """Close the searchers of threads that have ended: a server's thread pool replaces
+    idle threads, and each ended thread's searcher (its segment readers, their column
+    readers) was otherwise kept for the life of the process."""
+    alive = {t.ident for t in threading.enumerate()}
+    for key in [k for k in list(_SEARCHERS) if k[1] not in alive]:
+        searcher = _SEARCHERS.pop(key, None)
+        if searcher is not None:
+            with contextlib.suppress(Exception):  # already closed, or its files gone
+                searcher.close()
+
+
 def _searcher(index_dir: str | Path) -> Searcher:
     path = os.path.abspath(index_dir)
     key = (path, threading.get_ident())
@@ -231,7 +254,9 @@ def _searcher(index_dir: str | Path) -> Searcher:
             _SEARCHERS.pop(key, None)
             searcher = None
     if searcher is None:
+        _forget_ended_threads()
         searcher = _SEARCHERS[key] = _open(index_dir).searcher()
+    _whoosh.bound_searcher_caches(searcher)
     if searcher.doc_count() == 0:
         raise IndexMissing(
             f"index at {index_dir} is empty", hint=f"fill it with: {CRAWL_HINT} -s INDEX_DIR={index_dir}"
