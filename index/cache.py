@@ -246,20 +246,32 @@ def _resident_free() -> int:
     return anonymous - int(info.uordblks) - int(info.hblkhd)
 
 
-_later: list[threading.Timer] = []
+# One thread per process makes the later looks: a new timer thread for each would be
+# started in a search's own time, twice a second under load.
+_later: list[threading.Thread] = []
 _later_lock = threading.Lock()
+_look_due = threading.Event()
 
 
 def _look_later(every: float) -> None:
-    """One look ``every`` seconds from now, unless one is due: what the last searches
-    before a quiet spell freed is given back then, not at the next search."""
+    """One look about ``every`` seconds from now, unless one is due: what the last
+    searches before a quiet spell freed is given back then, not at the next search."""
+    if _look_due.is_set():
+        return
     with _later_lock:
-        if _later and _later[0].is_alive():
-            return
-        timer = threading.Timer(every, free_unused, kwargs={"every": 0.0})
-        timer.daemon = True
-        _later[:] = [timer]
-    timer.start()
+        if not (_later and _later[0].is_alive()):
+            _later[:] = [threading.Thread(target=_looking, args=(every,), name="free-unused", daemon=True)]
+            _later[0].start()
+    _look_due.set()
+
+
+def _looking(every: float) -> None:
+    while True:
+        _look_due.wait()
+        time.sleep(every)
+        # Cleared before the look: a search that ends after it asks for the next one.
+        _look_due.clear()
+        free_unused(every=0.0)
 
 
 def free_unused(keep: int = KEEP_FREE_BYTES, every: float = FREE_CHECK_SECONDS, now: bool = False) -> int:

@@ -230,3 +230,31 @@ def test_a_stopped_searchs_error_holds_none_of_its_frames(index, query):
         frames.append(tb.tb_frame.f_code.co_filename)
         tb = tb.tb_next
     assert all(f in (__file__, run.__file__) for f in frames), frames
+
+
+def test_looks_after_a_quiet_spell_come_from_one_thread(monkeypatch):
+    """A search too soon after the last look asks for one later: many such searches get
+    one look, made by one long-lived thread (a thread started per look was started in a
+    search's own time), and the next quiet spell gets its own."""
+    import time
+
+    from index import cache
+
+    looks: list[float] = []
+    monkeypatch.setattr(cache, "free_unused", lambda **kw: looks.append(time.monotonic()))
+    before = {t.ident for t in threading.enumerate()}
+    for _ in range(20):
+        cache._look_later(0.05)
+    deadline = time.monotonic() + 5
+    while not looks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert len(looks) == 1
+    started = [t for t in threading.enumerate() if t.ident not in before]
+    assert len(started) <= 1  # the looking thread, once per process
+    cache._look_later(0.05)
+    deadline = time.monotonic() + 5
+    while len(looks) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(looks) == 2
+    assert {t.ident for t in threading.enumerate()} - before <= {t.ident for t in started}

@@ -284,6 +284,10 @@ def _remember(key: tuple[Any, ...], results: Results) -> None:
 # warm-up and was stopped at 3 s; alone it answered in 2.4 s).
 _RUNNING = [0, time.monotonic()]
 _RUNNING_LOCK = threading.Lock()
+# Told when the last search in flight ends: the warm-up sleeps on it rather than looking
+# every few milliseconds (a thread that wakes a hundred times a second takes the
+# interpreter lock from the searches as often).
+_QUIET = threading.Condition(_RUNNING_LOCK)
 IDLE = 0.5
 # How often the warm-up looks for a new commit of the index and writes what searches
 # decoded to the array store (seconds).
@@ -298,12 +302,22 @@ def _in_flight(change: int = 0) -> int:
         _RUNNING[0] += change
         if change < 0:
             _RUNNING[1] = time.monotonic()
+            if not _RUNNING[0]:
+                _QUIET.notify_all()
         return _RUNNING[0]
 
 
-def _idle() -> bool:
-    with _RUNNING_LOCK:
-        return not _RUNNING[0] and time.monotonic() - _RUNNING[1] >= IDLE
+def _wait_for_idle(cancel: threading.Event) -> None:
+    """Return once no search has run for IDLE seconds, or ``cancel`` is set."""
+    with _QUIET:
+        while not cancel.is_set():
+            if _RUNNING[0]:
+                _QUIET.wait(IDLE)  # woken when the last one ends; IDLE bounds a missed stop
+                continue
+            left = IDLE - (time.monotonic() - _RUNNING[1])
+            if left <= 0:
+                return
+            _QUIET.wait(left)
 
 
 class _GivingWay(Budget):
@@ -313,8 +327,7 @@ class _GivingWay(Budget):
     interpreter lock) for longer than one step."""
 
     def between(self) -> None:
-        while not _idle() and not self.cancel.is_set():
-            time.sleep(0.01)
+        _wait_for_idle(self.cancel)
         self.check()
 
 
@@ -378,4 +391,6 @@ def stop_warming(stop: threading.Event) -> None:
     """Stop the warm-up :func:`start_warming` started, and write what the searches
     decoded since its last write (a server that exits keeps it for the next one)."""
     stop.set()
+    with _QUIET:
+        _QUIET.notify_all()
     flush_store()
