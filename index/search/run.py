@@ -31,7 +31,7 @@ from whoosh.searching import Searcher
 
 from index import _whoosh
 from index.api import IndexMissing, IndexUnreadable, QueryError, Results, SearchCancelled, SearchError
-from index.cache import KEEP_FREE_BYTES, Cache, free_unused, on_clear
+from index.cache import KEEP_FREE_BYTES, Cache, free_unused, on_clear, sizeof
 from index.fast import arrays as fastsearch
 from index.fast.arrays import flush_store
 from index.model.schema import SURFACE_FIELD
@@ -217,7 +217,21 @@ _SEARCHERS: dict[tuple[str, int], Searcher] = {}
 # they are keyed by their searcher's serial number (index._whoosh.searcher_serial), not
 # by id(), which a refreshed searcher could reuse (found by a test whose searches saw
 # totals go back to an older commit's).
-_RESULTS: Cache[Results] = Cache("results", 32 * 2**20)
+# A page of results holds 3.4-5.3 times its pickle's length in memory (index.cache's
+# held_bytes, 120 pages of the bench's queries with and without facets, 10 and 50 hits):
+# four times it is charged within the caches' tolerance, and costs 0.1 ms, where walking
+# every value of every hit (index.cache.sizeof) cost 1.2 ms of each answer's time.
+PICKLED_TO_HELD = 4
+
+
+def _results_size(results: Results) -> int:
+    try:
+        return PICKLED_TO_HELD * len(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+    except (pickle.PicklingError, TypeError, AttributeError):  # a value pickle cannot take
+        return sizeof(results)
+
+
+_RESULTS: Cache[Results] = Cache("results", 32 * 2**20, sizer=_results_size)
 
 
 @on_clear
