@@ -20,17 +20,20 @@ MAX_BYTES = 512 * 2**20  # the server's SEARCH_BYTES
 FILL_SECONDS = 60.0
 
 
-def _recording_budget() -> type:
-    """The recording budget of the code under test (index.search.budget; older code kept
-    it in its tests)."""
+def _recording_budget() -> tuple[type, Any, Any]:
+    """The recording budget of the code under test and its two measures, the longest
+    stretch between looks and the work after the deadline was seen (index.search.budget;
+    older code kept all three in its tests, the measures as functions)."""
     try:
         from index.search.budget import Recording
     except ImportError:
         import index
 
         sys.path.insert(0, str(Path(index.__file__).resolve().parent.parent / "tests"))
-        from test_search_bounds import Recording  # type: ignore[no-redef]
-    return Recording
+        from test_search_bounds import Recording, longest_gap, spent_after_deadline  # type: ignore[no-redef]
+
+        return Recording, longest_gap, spent_after_deadline
+    return Recording, Recording.longest_gap, Recording.spent_after_deadline
 
 
 def worker(index: Path, store: str, shapes: list[tuple[str, str, dict[str, Any]]], profile: bool) -> None:
@@ -41,7 +44,7 @@ def worker(index: Path, store: str, shapes: list[tuple[str, str, dict[str, Any]]
     from index.search.budget import Budget
     from index.search.run import search
 
-    recording = _recording_budget()
+    recording, longest_gap, after_deadline = _recording_budget()
     worst: tuple[float, str, str, dict[str, Any]] | None = None
     if store == "filled":
         # Each shape once first, with time to finish, so that the store holds what it
@@ -65,7 +68,7 @@ def worker(index: Path, store: str, shapes: list[tuple[str, str, dict[str, Any]]
         except QueryError as exc:
             status, total = 400, str(exc)[:60]
         ended, wall = time.thread_time(), time.perf_counter() - t0
-        gap = budget.longest_gap(began, ended) if hasattr(budget, "longest_gap") else _gap(budget, began, ended)
+        gap = longest_gap(budget, began, ended)
         last = ended - (budget.times[-1] if budget.times else began)
         where = "the search's end (after its last look)" if last >= gap else "".join(budget.worst_stack[-6:])
         row = {
@@ -77,7 +80,7 @@ def worker(index: Path, store: str, shapes: list[tuple[str, str, dict[str, Any]]
             "cpu_s": round(ended - began, 3),
             "looks": len(budget.times),
             "longest_gap_s": round(gap, 3),
-            "after_deadline_s": round(_after_deadline(budget, ended), 3),
+            "after_deadline_s": round(after_deadline(budget, ended), 3),
             "where": where,
         }
         print(json.dumps(row), flush=True)
@@ -85,22 +88,6 @@ def worker(index: Path, store: str, shapes: list[tuple[str, str, dict[str, Any]]
             worst = (gap, name, q, opts)
     if profile and worst is not None:
         _profile(index, store, *worst[1:])
-
-
-def _gap(budget: Any, began: float, ended: float) -> float:
-    import itertools
-
-    return max(b - a for a, b in itertools.pairwise([began, *budget.times, ended]))
-
-
-def _after_deadline(budget: Any, ended: float) -> float:
-    if budget.started is None:
-        return 0.0
-    deadline = budget.started + budget.seconds
-    for cpu, clock in zip(budget.times, budget.clock, strict=True):
-        if clock > deadline:
-            return ended - cpu
-    return 0.0
 
 
 def _profile(index: Path, store: str, name: str, q: str, opts: dict[str, Any]) -> None:
