@@ -93,10 +93,31 @@ def per_searcher(searcher: Any, name: str, build: Callable[[], T]) -> T:
 # word-start and typo queries score thousands of words each, so the dict grew with every
 # new word asked. Kept in one bounded cache instead, keyed by the searcher's serial.
 IDF_CACHE_BYTES = 16 * 2**20
-_IDF: Any = None
 _IDF_SEEN = threading.local()
-# Made on first use (the crawl imports this module too, without NumPy), once.
+# The caches below, made on first use (the crawl imports this module too, without
+# NumPy), once, by name.
+_MADE: dict[str, Any] = {}
 _MAKING = threading.Lock()
+
+
+def _shared_cache(name: str, max_bytes: Callable[[], int] | int, **options: Any) -> Any:
+    """The index.cache.Cache called ``name``, made with ``max_bytes`` (or what calling it
+    gives) and ``options`` the first time it is asked for."""
+    found = _MADE.get(name)
+    if found is None:
+        from index.cache import Cache
+
+        with _MAKING:
+            found = _MADE.get(name)
+            if found is None:
+                bound = max_bytes() if callable(max_bytes) else max_bytes
+                found = _MADE[name] = Cache(name, bound, **options)
+    return found
+
+
+def _idf_cache() -> Any:
+    # An entry: the key tuples, the term's text, a float, the LRU's node (measured).
+    return _shared_cache("idf", IDF_CACHE_BYTES, entry_bytes=200)
 
 
 class _Idf:
@@ -106,9 +127,10 @@ class _Idf:
 
     def __init__(self, serial: int) -> None:
         self.serial = serial
+        self.cache = _idf_cache()
 
     def __contains__(self, term: Any) -> bool:
-        value = _IDF.get((self.serial, term))
+        value = self.cache.get((self.serial, term))
         _IDF_SEEN.last = (self.serial, term, value)
         return value is not None
 
@@ -116,28 +138,21 @@ class _Idf:
         last = getattr(_IDF_SEEN, "last", None)
         if last is not None and last[0] == self.serial and last[1] == term and last[2] is not None:
             return last[2]
-        value = _IDF.get((self.serial, term))
+        value = self.cache.get((self.serial, term))
         if value is None:
             raise KeyError(term)
         return value
 
     def __setitem__(self, term: Any, value: Any) -> None:
-        _IDF.put((self.serial, term), value, 0)
+        self.cache.put((self.serial, term), value, 0)
 
 
 def bound_searcher_caches(searcher: Any) -> None:
     """Keep what ``searcher`` would remember for its whole life in the shared bounded
     caches instead: its (and its sub-searchers') idf values, and its schema's analyzers'
     memories of words (idempotent)."""
-    global _IDF
     if isinstance(searcher._idf_cache, _Idf):
         return
-    from index.cache import Cache
-
-    with _MAKING:
-        if _IDF is None:
-            # An entry: the key tuples, the term's text, a float, the LRU's node (measured).
-            _IDF = Cache("idf", IDF_CACHE_BYTES, entry_bytes=200)
     idf = _Idf(searcher_serial(searcher))
     searcher._idf_cache = idf
     for sub, _ in getattr(searcher, "subsearchers", None) or ():
@@ -150,7 +165,6 @@ def bound_searcher_caches(searcher: Any) -> None:
 # StemFilter's stems): a copy per server thread, bounded in words, not bytes. A
 # searcher's analyzers use these two shared caches instead (the writer keeps its own).
 WORDS_CACHE_BYTES = 16 * 2**20
-_WORD_CACHES: dict[str, Any] = {}
 
 
 class _SharedWords:
@@ -174,13 +188,8 @@ class _SharedWords:
 
 
 def _word_cache(name: str) -> Any:
-    from index.cache import Cache
-
-    with _MAKING:
-        if name not in _WORD_CACHES:
-            # An entry beyond its key's and value's objects: the LRU's node and tuple (measured).
-            _WORD_CACHES[name] = Cache(name, WORDS_CACHE_BYTES, entry_bytes=100)
-        return _WORD_CACHES[name]
+    # An entry beyond its key's and value's objects: the LRU's node and tuple (measured).
+    return _shared_cache(name, WORDS_CACHE_BYTES, entry_bytes=100)
 
 
 def _bound_analyzers(schema: Any) -> None:
@@ -341,29 +350,18 @@ def column_reader(reader: Any, fieldname: str) -> Any:
 # evicted reader is opened again when next asked for. A reader reads its segment's map
 # (kept open while any reader of it exists), without a file position: safe to share.
 COLUMN_CACHE_MB = 256
-_SHARED_COLUMNS: Any = None
 
 
-def _column_cache() -> Any:
-    global _SHARED_COLUMNS
-    if _SHARED_COLUMNS is None:
-        from index.cache import Cache
-        from index.options import megabytes_from_env
+def _column_bound() -> int:
+    from index.options import megabytes_from_env
 
-        with _MAKING:
-            if _SHARED_COLUMNS is None:
-                _SHARED_COLUMNS = Cache(
-                    "columns",
-                    megabytes_from_env("PAGES_COLUMN_CACHE_MB", COLUMN_CACHE_MB, minimum=1),
-                    sizer=column_bytes,
-                )
-    return _SHARED_COLUMNS
+    return megabytes_from_env("PAGES_COLUMN_CACHE_MB", COLUMN_CACHE_MB, minimum=1)
 
 
 def shared_column(key: tuple[Any, ...], build: Callable[[], T]) -> T:
     """The column reader kept under ``key`` (a segment's identity and the column's), else
     ``build()``'s, kept."""
-    cache = _column_cache()
+    cache = _shared_cache("columns", _column_bound, sizer=column_bytes)
     found = cache.get(key)
     if found is None:
         found = cache.put(key, build())
