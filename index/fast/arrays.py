@@ -809,6 +809,7 @@ class _ValueOrdinals:
         self.seen: dict[bytes, int] = {}
         self.hashes: list[int] = []
         self.done = 0
+        self.value: tuple[np.ndarray, np.ndarray] | None = None  # once complete
 
     def nbytes(self) -> int:
         # A value's bytes object, its dict slot and its hash: about 200 bytes for an URL.
@@ -835,14 +836,14 @@ class _ValueOrdinals:
         self.done = stop
         if stop < self.count:
             return False
+        self.value = (self.ords, np.array(hashes, dtype=np.int64))
         stored = _store(reader)
         if stored is not None:
-            stored[0].put(stored[1], "v", self.fieldname, b"", list(self.result()[0]))
+            stored[0].put(stored[1], "v", self.fieldname, b"", list(self.value))
         return True
 
     def result(self) -> tuple[tuple[np.ndarray, np.ndarray], int]:
-        hashes = np.array(self.hashes, dtype=np.int64)
-        return (self.ords, hashes), sizeof((self.ords, hashes))
+        return self.value, sizeof(self.value)
 
 
 def _known_value_ordinals(reader: Any, fieldname: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -172,7 +172,8 @@ class _MergedWords:
     def result(self) -> tuple[_Lexicon | None, int]:
         if self.too_big:
             return None, 64
-        return _Lexicon(sorted(self.frequency), self.frequency), 100 * len(self.frequency)
+        lexicon = _Lexicon(sorted(self.frequency), self.frequency)
+        return lexicon, _lexicon_bytes(lexicon)
 
 
 # Merging a field's words walks every segment's term file (seconds at a million
